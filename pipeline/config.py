@@ -1,0 +1,245 @@
+"""The typed schema of ``params.yaml``: parsed once, validated whole, frozen.
+
+Every knob lives in ``params.yaml``; this module only says which keys exist, their types and their allowed
+ranges. A bad file stops the stage with one line that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import PipelineError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    # strict: YAML already gives typed values, so "0.1" (a string) or 1 for a bool is a mistake, not a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(_Section):
+    """What to load and what to predict."""
+
+    source: Literal["penguins"]
+    target: str = Field(min_length=1)
+
+
+class SplitConfig(_Section):
+    """Seeded, stratified train/validation/test fractions."""
+
+    val: Fraction
+    test: Fraction
+
+    @model_validator(mode="after")
+    def _leaves_train_rows(self) -> SplitConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(
+                f"split.val + split.test = {self.val + self.test:g}: expected a sum below 1 so rows remain for train"
+            )
+        return self
+
+
+class CleanConfig(_Section):
+    """Missing-value imputation and class rebalancing, fitted on the train split only."""
+
+    numeric: Literal["mean", "median"]
+    categorical: Literal["most_frequent"]
+    imbalance: Literal["none", "downsample", "upsample"]
+
+
+class ScaleConfig(_Section):
+    """Feature scaling and categorical encoding, fitted on the train split only."""
+
+    method: Literal["standard", "minmax", "none"]
+    encoding: Literal["onehot"]
+
+
+class ModelConfig(_Section):
+    """The network architecture."""
+
+    kind: Literal["fnn"]
+    hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)]  # YAML lists become tuples
+    activation: Literal["relu", "leaky_relu", "sigmoid", "tanh"]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when the monitored validation metric stops improving."""
+
+    monitor: Literal["val/loss", "val/acc"]
+    patience: PositiveInt
+    min_delta: Annotated[float, Field(ge=0.0)]
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        """Loss is minimised, accuracy maximised."""
+        return "min" if self.monitor.endswith("loss") else "max"
+
+
+class TrainConfig(_Section):
+    """Optimisation and hardware settings."""
+
+    optimizer: Literal["sgd", "adam"]
+    lr: Annotated[float, Field(gt=0.0, le=10.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    batch_size: PositiveInt
+    max_epochs: PositiveInt
+    early_stopping: EarlyStoppingConfig
+    accelerator: Literal["auto", "cpu", "gpu"]
+    cpu_threads: PositiveInt
+
+    @model_validator(mode="after")
+    def _momentum_needs_sgd(self) -> TrainConfig:
+        if self.momentum > 0 and self.optimizer != "sgd":
+            raise ValueError(
+                f"train.momentum = {self.momentum:g} with train.optimizer = {self.optimizer!r}: "
+                "expected momentum 0 unless the optimizer is 'sgd'"
+            )
+        return self
+
+
+class EvaluateConfig(_Section):
+    """Test-set evaluation."""
+
+    primary_metric: Literal["accuracy", "macro_f1"]
+
+
+class TrackingConfig(_Section):
+    """MLflow experiment and model-registry names.
+
+    ``experiment: auto`` means the experiment is named after ``data.source``; ``model_name: auto`` means the
+    registered model is named ``<data.source>-<model.kind>`` (for example ``penguins-fnn``).
+    """
+
+    experiment: str = Field(min_length=1)
+    model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    register_model: bool
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    data: DataConfig
+    split: SplitConfig
+    clean: CleanConfig
+    scale: ScaleConfig
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    tracking: TrackingConfig
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment that train and evaluate log to."""
+        return self.data.source if self.tracking.experiment == "auto" else self.tracking.experiment
+
+    @property
+    def registered_model_name(self) -> str:
+        """The MLflow registered-model name: ``<data.source>-<model.kind>`` unless set explicitly."""
+        if self.tracking.model_name == "auto":
+            return f"{self.data.source}-{self.model.kind}"
+        return self.tracking.model_name
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-3`` is a string; DVC reads params.yaml as YAML 1.2, where it is a
+    number. Resolve floats the 1.2 way so both readers agree on every value."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?(?:[eE][-+]?\d+)$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
+               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
+    """Turn one pydantic error into 'key = value: expected ...'."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        model: Any = root
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        allowed = ", ".join(model.model_fields)
+        return f"{key}: unknown key; expected one of: {allowed}"
+    if kind == "missing":
+        return f"{key}: missing key"
+    message = error["msg"]
+    if message.startswith("Value error, "):  # our own cross-field checks already name their keys
+        return message.removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
+    message = message.replace("input should be", "expected").replace("input should have", "expected")
+    return f"{key} = {error['input']!r}: {message}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping.
+
+    Args:
+        raw: The YAML document as Python objects.
+        source: The file name to put in error messages.
+
+    Returns:
+        The frozen, typed params.
+
+    Raises:
+        PipelineError: On any unknown key, wrong type, out-of-range or contradictory value.
+    """
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, Params) for err in exc.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PipelineError(f"{source}: {problems[0]}{more}") from None
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate ``params.yaml``.
+
+    Args:
+        path: The params file; DVC runs stages from the project root, where ``params.yaml`` lives.
+
+    Raises:
+        PipelineError: If the file is missing, is not YAML, or does not match the schema.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: expected a readable UTF-8 text file ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: expected valid YAML, got a syntax error ({' '.join(str(exc).split())})") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Flatten params to dotted keys, as DVC names them (``train.lr``), for logging to MLflow."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        else:
+            out[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", params.model_dump())
+    return out

@@ -1,0 +1,27 @@
+"""The one exception type a stage raises for bad input, and the wrapper that turns it into an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class PipelineError(Exception):
+    """A user-facing failure: bad params, bad data, a missing or corrupt file.
+
+    The message is one line that names the file, column or key, the value, and what was expected.
+    """
+
+
+def run_main(main: Callable[[], None], name: str) -> None:
+    """Run a stage's or command's ``main`` and exit 1 with one line on a :class:`PipelineError`.
+
+    Args:
+        main: The function to run.
+        name: The stage or command name, printed before the message.
+    """
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,93 @@
+"""Reading and writing stage files: atomic writes, and reads that name the file when it is missing or corrupt.
+
+Every output goes to a temporary name beside its final place and is renamed into place only once complete,
+so a failed stage never leaves a complete-looking file behind (DESIGN rule 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import PipelineError
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces ``final`` only if the block succeeds.
+
+    Args:
+        final: The directory to produce.
+
+    Yields:
+        The temporary directory to write into.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    os.replace(tmp, final)
+
+
+@contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path that is renamed to ``final`` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, final)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically when ``path`` is not already inside a temporary directory."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file, naming the file on any failure."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found (run the stage that writes it first)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: expected valid JSON, got a corrupt file ({exc})") from None
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a frame as Parquet without its index."""
+    with atomic_file(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """Read a Parquet file, naming the file on any failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found (run the stage that writes it first)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise PipelineError(f"{path}: expected a Parquet file, got an unreadable one ({exc})") from None

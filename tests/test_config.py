@@ -1,0 +1,227 @@
+"""The params.yaml schema: what parses, what is refused and how the refusal reads."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+
+from pipeline.config import flatten, load_params, parse_params
+from pipeline.errors import PipelineError
+
+REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
+DELETE = object()
+
+
+def _with(doc: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A deep copy of ``doc`` with the value at ``path`` replaced (or removed when ``value is DELETE``)."""
+    out = copy.deepcopy(doc)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+def test_default_params_file_parses_to_its_values(default_params: dict[str, Any]) -> None:
+    params = parse_params(default_params)
+    assert params.seed == 42
+    assert params.data.source == "penguins"
+    assert params.data.target == "species"
+    assert (params.split.val, params.split.test) == (0.15, 0.2)
+    assert params.clean.imbalance == "upsample"
+    assert params.model.hidden == (64, 32)
+    assert params.train.optimizer == "adam"
+    assert params.train.early_stopping.monitor == "val/loss"
+    assert params.train.early_stopping.mode == "min"
+    assert params.tracking.register_model is True
+
+
+def test_load_params_reads_the_repository_file(default_params: dict[str, Any]) -> None:
+    assert load_params(REPO_PARAMS) == parse_params(default_params)
+
+
+def test_parsed_params_are_frozen(default_params: dict[str, Any]) -> None:
+    params = parse_params(default_params)
+    with pytest.raises(pydantic.ValidationError):
+        params.seed = 7
+    with pytest.raises(pydantic.ValidationError):
+        params.train.lr = 1.0
+
+
+def test_sgd_with_momentum_is_accepted(default_params: dict[str, Any]) -> None:
+    doc = _with(_with(default_params, ("train", "optimizer"), "sgd"), ("train", "momentum"), 0.9)
+    params = parse_params(doc)
+    assert (params.train.optimizer, params.train.momentum) == ("sgd", 0.9)
+
+
+def test_val_acc_monitor_is_maximised(default_params: dict[str, Any]) -> None:
+    doc = _with(default_params, ("train", "early_stopping", "monitor"), "val/acc")
+    assert parse_params(doc).train.early_stopping.mode == "max"
+
+
+BAD_VALUES = [
+    # (id, path, value, fragments the one-line message must contain)
+    ("unknown-top-level-key", ("bogus",), 1, ["bogus: unknown key", "seed, data, split"]),
+    ("unknown-nested-key", ("train", "lr_decay"), 0.5, ["train.lr_decay: unknown key", "optimizer, lr, momentum"]),
+    ("unknown-deep-key", ("train", "early_stopping", "patienc"), 3, ["train.early_stopping.patienc: unknown key", "patience"]),
+    ("string-for-float", ("train", "lr"), "0.01", ["train.lr = '0.01'", "number"]),
+    ("bool-for-int", ("train", "batch_size"), True, ["train.batch_size = True", "integer"]),
+    ("float-for-int", ("train", "max_epochs"), 10.5, ["train.max_epochs = 10.5", "integer"]),
+    ("int-for-bool", ("tracking", "register_model"), 1, ["tracking.register_model = 1", "boolean"]),
+    ("lr-zero", ("train", "lr"), 0.0, ["train.lr = 0.0", "greater than 0"]),
+    ("lr-negative", ("train", "lr"), -0.1, ["train.lr = -0.1", "greater than 0"]),
+    ("dropout-one", ("model", "dropout"), 1.0, ["model.dropout = 1.0", "less than 1"]),
+    ("split-sum-one", ("split",), {"val": 0.5, "test": 0.5}, ["split.val + split.test = 1", "below 1"]),
+    ("split-sum-above-one", ("split",), {"val": 0.6, "test": 0.45}, ["split.val + split.test = 1.05", "below 1"]),
+    ("split-test-one", ("split", "test"), 1.0, ["split.test = 1.0", "less than 1"]),
+    ("unknown-activation", ("model", "activation"), "gelu", ["model.activation = 'gelu'", "'relu'", "'tanh'"]),
+    ("hidden-has-zero", ("model", "hidden"), [64, 0], ["model.hidden.1 = 0", "greater than 0"]),
+    ("missing-seed", ("seed",), DELETE, ["seed: missing key"]),
+    ("missing-nested-key", ("train", "lr"), DELETE, ["train.lr: missing key"]),
+    ("negative-seed", ("seed",), -1, ["seed = -1"]),
+    ("momentum-with-adam", ("train", "momentum"), 0.9, ["train.momentum = 0.9", "train.optimizer = 'adam'", "'sgd'"]),
+    ("model-name-bad-chars", ("tracking", "model_name"), "my model!", ["tracking.model_name = 'my model!'", "pattern"]),
+    ("unknown-source", ("data", "source"), "iris", ["data.source = 'iris'", "'penguins'"]),
+    ("unknown-monitor", ("train", "early_stopping", "monitor"), "val/f1", ["train.early_stopping.monitor = 'val/f1'"]),
+    ("unknown-scale-method", ("scale", "method"), "robust", ["scale.method = 'robust'", "'standard'"]),
+    ("section-not-mapping", ("train",), None, ["train = None", "dictionary"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragments"), [case[1:] for case in BAD_VALUES], ids=[case[0] for case in BAD_VALUES]
+)
+def test_bad_value_is_refused_with_one_line_naming_key_and_value(
+    default_params: dict[str, Any], path: tuple[str, ...], value: Any, fragments: list[str]
+) -> None:
+    with pytest.raises(PipelineError) as caught:
+        parse_params(_with(default_params, path, value), "my-params.yaml")
+    message = str(caught.value)
+    assert message.startswith("my-params.yaml: ")
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(("document", "type_name"), [(None, "NoneType"), ([1, 2], "list"), ("seed: 1", "str"), (3, "int")])
+def test_non_mapping_document_is_refused(document: Any, type_name: str) -> None:
+    with pytest.raises(PipelineError, match=rf"^params\.yaml: expected a mapping of sections, got {type_name}$"):
+        parse_params(document)
+
+
+def test_several_problems_report_the_first_and_count_the_rest(default_params: dict[str, Any]) -> None:
+    doc = _with(_with(default_params, ("seed",), "x"), ("train", "lr"), -1.0)
+    with pytest.raises(PipelineError) as caught:
+        parse_params(doc)
+    assert str(caught.value) == "params.yaml: seed = 'x': expected a valid integer (and 1 more)"
+
+
+def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> None:
+    flat = flatten(parse_params(default_params))
+    assert flat == {
+        "seed": 42,
+        "data.source": "penguins",
+        "data.target": "species",
+        "split.val": 0.15,
+        "split.test": 0.2,
+        "clean.numeric": "median",
+        "clean.categorical": "most_frequent",
+        "clean.imbalance": "upsample",
+        "scale.method": "standard",
+        "scale.encoding": "onehot",
+        "model.kind": "fnn",
+        "model.hidden": [64, 32],
+        "model.activation": "relu",
+        "model.dropout": 0.1,
+        "train.optimizer": "adam",
+        "train.lr": 0.01,
+        "train.momentum": 0.0,
+        "train.weight_decay": 0.0,
+        "train.batch_size": 32,
+        "train.max_epochs": 200,
+        "train.early_stopping.monitor": "val/loss",
+        "train.early_stopping.patience": 20,
+        "train.early_stopping.min_delta": 0.0,
+        "train.accelerator": "auto",
+        "train.cpu_threads": 1,
+        "evaluate.primary_metric": "accuracy",
+        "tracking.experiment": "auto",
+        "tracking.model_name": "auto",
+        "tracking.register_model": True,
+    }
+    assert type(flat["model.hidden"]) is list
+
+
+def test_auto_names_derive_from_source_and_model_kind(default_params: dict[str, Any]) -> None:
+    params = parse_params(default_params)
+    assert params.registered_model_name == "penguins-fnn"
+    assert params.experiment_name == "penguins"
+
+
+def test_explicit_names_are_used_verbatim(default_params: dict[str, Any]) -> None:
+    doc = _with(default_params, ("tracking", "model_name"), "adelie_v2.1")
+    doc = _with(doc, ("tracking", "experiment"), "bill-study")
+    params = parse_params(doc)
+    assert params.registered_model_name == "adelie_v2.1"
+    assert params.experiment_name == "bill-study"
+
+
+def test_auto_names_are_independent(default_params: dict[str, Any]) -> None:
+    params = parse_params(_with(default_params, ("tracking", "experiment"), "bill-study"))
+    assert params.experiment_name == "bill-study"
+    assert params.registered_model_name == "penguins-fnn"
+
+
+def test_load_params_on_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    assert str(caught.value) == f"{path}: file not found"
+
+
+def test_load_params_on_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 42\ntrain: [1, 2\n")
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: expected valid YAML")
+    assert "\n" not in message
+
+
+def test_load_params_on_empty_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(PipelineError, match="expected a mapping of sections, got NoneType") as caught:
+        load_params(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_load_params_on_schema_error_names_the_file(tmp_path: Path, default_params: dict[str, Any]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(_with(default_params, ("train", "lr"), "0.01")))
+    with pytest.raises(PipelineError) as caught:
+        load_params(path)
+    assert str(caught.value).startswith(f"{path}: train.lr = '0.01'")
+
+
+
+def test_scientific_notation_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "params.yaml").read_text().replace("lr: 0.01", "lr: 1e-3")
+    assert "lr: 1e-3" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert load_params(path).train.lr == 0.001
+
+
+def test_unreadable_params_path_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=f"{tmp_path}: expected a readable UTF-8 text file"):
+        load_params(tmp_path)
