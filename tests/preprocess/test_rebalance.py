@@ -1,0 +1,75 @@
+"""rebalance: seeded up/down-sampling of the train split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.preprocess.rebalance import rebalance
+
+
+def _frame() -> pd.DataFrame:
+    # x: 7 rows (ids 0 2 3 5 7 8 10), y: 4 rows (ids 1 6 9 11), z: 1 row (id 4)
+    labels = ["x", "y", "x", "x", "z", "x", "y", "x", "x", "y", "x", "y"]
+    return pd.DataFrame({"id": range(12), "bill": [float(10 * i) for i in range(12)], "label": labels})
+
+
+def test_upsample_equalises_to_the_largest_class_and_keeps_originals_first() -> None:
+    frame = _frame()
+    out = rebalance(frame, "label", "upsample", seed=0)
+    assert out["label"].value_counts().to_dict() == {"x": 7, "y": 7, "z": 7}
+    assert list(out.index) == list(range(21))
+    pd.testing.assert_frame_equal(out.iloc[:12], frame)
+    extra = out.iloc[12:]
+    assert sorted(extra["label"]) == ["y"] * 3 + ["z"] * 6
+    assert set(extra.loc[extra["label"] == "y", "id"]) <= {1, 6, 9, 11}
+    assert set(extra.loc[extra["label"] == "z", "id"]) == {4}
+    # each copy is a whole original row
+    for _, row in extra.iterrows():
+        assert row["bill"] == 10.0 * row["id"]
+
+
+def test_upsample_is_deterministic_for_a_seed() -> None:
+    pd.testing.assert_frame_equal(rebalance(_frame(), "label", "upsample", 7), rebalance(_frame(), "label", "upsample", 7))
+
+
+def test_upsample_differs_for_another_seed() -> None:
+    # y draws 3 rows from 4 (64 possibilities); seeds 0 and 1 draw different ones
+    first = rebalance(_frame(), "label", "upsample", 0)["id"].tolist()
+    second = rebalance(_frame(), "label", "upsample", 1)["id"].tolist()
+    assert first[:12] == second[:12]
+    assert first != second
+
+
+def test_downsample_equalises_to_the_smallest_class_in_original_order() -> None:
+    # x: ids 0 3 5 7, y: 1 6, z: 2 4 8
+    frame = pd.DataFrame({"id": range(9), "label": ["x", "y", "z", "x", "z", "x", "y", "x", "z"]})
+    for seed in (0, 1, 2):
+        out = rebalance(frame, "label", "downsample", seed)
+        assert out["label"].value_counts().to_dict() == {"x": 2, "y": 2, "z": 2}
+        ids = out["id"].tolist()
+        assert ids == sorted(ids)
+        assert {1, 6} <= set(ids)  # the smallest class is kept whole
+        assert out["label"].tolist() == frame.set_index("id").loc[ids, "label"].tolist()
+        assert list(out.index) == list(range(6))
+    pd.testing.assert_frame_equal(
+        rebalance(frame, "label", "downsample", 3), rebalance(frame, "label", "downsample", 3)
+    )
+
+
+def test_none_is_identity_with_fresh_index() -> None:
+    frame = _frame()
+    frame.index = range(100, 112)
+    out = rebalance(frame, "label", "none", 0)
+    pd.testing.assert_frame_equal(out, _frame())
+
+
+def test_balanced_frame_is_unchanged_by_upsample() -> None:
+    frame = pd.DataFrame({"id": range(4), "label": ["a", "b", "b", "a"]})
+    pd.testing.assert_frame_equal(rebalance(frame, "label", "upsample", 0), frame)
+
+
+def test_unknown_strategy_names_clean_imbalance() -> None:
+    with pytest.raises(PipelineError, match=r"clean\.imbalance.*'smote'"):
+        rebalance(_frame(), "label", "smote", 0)
