@@ -1,0 +1,93 @@
+"""Stage ingest: load the source, check it against params, drop rows without a target and exact duplicates.
+
+Writes ``data.parquet`` (the rows every later stage and ``predict`` start from), ``schema.json`` (feature
+kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what was dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import load_params
+from pipeline.errors import PipelineError, run_main
+from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.preprocess.schema import Schema, as_category
+from pipeline.stages.common import stage_args
+
+
+def _load_penguins() -> pd.DataFrame:
+    from palmerpenguins import load_penguins  # ships its CSV inside the package: no network
+
+    return load_penguins()
+
+
+SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _load_penguins}
+
+
+def ingest(frame: pd.DataFrame, target: str, source: str = "data") -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """Validate a loaded table and drop the rows no later stage can use.
+
+    Args:
+        frame: The table as loaded.
+        target: The label column (``data.target``).
+        source: A name for the table in messages.
+
+    Returns:
+        The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
+
+    Raises:
+        PipelineError: If the target column is absent or fewer than two classes remain.
+    """
+    if target not in frame.columns:
+        raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
+    no_target = frame[target].isna()
+    kept = frame.loc[~no_target]
+    duplicated = kept.duplicated()
+    kept = kept.loc[~duplicated].reset_index(drop=True)
+    classes = kept[target].value_counts().sort_index()
+    if len(classes) < 2:
+        raise PipelineError(f"{source}: column {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
+    if len(kept.columns) < 2:
+        raise PipelineError(f"{source}: expected at least one feature column besides {target!r}, got none")
+    schema = Schema.infer(kept, target)
+    for name in schema.categorical:  # the same text form predict gives raw rows, so training and serving agree
+        kept[name] = as_category(kept[name])
+    profile = {
+        "source": source,
+        "rows_loaded": int(len(frame)),
+        "rows_dropped_missing_target": int(no_target.sum()),
+        "rows_dropped_duplicate": int(duplicated.sum()),
+        "rows": int(len(kept)),
+        "columns": {
+            name: {
+                "dtype": str(kept[name].dtype),
+                "kind": "target" if name == target else dict(schema.features)[name],
+                "missing": int(kept[name].isna().sum()),
+            }
+            for name in kept.columns
+        },
+        "class_counts": {str(k): int(v) for k, v in classes.items()},
+    }
+    return kept, schema, profile
+
+
+def main() -> None:
+    """Load ``data.source`` and write ``--out``."""
+    args = stage_args(__doc__.splitlines()[0], "out")
+    data = load_params(args.params).data
+    frame = SOURCES[data.source]()
+    kept, schema, profile = ingest(frame, data.target, data.source)
+    with atomic_dir(args.out) as out:
+        write_parquet(out / "data.parquet", kept)
+        write_json(out / "schema.json", schema.to_dict())
+        write_json(out / "profile.json", profile)
+    dropped = profile["rows_dropped_missing_target"] + profile["rows_dropped_duplicate"]
+    print(f"ingest: {data.source}: {profile['rows']} rows, {len(schema.features)} features, {dropped} dropped; "
+          f"classes {profile['class_counts']}")
+
+
+if __name__ == "__main__":
+    run_main(main, "ingest")

@@ -1,0 +1,46 @@
+"""Stage scale: encode categoricals, scale numerics and encode labels, all learned from the train split."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.config import ScaleConfig, load_params
+from pipeline.errors import run_main
+from pipeline.io import atomic_dir, write_json
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
+from pipeline.preprocess.schema import Schema
+from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
+
+
+def scale(
+    splits: dict[str, pd.DataFrame], schema: Schema, config: ScaleConfig
+) -> tuple[dict[str, pd.DataFrame], FeatureEncoder, LabelEncoder]:
+    """Fit the feature and label encoders on train and turn every split into float32 features + int labels.
+
+    Returns:
+        Frames whose columns are ``encoder.feature_names_out_`` then the target (class index), and both
+        fitted encoders.
+    """
+    features = FeatureEncoder(config.method).fit(splits["train"], schema.numeric, schema.categorical)
+    labels = LabelEncoder().fit(splits["train"][schema.target])
+    out = {}
+    for name, frame in splits.items():
+        encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_)
+        encoded[schema.target] = labels.transform(frame[schema.target])
+        out[name] = encoded
+    return out, features, labels
+
+
+def main() -> None:
+    """Scale ``--clean`` into ``--out``."""
+    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
+    params = load_params(args.params)
+    scaled, features, labels = scale(read_splits(args.clean), read_schema(args.raw), params.scale)
+    with atomic_dir(args.out) as out:
+        write_splits(out, scaled)
+        write_json(out / "encoder.json", {"features": features.to_dict(), "labels": labels.to_dict()})
+    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}), classes {labels.classes_}")
+
+
+if __name__ == "__main__":
+    run_main(main, "scale")

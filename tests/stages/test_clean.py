@@ -1,0 +1,104 @@
+"""clean: the imputer is fitted on train alone; only train is rebalanced."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import CleanConfig
+from pipeline.preprocess.schema import Schema
+from pipeline.stages.clean import clean
+
+SCHEMA = Schema("species", (("bill", "numeric"), ("island", "categorical")))
+
+
+def _config(imbalance: str = "upsample", numeric: str = "median") -> CleanConfig:
+    return CleanConfig(numeric=numeric, categorical="most_frequent", imbalance=imbalance)
+
+
+def _splits() -> dict[str, pd.DataFrame]:
+    # train: bill median(1, 2, 4, 10) = 3, island a:3 b:1; classes A:3 B:2.
+    # val and test hold large bills and island 'c' (5 times): fitted on all rows, the fill values would be
+    # median(1, 2, 4, 10, 100, 200, 300, 400) = 52 and 'c'.
+    return {
+        "train": pd.DataFrame(
+            {
+                "bill": [1.0, 2.0, np.nan, 4.0, 10.0],
+                "island": ["a", "a", None, "b", "a"],
+                "species": ["A", "A", "A", "B", "B"],
+            }
+        ),
+        "val": pd.DataFrame({"bill": [np.nan, 100.0], "island": ["c", "c"], "species": ["A", "B"]}),
+        "test": pd.DataFrame(
+            {"bill": [200.0, np.nan, 300.0, 400.0], "island": [None, "c", "c", "c"], "species": ["A", "A", "B", "B"]}
+        ),
+    }
+
+
+def test_imputer_is_fitted_on_train_only() -> None:
+    _, imputer, _ = clean(_splits(), SCHEMA, _config(), seed=0)
+    assert imputer.statistics_ == {"bill": 3.0, "island": "a"}
+
+
+def test_mean_imputation_uses_train_mean() -> None:
+    _, imputer, _ = clean(_splits(), SCHEMA, _config(numeric="mean"), seed=0)
+    assert imputer.statistics_["bill"] == pytest.approx(17.0 / 4)
+
+
+def test_val_and_test_are_imputed_but_not_rebalanced() -> None:
+    cleaned, _, _ = clean(_splits(), SCHEMA, _config("upsample"), seed=0)
+    pd.testing.assert_frame_equal(
+        cleaned["val"], pd.DataFrame({"bill": [3.0, 100.0], "island": ["c", "c"], "species": ["A", "B"]})
+    )
+    pd.testing.assert_frame_equal(
+        cleaned["test"],
+        pd.DataFrame(
+            {"bill": [200.0, 3.0, 300.0, 400.0], "island": ["a", "c", "c", "c"], "species": ["A", "A", "B", "B"]}
+        ),
+    )
+
+
+def test_upsample_rebalances_train_only_and_keeps_its_rows_first() -> None:
+    cleaned, _, report = clean(_splits(), SCHEMA, _config("upsample"), seed=0)
+    train = cleaned["train"]
+    assert train["species"].value_counts().to_dict() == {"A": 3, "B": 3}
+    imputed = pd.DataFrame(
+        {"bill": [1.0, 2.0, 3.0, 4.0, 10.0], "island": ["a", "a", "a", "b", "a"], "species": ["A", "A", "A", "B", "B"]}
+    )
+    pd.testing.assert_frame_equal(train.iloc[:5], imputed)
+    assert train.iloc[5]["species"] == "B" and train.iloc[5]["bill"] in (4.0, 10.0)
+    assert report["imbalance"] == "upsample"
+    assert report["train_class_counts_before"] == {"A": 3, "B": 2}
+    assert report["train_class_counts_after"] == {"A": 3, "B": 3}
+
+
+def test_downsample_rebalances_train_only() -> None:
+    cleaned, _, report = clean(_splits(), SCHEMA, _config("downsample"), seed=0)
+    assert cleaned["train"]["species"].value_counts().to_dict() == {"A": 2, "B": 2}
+    assert cleaned["val"]["species"].tolist() == ["A", "B"]
+    assert cleaned["test"]["species"].tolist() == ["A", "A", "B", "B"]
+    assert report["train_class_counts_after"] == {"A": 2, "B": 2}
+
+
+def test_no_rebalancing_keeps_imputed_train() -> None:
+    cleaned, _, report = clean(_splits(), SCHEMA, _config("none"), seed=0)
+    pd.testing.assert_frame_equal(
+        cleaned["train"],
+        pd.DataFrame(
+            {"bill": [1.0, 2.0, 3.0, 4.0, 10.0], "island": ["a", "a", "a", "b", "a"], "species": ["A", "A", "A", "B", "B"]}
+        ),
+    )
+    assert report["train_class_counts_after"] == {"A": 3, "B": 2}
+
+
+def test_report_counts_filled_values_per_split() -> None:
+    _, _, report = clean(_splits(), SCHEMA, _config(), seed=0)
+    assert report["filled"] == {"train": {"bill": 1, "island": 1}, "val": {"bill": 1}, "test": {"bill": 1, "island": 1}}
+
+
+def test_clean_does_not_modify_its_inputs() -> None:
+    splits = _splits()
+    clean(splits, SCHEMA, _config(), seed=0)
+    for name, frame in _splits().items():
+        pd.testing.assert_frame_equal(splits[name], frame)

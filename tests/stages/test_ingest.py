@@ -1,0 +1,81 @@
+"""ingest: validate the loaded table, drop rows without a target and exact duplicates, profile what was seen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.preprocess.schema import Schema
+from pipeline.stages.ingest import ingest
+
+
+def _raw() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bill": [1.0, 2.0, 1.0, 3.0, 3.0, np.nan, np.nan, 4.0],
+            "island": ["a", "b", "a", "a", "a", "b", "b", "a"],
+            "species": ["A", "B", "A", None, None, "B", "B", "A"],
+        }
+    )
+    # row 2 duplicates row 0; rows 3 and 4 have no target (and are identical); row 6 duplicates row 5
+
+
+def test_ingest_drops_missing_targets_and_exact_duplicates() -> None:
+    kept, _, profile = ingest(_raw(), "species", "penguins")
+    expected = pd.DataFrame(
+        {"bill": [1.0, 2.0, np.nan, 4.0], "island": ["a", "b", "b", "a"], "species": ["A", "B", "B", "A"]}
+    )
+    pd.testing.assert_frame_equal(kept, expected, check_dtype=False)
+    assert list(kept.index) == [0, 1, 2, 3]
+    assert profile["rows_loaded"] == 8
+    assert profile["rows_dropped_missing_target"] == 2  # rows without a target are not also counted as duplicates
+    assert profile["rows_dropped_duplicate"] == 2
+    assert profile["rows"] == 4
+    assert profile["class_counts"] == {"A": 2, "B": 2}
+    assert profile["source"] == "penguins"
+
+
+def test_ingest_profiles_columns_and_infers_schema() -> None:
+    _, schema, profile = ingest(_raw(), "species")
+    assert schema == Schema("species", (("bill", "numeric"), ("island", "categorical")))
+    columns = profile["columns"]
+    assert list(columns) == ["bill", "island", "species"]
+    assert columns["bill"] == {"dtype": "float64", "kind": "numeric", "missing": 1}
+    assert (columns["island"]["kind"], columns["island"]["missing"]) == ("categorical", 0)
+    assert (columns["species"]["kind"], columns["species"]["missing"]) == ("target", 0)
+
+
+def test_ingest_keeps_a_clean_table_whole(tiny_frame: pd.DataFrame) -> None:
+    kept, _, profile = ingest(tiny_frame, "species")
+    pd.testing.assert_frame_equal(kept, tiny_frame)
+    assert (profile["rows_dropped_missing_target"], profile["rows_dropped_duplicate"]) == (0, 0)
+    assert profile["class_counts"] == {"Adelie": 4, "Chinstrap": 2, "Gentoo": 2}
+
+
+def test_missing_target_column_names_data_target() -> None:
+    with pytest.raises(PipelineError, match=r"data\.target = 'label'.*penguins"):
+        ingest(_raw(), "label", "penguins")
+
+
+def test_single_class_is_refused() -> None:
+    frame = pd.DataFrame({"bill": [1.0, 2.0, 3.0], "species": ["A", "A", None]})
+    with pytest.raises(PipelineError, match=r"'species'.*at least 2 classes.*\['A'\]"):
+        ingest(frame, "species")
+
+
+def test_table_without_features_is_refused() -> None:
+    with pytest.raises(PipelineError, match="feature column"):
+        ingest(pd.DataFrame({"species": ["A", "B"]}), "species")
+
+
+def test_categorical_columns_become_text_with_blanks_missing() -> None:
+    frame = pd.DataFrame({"y": ["a", "b", "a", "b"], "flag": [True, False, None, True], "where": ["x", " ", "y", "x"]})
+    kept, schema, profile = ingest(frame, "y")
+    assert dict(schema.features) == {"flag": "categorical", "where": "categorical"}
+    assert kept["flag"].isna().tolist() == [False, False, True, False]
+    assert kept["flag"].dropna().tolist() == ["True", "False", "True"]
+    assert kept["where"].isna().tolist() == [False, True, False, False]
+    assert kept["where"].dropna().tolist() == ["x", "y", "x"]
+    assert profile["columns"]["where"]["missing"] == 1
