@@ -1,0 +1,170 @@
+"""Stage train: fit the network with Lightning on CPU or GPU, seeded and deterministic, tracked in MLflow.
+
+Writes ``--out`` (the model bundle: weights, architecture, fitted preprocessing) and ``--info`` (the MLflow
+run id that evaluate continues, and a summary of the fit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Params, flatten, load_params
+from pipeline.errors import PipelineError, run_main
+from pipeline.io import atomic_dir, read_json, write_json
+from pipeline.stages.common import stage_args
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
+# cuBLAS needs this set before CUDA initialises to give deterministic results (see torch's reproducibility notes).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline.nets import build_net  # noqa: E402
+from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
+from pipeline.training.data import ScaledDataModule  # noqa: E402
+from pipeline.training.module import Classifier  # noqa: E402
+
+
+@dataclass
+class FitResult:
+    """What a fit produced."""
+
+    spec: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_value: float
+    epochs: int
+    device: str
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up banners and the data-loader worker hint (data is in memory on purpose)."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # also hides the "Tip:" advert
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> FitResult:
+    """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
+
+    Args:
+        params: The validated params (reads ``seed``, ``model`` and ``train``).
+        scaled_dir: The scale stage's output.
+        n_classes: Number of classes (output width).
+        sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
+
+    Returns:
+        The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
+    """
+    cfg = params.train
+    quiet_lightning()
+    torch.set_num_threads(cfg.cpu_threads)
+    L.seed_everything(params.seed, workers=True, verbose=False)
+    torch.use_deterministic_algorithms(True)
+    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed)
+    data.setup()
+    spec = {
+        "kind": params.model.kind,
+        "in_features": int(data.n_features),
+        "hidden": list(params.model.hidden),
+        "out_features": n_classes,
+        "activation": params.model.activation,
+        "dropout": params.model.dropout,
+    }
+    module = Classifier(build_net(spec), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    stop = cfg.early_stopping
+    history = EpochHistory(sink)
+    best = BestWeights(stop.monitor, stop.mode, stop.min_delta)
+    early = L.pytorch.callbacks.EarlyStopping(
+        monitor=stop.monitor, mode=stop.mode, patience=stop.patience, min_delta=stop.min_delta, check_finite=False
+    )
+    if cfg.accelerator == "gpu" and not torch.cuda.is_available():
+        raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=1,
+        max_epochs=cfg.max_epochs,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[history, best, early],
+    )
+    trainer.fit(module, datamodule=data)
+    if best.state_dict is None:
+        raise PipelineError(f"train: {stop.monitor} was never finite; nothing to save")
+    return FitResult(
+        spec=spec,
+        state_dict=best.state_dict,
+        history=history.history,
+        best_epoch=int(best.best_epoch),
+        best_value=float(best.best_value),
+        epochs=trainer.current_epoch,
+        device=str(trainer.strategy.root_device),
+    )
+
+
+def main() -> None:
+    """Train on ``--scaled`` and write the bundle to ``--out`` and the run summary to ``--info``."""
+    import mlflow
+
+    from pipeline import tracking
+    from pipeline.bundle import write_bundle
+
+    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "info")
+    params = load_params(args.params)
+    root = Path.cwd()
+    n_classes = len(read_json(args.scaled / "encoder.json")["labels"]["classes_"])
+    client = tracking.configure(root)
+    experiment = tracking.experiment_id(client, params.experiment_name, root)
+    started = time.perf_counter()
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_params(flatten(params))
+        mlflow.set_tags({
+            "seed": str(params.seed),
+            "model.kind": params.model.kind,
+            **tracking.git_tags(root),
+            **{f"data.md5.{s}": tracking.file_md5(args.scaled / f"{s}.parquet") for s in ("train", "val", "test")},
+        })
+        for name in ("params.yaml", "dvc.yaml"):
+            if (root / name).is_file():
+                mlflow.log_artifact(str(root / name), artifact_path="config")
+        result = fit(params, args.scaled, n_classes, sink=lambda m, e: mlflow.log_metrics(m, step=e))
+        mlflow.set_tags({**tracking.environment_tags(), "device": result.device})
+        seconds = time.perf_counter() - started
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
+        with atomic_dir(args.out) as out:
+            write_bundle(out, result.spec, result.state_dict, args.raw, args.clean, args.scaled)
+        write_json(args.info, {
+            "run_id": run.info.run_id,
+            "experiment_id": experiment,
+            "experiment": params.experiment_name,
+            "device": result.device,
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            f"best_{params.train.early_stopping.monitor.replace('/', '_')}": result.best_value,
+            "history": result.history,
+        })
+    last = result.history[-1]
+    print(
+        f"train: {params.model.kind} on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best epoch "
+        f"{result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4f}); last train/loss "
+        f"{last.get('train/loss', float('nan')):.4f} val/acc {last.get('val/acc', float('nan')):.4f}; "
+        f"MLflow run {run.info.run_id}"
+    )
+
+
+if __name__ == "__main__":
+    run_main(main, "train")

@@ -1,0 +1,64 @@
+"""Callbacks: per-epoch metric history (with a finiteness check) and keeping the best weights in memory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from pipeline.errors import PipelineError
+
+
+class EpochHistory(L.Callback):
+    """Record train/val metrics once per epoch, hand them to ``sink``, and stop on a non-finite loss.
+
+    Args:
+        sink: Called with (metrics, epoch) after each epoch, e.g. to log to MLflow.
+    """
+
+    def __init__(self, sink: Callable[[dict[str, float], int], None] | None = None) -> None:
+        self.sink = sink
+        self.history: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
+        }
+        metrics["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        epoch = trainer.current_epoch
+        self.history.append({"epoch": epoch, **metrics})
+        if self.sink is not None:
+            self.sink(metrics, epoch)
+        for name in ("train/loss", "val/loss"):
+            if name in metrics and not math.isfinite(metrics[name]):
+                raise PipelineError(
+                    f"{name} = {metrics[name]} at epoch {epoch}: expected a finite loss; "
+                    "lower train.lr or change the initialisation"
+                )
+
+
+class BestWeights(L.Callback):
+    """Keep a CPU copy of the weights from the epoch with the best monitored validation value.
+
+    "Best" uses the same rule as early stopping: an improvement must exceed ``min_delta``.
+    """
+
+    def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.min_delta = min_delta
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.state_dict: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if not math.isfinite(value):
+            return
+        if self.best_value is None or self.sign * (value - self.best_value) < -self.min_delta:
+            self.best_value, self.best_epoch = value, trainer.current_epoch
+            self.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in module.net.state_dict().items()}

@@ -1,0 +1,61 @@
+"""One LightningModule around any classification network; train, val and test share one step."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classifier(L.LightningModule):
+    """Train a network that maps features to class logits with cross-entropy.
+
+    Logs ``<stage>/loss`` and ``<stage>/acc`` per epoch for ``stage`` in train, val, test.
+
+    Args:
+        net: The network; its output is (B, n_classes) logits.
+        optimizer: ``sgd`` or ``adam``.
+        lr: Learning rate.
+        momentum: SGD momentum (0 for plain SGD).
+        weight_decay: L2 penalty coefficient.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: str, lr: float, momentum: float, weight_decay: float) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch."""
+        return self.net(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch  # (B, F), (B,)
+        logits = self.net(x)  # (B, K)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        # on_epoch with batch_size weights each batch by its rows, so the epoch figure is the true mean.
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/acc": acc}, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(
+                self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            )
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        raise ValueError(f"train.optimizer: expected 'sgd' or 'adam', got {self.optimizer_name!r}")
