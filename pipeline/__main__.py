@@ -1,0 +1,159 @@
+"""Command line: predict with a registered model, manage versions, summarise the last run, open the MLflow UI.
+
+    python -m pipeline predict --model champion --input rows.csv --output preds.csv
+    python -m pipeline models list
+    python -m pipeline models pin 3 --alias champion
+    python -m pipeline summary
+    python -m pipeline ui
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipeline.config import DEFAULT_PARAMS, load_params
+from pipeline.errors import PipelineError, run_main
+from pipeline.io import atomic_file, read_json
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    return args.name or load_params(args.params).registered_model_name
+
+
+def read_rows(path: Path):
+    """Read raw rows from CSV or Parquet, naming the file when it cannot be read."""
+    import pandas as pd
+
+    from pipeline.io import read_parquet
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found")
+    if path.suffix == ".parquet":
+        return read_parquet(path)
+    if path.suffix != ".csv":
+        raise PipelineError(f"{path}: expected a .csv or .parquet file, got {path.suffix or 'no extension'!r}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: expected a readable CSV file ({' '.join(str(exc).split())})") from None
+    if frame.empty:
+        raise PipelineError(f"{path}: expected at least one row, got none")
+    return frame
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+    from pipeline.serving import registry
+
+    rows = read_rows(args.input)
+    tracking.configure(Path.cwd(), must_exist=True)
+    uri = registry.model_uri(args.model, _model_name(args))
+    predictions = registry.load(uri).predict(rows)
+    with atomic_file(args.output) as tmp:
+        predictions.to_csv(tmp, index=False)
+    print(f"predict: {len(predictions)} rows from {args.input} with {uri} -> {args.output}")
+
+
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+
+    client = tracking.configure(Path.cwd(), must_exist=True)
+    name = _model_name(args)
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    if not versions:
+        raise PipelineError(f"model {name!r}: no registered versions in {tracking.tracking_uri(Path.cwd())}")
+    print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test/accuracy':>13}  {'git commit':<12}")
+    for v in versions:
+        run = client.get_run(v.run_id)
+        accuracy = run.data.metrics.get("test/accuracy")
+        shown = f"{accuracy:.4f}" if accuracy is not None else "-"
+        print(f"{v.version:>7}  {','.join(v.aliases) or '-':<18} {v.run_id:<32}  {shown:>13}  "
+              f"{run.data.tags.get('git.commit', '-')[:12]:<12}")
+
+
+def cmd_models_pin(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+    from pipeline.serving import registry
+
+    client = tracking.configure(Path.cwd(), must_exist=True)
+    name = _model_name(args)
+    if not args.version.isdigit():
+        raise PipelineError(f"VERSION = {args.version!r}: expected a version number such as 3")
+    registry.set_alias(client, name, args.version, args.alias)
+    print(f"models: {name}@{args.alias} -> version {args.version}")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    reports = Path("reports")
+    metrics = read_json(reports / "metrics.json")["test"]
+    model = read_json(reports / "model.json")
+    print("\nTest metrics:")
+    print(f"  accuracy  {metrics['accuracy']:.4f}")
+    print(f"  macro F1  {metrics['macro_f1']:.4f}")
+    for cls, values in metrics["per_class"].items():
+        print(f"  {cls:<12} precision {values['precision']:.4f}  recall {values['recall']:.4f}  (n={values['support']})")
+    if model["version"] is None:
+        print(f"\nModel not registered (tracking.register_model is false); MLflow run {model['run_id']}")
+    else:
+        print(f"\nRegistered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})")
+        print(f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input rows.csv --output preds.csv")
+    print("MLflow UI:  .venv/bin/python -m pipeline ui   (then open http://127.0.0.1:5000)")
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    from pipeline.tracking import tracking_uri
+
+    uri = tracking_uri(Path.cwd())
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"ui: serving {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execv(sys.executable, command)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    top = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    top.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    predict = commands.add_parser("predict", help="predict raw rows with a registered model version")
+    predict.add_argument("--model", required=True, help="a version number, an alias, or a models:/ URI")
+    predict.add_argument("--input", type=Path, required=True, help="raw rows, .csv or .parquet")
+    predict.add_argument("--output", type=Path, required=True, help="predictions CSV to write")
+    predict.add_argument("--name", help="registered model name (default: from params.yaml)")
+    predict.set_defaults(func=cmd_predict)
+
+    models = commands.add_parser("models", help="list registered versions or pin an alias").add_subparsers(
+        dest="action", required=True
+    )
+    listing = models.add_parser("list", help="list versions with aliases and test accuracy")
+    listing.add_argument("--name", help="registered model name (default: from params.yaml)")
+    listing.set_defaults(func=cmd_models_list)
+    pin = models.add_parser("pin", help="point an alias at a version")
+    pin.add_argument("version")
+    pin.add_argument("--alias", default="champion")
+    pin.add_argument("--name", help="registered model name (default: from params.yaml)")
+    pin.set_defaults(func=cmd_models_pin)
+
+    summary = commands.add_parser("summary", help="print the last run's test metrics and registered version")
+    summary.set_defaults(func=cmd_summary)
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI for this project's store")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    return top
+
+
+def main() -> None:
+    """Parse the command line and run the chosen command."""
+    args = parser().parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    run_main(main, "pipeline")

@@ -1,0 +1,106 @@
+"""The model bundle: the network and the fitted cleaning and scaling state, travelling together.
+
+A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
+``imputer.json`` and ``encoder.json``. Nothing in it is a pickle; loading executes no stored code. Given raw
+rows exactly as ingest saw them, it returns class predictions and probabilities.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from pipeline.errors import PipelineError
+from pipeline.io import read_json, write_json
+from pipeline.nets import build_net
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
+from pipeline.preprocess.impute import Imputer
+from pipeline.preprocess.schema import Schema
+
+WEIGHTS = "weights.safetensors"
+
+
+def write_bundle(
+    folder: Path, spec: dict, state_dict: dict[str, torch.Tensor], raw_dir: Path, clean_dir: Path, scaled_dir: Path
+) -> None:
+    """Write a bundle: the weights and spec, plus copies of the fitted state the data stages wrote."""
+    folder = Path(folder)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, folder / WEIGHTS)
+    write_json(folder / "net.json", spec)
+    shutil.copyfile(Path(raw_dir) / "schema.json", folder / "schema.json")
+    shutil.copyfile(Path(clean_dir) / "imputer.json", folder / "imputer.json")
+    shutil.copyfile(Path(scaled_dir) / "encoder.json", folder / "encoder.json")
+
+
+class ModelBundle:
+    """A loaded bundle, ready to predict from raw rows."""
+
+    def __init__(
+        self, schema: Schema, imputer: Imputer, features: FeatureEncoder, labels: LabelEncoder, net: torch.nn.Module
+    ) -> None:
+        self.schema = schema
+        self.imputer = imputer
+        self.features = features
+        self.labels = labels
+        self.net = net.eval()
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        """Load a bundle folder; weights go through safetensors, so no code is ever unpickled.
+
+        Raises:
+            PipelineError: If a file is missing or corrupt, or the weights do not fit the spec.
+        """
+        folder = Path(folder)
+        encoders = read_json(folder / "encoder.json")
+        net = build_net(read_json(folder / "net.json"))
+        weights = folder / WEIGHTS
+        if not weights.is_file():
+            raise PipelineError(f"{weights}: file not found")
+        try:
+            state = load_file(weights)
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise PipelineError(f"{weights}: expected a safetensors file, got an unreadable one ({exc})") from None
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise PipelineError(f"{weights}: weights do not match net.json ({str(exc).splitlines()[0]})") from None
+        return cls(
+            Schema.from_dict(read_json(folder / "schema.json")),
+            Imputer.from_dict(read_json(folder / "imputer.json")),
+            FeatureEncoder.from_dict(encoders["features"]),
+            LabelEncoder.from_dict(encoders["labels"]),
+            net,
+        )
+
+    @property
+    def classes(self) -> list:
+        """Class labels in the order of the probability columns."""
+        return list(self.labels.classes_)
+
+    def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
+        """Raw rows -> the float32 feature matrix the network was trained on."""
+        features = self.schema.coerce(frame, source)
+        return self.features.transform(self.imputer.transform(features))
+
+    @torch.inference_mode()
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Network logits (N, K) for encoded features (N, F)."""
+        return self.net(torch.from_numpy(x)).numpy()
+
+    def predict_proba(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
+        """Class probabilities (N, K) for raw rows, columns in :attr:`classes` order."""
+        logits = torch.from_numpy(self.logits(self.encode(frame, source)))
+        return torch.softmax(logits, dim=1).numpy().astype("float64")
+
+    def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        """Predicted label and one ``proba_<class>`` column per class, indexed like ``frame``."""
+        proba = self.predict_proba(frame, source)
+        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=frame.index)
+        out.insert(0, "prediction", np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)])
+        return out

@@ -1,0 +1,81 @@
+"""Logging, registering, resolving and loading model versions in the MLflow registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema as MlflowSchema
+from mlflow.types.schema import AnyType
+
+import pipeline
+from pipeline.bundle import ModelBundle
+from pipeline.errors import PipelineError
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+
+
+def signature(bundle: ModelBundle) -> ModelSignature:
+    """Inputs: the raw feature columns by name; outputs: the label and one probability per class.
+
+    Input columns are typed ``Any`` on purpose: MLflow's own enforcement refuses int64 values for a ``double``
+    column, which would reject ordinary raw rows (``year=2007``). The bundle coerces values itself, with
+    messages that name the column, so every entry point (pyfunc, ``mlflow models predict``, our CLI) accepts
+    the same inputs and gives the same predictions.
+    """
+    inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.schema.feature_names])
+    outputs = MlflowSchema(
+        [ColSpec("string", "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def requirements() -> list[str]:
+    """Pinned versions of what the wrapper imports, taken from this environment (no slow inference)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "safetensors")]
+
+
+def log_bundle(bundle_dir: Path, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
+    """Log the bundle as a pyfunc model in the active run, with the ``pipeline`` package as its code."""
+    bundle = ModelBundle.load(bundle_dir)
+    example = bundle.schema.coerce(example, "input example")
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(MODEL_CODE),
+        artifacts={"bundle": str(bundle_dir)},
+        code_paths=[str(Path(pipeline.__file__).parent)],
+        signature=signature(bundle),
+        input_example=example,
+        pip_requirements=requirements(),
+    )
+
+
+def model_uri(model: str, name: str) -> str:
+    """Turn ``3``, ``champion`` or ``models:/...`` into a registry URI for registered model ``name``."""
+    if model.startswith("models:/") or model.startswith("runs:/"):
+        return model
+    if model.isdigit():
+        return f"models:/{name}/{model}"
+    return f"models:/{name}@{model}"
+
+
+def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """Load a registered version through MLflow's own loader, with a clear error when it is not there."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise PipelineError(f"--model {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def set_alias(client: MlflowClient, name: str, version: str, alias: str) -> None:
+    """Point ``alias`` at ``version`` of ``name``."""
+    try:
+        client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException:
+        raise PipelineError(f"model {name!r}: version {version!r} not found in the registry") from None
+    client.set_registered_model_alias(name, alias, version)
