@@ -1,0 +1,77 @@
+"""Helpers for tests that run the real pipeline: copy the project into a temp git repo and run commands there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# What a clone holds that the pipeline needs (outputs, stores and environments are left behind).
+PROJECT_FILES = ("pipeline", "dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+
+
+def env() -> dict[str, str]:
+    """The environment for child processes: this venv first on PATH, the local MLflow store, a git identity."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out.update(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+        DVC_NO_ANALYTICS="1",
+    )
+    return out
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd``; on an unexpected exit code, fail with its whole output."""
+    done = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def make_project(dest: Path, **overrides: Any) -> Path:
+    """Copy the project into ``dest``, apply dotted params overrides, and commit it to a fresh git repo."""
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    set_params(dest, **overrides)
+    run(["git", "init", "-q"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "project"], dest)
+    return dest
+
+
+def set_params(project: Path, **overrides: Any) -> None:
+    """Set params by dotted key, written with ``__`` for dots (``train__lr=0.1``)."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split("__")
+        node = params
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run this venv's dvc in ``project``."""
+    return run([str(BIN / "dvc"), *args], project, check=check)
+
+
+def stages_run(output: str) -> set[str]:
+    """The stage names a ``dvc repro`` output says it ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}

@@ -1,0 +1,111 @@
+"""End to end: a real `dvc repro` in a fresh git repo, a real MLflow store, real training and registration.
+
+The tests in this module run in order and share one project: the first repro, then a no-op repro, predict,
+then param changes that must rerun only the stages that read them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.project import dvc, make_project, run, set_params, stages_run
+
+pytestmark = pytest.mark.slow
+ALL_STAGES = {"ingest", "split", "clean", "scale", "train", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("e2e"), train__max_epochs=30, train__early_stopping__patience=5)
+    first = dvc(root, "repro")
+    assert stages_run(first.stdout) == ALL_STAGES, first.stdout
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(project: Path) -> MlflowClient:
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def test_outputs_written(project: Path) -> None:
+    for path in ["data/raw/data.parquet", "data/raw/profile.json", "data/split/test.parquet", "data/clean/imputer.json",
+                 "data/scaled/encoder.json", "models/model/weights.safetensors", "models/train.json",
+                 "reports/metrics.json", "reports/plots/confusion.png", "reports/plots/confusion.csv",
+                 "reports/predictions.csv", "reports/model.json", "dvc.lock"]:
+        assert (project / path).is_file(), path
+    metrics = yaml.safe_load((project / "reports/metrics.json").read_text())["test"]
+    assert metrics["accuracy"] >= 0.9  # penguins is nearly separable; anything lower means training broke
+    assert set(metrics["per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert (project / "reports/plots/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = dvc(project, "metrics", "show").stdout
+    assert "test.accuracy" in shown
+
+
+def test_mlflow_run_records_params_metrics_and_lineage(project: Path, client: MlflowClient) -> None:
+    experiment = client.get_experiment_by_name("penguins")
+    assert experiment is not None
+    (run_,) = client.search_runs([experiment.experiment_id])
+    assert run_.info.status == "FINISHED"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert run_.data.params["train.lr"] == str(params["train"]["lr"])
+    assert run_.data.params["train.max_epochs"] == "30"
+    assert run_.data.params["model.hidden"] == str(params["model"]["hidden"])
+    assert run_.data.params["seed"] == str(params["seed"])
+    assert run_.data.tags["seed"] == str(params["seed"])
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert run_.data.tags["git.commit"] == head
+    assert run_.data.tags["env.torch"].startswith("2.13")
+    epochs = int(run_.data.metrics["epochs"])
+    assert 1 <= epochs <= 30
+    for name in ("train/loss", "val/loss", "train/acc", "val/acc"):
+        assert [m.step for m in client.get_metric_history(run_.info.run_id, name)] == list(range(epochs)), name
+    assert run_.data.metrics["test/accuracy"] == yaml.safe_load((project / "reports/metrics.json").read_text())["test"]["accuracy"]
+
+
+def test_model_registered_from_the_run(project: Path, client: MlflowClient) -> None:
+    info = yaml.safe_load((project / "reports/model.json").read_text())
+    train_info = yaml.safe_load((project / "models/train.json").read_text())
+    version = client.get_model_version("penguins-fnn", "1")
+    assert info["version"] == 1 and version.run_id == train_info["run_id"] == info["run_id"]
+
+
+def test_second_repro_runs_nothing(project: Path) -> None:
+    again = dvc(project, "repro")
+    assert stages_run(again.stdout) == set(), again.stdout
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+
+
+def test_predict_reproduces_evaluate_predictions(project: Path, tmp_path: Path) -> None:
+    test_rows = pd.read_parquet(project / "data/split/test.parquet").drop(columns=["species"])
+    rows_csv = tmp_path / "rows.csv"
+    test_rows.to_csv(rows_csv, index=False)
+    recorded = pd.read_csv(project / "reports/predictions.csv")
+    run(["python", "-m", "pipeline", "models", "pin", "1", "--alias", "champion"], project)
+    for model in ("1", "champion", "models:/penguins-fnn/1"):
+        out = tmp_path / f"preds-{model.replace(':', '_').replace('/', '_')}.csv"
+        run(["python", "-m", "pipeline", "predict", "--model", model, "--input", str(rows_csv), "--output", str(out)], project)
+        predicted = pd.read_csv(out)
+        assert predicted["prediction"].tolist() == recorded["prediction"].tolist()
+        proba = [c for c in recorded.columns if c.startswith("proba_")]
+        pd.testing.assert_frame_equal(predicted[proba], recorded[proba], rtol=0, atol=1e-6)
+
+
+def test_changing_lr_reruns_only_train_and_evaluate(project: Path, client: MlflowClient) -> None:
+    set_params(project, train__lr=0.005)
+    changed = dvc(project, "repro")
+    assert stages_run(changed.stdout) == {"train", "evaluate"}, changed.stdout
+    assert client.get_model_version("penguins-fnn", "2").run_id != client.get_model_version("penguins-fnn", "1").run_id
+
+
+def test_changing_clean_param_reruns_clean_onward(project: Path) -> None:
+    set_params(project, clean__numeric="mean")
+    changed = dvc(project, "repro")
+    assert stages_run(changed.stdout) == {"clean", "scale", "train", "evaluate"}, changed.stdout
