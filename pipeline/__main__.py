@@ -53,7 +53,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     rows = read_rows(args.input)
     tracking.configure(Path.cwd(), must_exist=True)
     uri = registry.model_uri(args.model, _model_name(args))
-    predictions = registry.load(uri).predict(rows)
+    predictions = registry.predict(registry.load(uri), rows, str(args.input))
     with atomic_file(args.output) as tmp:
         predictions.to_csv(tmp, index=False)
     print(f"predict: {len(predictions)} rows from {args.input} with {uri} -> {args.output}")
@@ -64,7 +64,9 @@ def cmd_models_list(args: argparse.Namespace) -> None:
 
     client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
-    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    # search results leave aliases out, so read them from each version itself
+    found = client.search_model_versions(f"name = '{name}'")
+    versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
     if not versions:
         raise PipelineError(f"model {name!r}: no registered versions in {tracking.tracking_uri(Path.cwd())}")
     print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test/accuracy':>13}  {'git commit':<12}")

@@ -45,14 +45,14 @@ def configure(root: Path, must_exist: bool = False) -> MlflowClient:
     return MlflowClient(uri)
 
 
-def experiment_id(client: MlflowClient, name: str, root: Path) -> str:
-    """Return the id of experiment ``name``, creating it (artifacts under ``<root>/mlruns``) if needed."""
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """Return the id of experiment ``name``, creating it if needed.
+
+    With the local SQLite store, MLflow keeps a new experiment's artifacts in ``mlruns/<id>`` under the
+    working directory, which for a stage is the project root.
+    """
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    local = not os.environ.get("MLFLOW_TRACKING_URI")
-    location = (Path(root).resolve() / "mlruns" / name).as_uri() if local else None
-    return client.create_experiment(name, artifact_location=location)
+    return found.experiment_id if found is not None else client.create_experiment(name)
 
 
 def file_md5(path: Path) -> str:

@@ -96,6 +96,25 @@ def test_predict_reproduces_evaluate_predictions(project: Path, tmp_path: Path) 
         assert predicted["prediction"].tolist() == recorded["prediction"].tolist()
         proba = [c for c in recorded.columns if c.startswith("proba_")]
         pd.testing.assert_frame_equal(predicted[proba], recorded[proba], rtol=0, atol=1e-6)
+    listing = run(["python", "-m", "pipeline", "models", "list"], project).stdout
+    assert [line.split()[:2] for line in listing.splitlines()[1:]] == [["1", "champion"]], listing
+
+
+def test_predict_rejects_bad_rows_with_one_line(project: Path, tmp_path: Path) -> None:
+    cases = {
+        "island,bill_length_mm\nDream,40\n": "missing feature column(s) ['bill_depth_mm'",
+        "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\nDream,abc,18,190,3500,male,2008\n":
+            "column 'bill_length_mm': expected numbers, got 'abc'",
+    }
+    for i, (text, expected) in enumerate(cases.items()):
+        rows = tmp_path / f"bad{i}.csv"
+        rows.write_text(text)
+        done = run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(rows), "--output", "out.csv"],
+                   project, check=False)
+        assert done.returncode == 1, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"pipeline: error: {rows}: {expected}"), line
+        assert not (project / "out.csv").exists()
 
 
 def test_changing_lr_reruns_only_train_and_evaluate(project: Path, client: MlflowClient) -> None:

@@ -16,6 +16,7 @@ from pipeline.bundle import ModelBundle
 from pipeline.errors import PipelineError
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+MODEL_INPUT = "model input"  # how the wrapper names its input in error messages
 
 
 def signature(bundle: ModelBundle) -> ModelSignature:
@@ -70,6 +71,20 @@ def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
         return mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:
         raise PipelineError(f"--model {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Predict raw rows, turning a schema mismatch into one line that names the input and the columns."""
+    expected = model.metadata.get_input_schema().input_names()
+    missing = [name for name in expected if name not in rows.columns]
+    if missing:
+        raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {expected}")
+    try:
+        return model.predict(rows)
+    except mlflow.exceptions.MlflowException as exc:
+        raise PipelineError(f"{source}: {str(exc).splitlines()[-1]}") from None
+    except PipelineError as exc:  # raised inside the wrapper, which cannot know the file name
+        raise PipelineError(str(exc).replace(MODEL_INPUT, source, 1)) from None
 
 
 def set_alias(client: MlflowClient, name: str, version: str, alias: str) -> None:

@@ -138,8 +138,8 @@ def main() -> None:
     del client, torch
     primary = params.evaluate.primary_metric
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
-    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f}, accuracy {metrics['test']['accuracy']:.4f}, "
-          f"macro F1 {metrics['test']['macro_f1']:.4f} on {len(test)} rows; {where}")
+    others = ", ".join(f"{k} {metrics['test'][k]:.4f}" for k in ("accuracy", "macro_f1") if k != primary)
+    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(test)} rows; {where}")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def main() -> None:
     root = Path.cwd()
     n_classes = len(read_json(args.scaled / "encoder.json")["labels"]["classes_"])
     client = tracking.configure(root)
-    experiment = tracking.experiment_id(client, params.experiment_name, root)
+    experiment = tracking.experiment_id(client, params.experiment_name)
     started = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.log_params(flatten(params))
@@ -160,7 +160,7 @@ def main() -> None:
     last = result.history[-1]
     print(
         f"train: {params.model.kind} on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best epoch "
-        f"{result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4f}); last train/loss "
+        f"{result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4g}); last train/loss "
         f"{last.get('train/loss', float('nan')):.4f} val/acc {last.get('val/acc', float('nan')):.4f}; "
         f"MLflow run {run.info.run_id}"
     )
