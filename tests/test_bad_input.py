@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 
 from tests.project import dvc, make_project, run
 
@@ -42,3 +44,16 @@ def test_predict_without_a_store_names_what_is_missing(tmp_path: Path) -> None:
     missing = run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", "nope.csv", "--output", "p.csv"],
                   project, check=False)
     assert missing.returncode == 1 and "nope.csv: file not found" in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_requested_without_cuda_fails_before_any_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path, train__accelerator="gpu")
+    done = dvc(project, "repro", check=False)
+    assert done.returncode != 0
+    assert "train: error: train.accelerator = 'gpu': expected a CUDA device, found none" in done.stderr
+    assert (project / "data" / "scaled").is_dir()  # the data stages ran and were kept
+    assert not (project / "models").exists()
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    assert client.search_runs(experiment_ids=[e.experiment_id for e in client.search_experiments()]) == []

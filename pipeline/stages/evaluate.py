@@ -73,7 +73,6 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "model", "info", "split", "scaled", "reports")
     params = load_params(args.params)
     import mlflow
-    import torch
 
     from pipeline import tracking
     from pipeline.bundle import ModelBundle
@@ -114,7 +113,7 @@ def main() -> None:
     confusion_png(plots / "confusion.png", test[target], predictions["prediction"], classes, title)
 
     run_id = read_json(args.info)["run_id"]
-    client = tracking.configure(root)
+    tracking.configure(root)
     name = params.registered_model_name
     registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id}
     with mlflow.start_run(run_id=run_id):
@@ -135,7 +134,6 @@ def main() -> None:
         write_json(args.reports / "metrics.json", metrics)
         write_json(args.reports / "model.json", registered)
         mlflow.log_artifact(str(args.reports / "metrics.json"), artifact_path="evaluation")
-    del client, torch
     primary = params.evaluate.primary_metric
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
     others = ", ".join(f"{k} {metrics['test'][k]:.4f}" for k in ("accuracy", "macro_f1") if k != primary)

@@ -54,6 +54,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+def check_accelerator(accelerator: str) -> None:
+    """Refuse ``gpu`` where CUDA is absent, before any run is opened or time is spent."""
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
+
+
 def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
@@ -88,8 +94,7 @@ def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> F
     early = L.pytorch.callbacks.EarlyStopping(
         monitor=stop.monitor, mode=stop.mode, patience=stop.patience, min_delta=stop.min_delta, check_finite=False
     )
-    if cfg.accelerator == "gpu" and not torch.cuda.is_available():
-        raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
+    check_accelerator(cfg.accelerator)
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,
@@ -125,6 +130,7 @@ def main() -> None:
 
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "info")
     params = load_params(args.params)
+    check_accelerator(params.train.accelerator)
     root = Path.cwd()
     n_classes = len(read_json(args.scaled / "encoder.json")["labels"]["classes_"])
     client = tracking.configure(root)
