@@ -19,8 +19,8 @@ def as_category(column: pd.Series) -> pd.Series:
     Training data (a boolean column, say) and rows read back from a CSV must give the same categories, so
     ``True`` and ``"True"`` are the same value and an empty cell is missing, not a category of its own.
     """
-    values = [None if pd.isna(v) or (isinstance(v, str) and not v.strip()) else str(v) for v in column.tolist()]
-    return pd.Series(values, index=column.index, name=column.name, dtype="str")  # pandas 3: missing is NaN
+    text = column.astype("str")  # pandas 3's native text dtype keeps missing values missing (NaN)
+    return text.where(text.str.strip() != "")
 
 
 def column_kind(series: pd.Series) -> Kind:
