@@ -10,27 +10,34 @@ import pandas as pd
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import as_category
 
-METHODS = ("standard", "minmax", "none")
+METHODS = ("standard", "minmax", "robust", "none")
+ENCODINGS = ("onehot", "ordinal")
 
 
 class FeatureEncoder:
-    """Standardize or normalise numeric columns and one-hot encode categorical ones.
+    """Scale numeric columns and encode categorical ones.
 
-    A category not seen at fit time encodes as all zeros in its column's block, so predicting on new data
-    never fails on a new island name. A numeric column that is constant in train is centred but not divided
-    (its spread is 0), rather than producing infinities.
+    With ``onehot``, a category not seen at fit time encodes as all zeros in its column's block; with
+    ``ordinal``, as -1; so predicting on new data never fails on a new island name. A numeric column that is
+    constant in train is centred but not divided (its spread is 0), rather than producing infinities.
 
     Args:
-        method: ``standard`` (zero mean, unit variance), ``minmax`` (to [0, 1] on train) or ``none``.
+        method: ``standard`` (zero mean, unit variance), ``minmax`` (to [0, 1] on train), ``robust`` (median
+            and interquartile range, for heavy tails and outliers) or ``none``.
+        encoding: ``onehot`` (one 0/1 column per category) or ``ordinal`` (one column of category indices in
+            sorted order).
     """
 
-    def __init__(self, method: str = "standard") -> None:
+    def __init__(self, method: str = "standard", encoding: str = "onehot") -> None:
         self.method = method
+        self.encoding = encoding
 
     def fit(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> FeatureEncoder:
         """Learn per-column offsets, spreads and category lists from ``frame`` (the train split)."""
         if self.method not in METHODS:
             raise PipelineError(f"scale.method: expected one of {METHODS}, got {self.method!r}")
+        if self.encoding not in ENCODINGS:
+            raise PipelineError(f"scale.encoding: expected one of {ENCODINGS}, got {self.encoding!r}")
         self.numeric_ = list(numeric)
         self.categorical_ = list(categorical)
         values = frame[self.numeric_].to_numpy(dtype="float64")
@@ -41,6 +48,9 @@ class FeatureEncoder:
             offset, spread = values.mean(axis=0), values.std(axis=0)
         elif self.method == "minmax":
             offset, spread = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
+        elif self.method == "robust":
+            q25, offset, q75 = np.percentile(values, [25, 50, 75], axis=0)
+            spread = q75 - q25
         else:
             offset, spread = np.zeros(len(self.numeric_)), np.ones(len(self.numeric_))
         spread = np.where(spread > 0, spread, 1.0)
@@ -51,8 +61,10 @@ class FeatureEncoder:
 
     @property
     def feature_names_out_(self) -> list[str]:
-        """Output column names: numerics, then ``column=category`` indicators."""
+        """Output column names: numerics, then ``column=category`` indicators (or the column, for ordinal)."""
         self._check_fitted()
+        if self.encoding == "ordinal":
+            return self.numeric_ + self.categorical_
         return self.numeric_ + [f"{c}={v}" for c in self.categorical_ for v in self.categories_[c]]
 
     def _check_fitted(self) -> None:
@@ -77,7 +89,11 @@ class FeatureEncoder:
         for column in self.categorical_:
             values = as_category(frame[column]).to_numpy()
             cats = np.asarray(self.categories_[column], dtype=object)
-            blocks.append((values[:, None] == cats[None, :]).astype("float64"))
+            hits = values[:, None] == cats[None, :]  # (N, categories)
+            if self.encoding == "ordinal":
+                blocks.append(np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype("float64")[:, None])
+            else:
+                blocks.append(hits.astype("float64"))
         return np.concatenate(blocks, axis=1).astype("float32")
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +101,7 @@ class FeatureEncoder:
         self._check_fitted()
         return {
             "method": self.method,
+            "encoding": self.encoding,
             "numeric_": self.numeric_,
             "categorical_": self.categorical_,
             "offset_": self.offset_,
@@ -95,7 +112,7 @@ class FeatureEncoder:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> FeatureEncoder:
         """Rebuild a fitted encoder from :meth:`to_dict` output."""
-        step = cls(state["method"])
+        step = cls(state["method"], state["encoding"])
         step.numeric_ = list(state["numeric_"])
         step.categorical_ = list(state["categorical_"])
         step.offset_ = [float(v) for v in state["offset_"]]

@@ -7,7 +7,13 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 
-STRATEGIES = ("none", "downsample", "upsample")
+STRATEGIES = ("none", "downsample", "upsample", "class_weight")
+
+
+def class_weights(labels: pd.Series) -> dict[str, float]:
+    """Weights that make every class count equally in the loss: ``n / (k * count)``, keyed by ``str(label)``."""
+    counts = labels.value_counts().sort_index()
+    return {str(label): float(len(labels) / (len(counts) * n)) for label, n in counts.items()}
 
 
 def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.DataFrame:
@@ -15,12 +21,13 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
 
     ``upsample`` draws extra rows with replacement from every smaller class until it matches the largest;
     ``downsample`` keeps a random subset of every larger class the size of the smallest. Original rows keep
-    their order; upsampled copies follow them.
+    their order; upsampled copies follow them. ``none`` and ``class_weight`` (which reweights the loss
+    instead, see :func:`class_weights`) keep the rows as they are.
 
     Args:
         frame: The train split.
         target: The label column.
-        strategy: ``none``, ``downsample`` or ``upsample``.
+        strategy: one of :data:`STRATEGIES`.
         seed: Seeds the draw.
 
     Returns:
@@ -28,7 +35,7 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
     """
     if strategy not in STRATEGIES:
         raise PipelineError(f"clean.imbalance: expected one of {STRATEGIES}, got {strategy!r}")
-    if strategy == "none":
+    if strategy in ("none", "class_weight"):
         return frame.reset_index(drop=True)
     rng = np.random.default_rng(seed)
     labels = frame[target].to_numpy()

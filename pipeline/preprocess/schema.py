@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -60,7 +61,7 @@ class Schema:
         """All feature names in order."""
         return [name for name, _ in self.features]
 
-    def coerce(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    def coerce(self, frame: pd.DataFrame, source: str, skip: Sequence[str] = ()) -> pd.DataFrame:
         """Select the feature columns of raw rows and give them the dtypes ingest saw.
 
         Raw rows may come from a CSV, where numbers arrive as text and missing values as empty strings.
@@ -69,15 +70,17 @@ class Schema:
         Args:
             frame: Raw rows.
             source: Where the rows came from, for error messages.
+            skip: Feature columns the model does not use (dropped by clean); they need not be present.
 
         Raises:
             PipelineError: If a feature column is missing or a numeric column holds text.
         """
-        missing = [name for name in self.feature_names if name not in frame.columns]
+        wanted = [(name, kind) for name, kind in self.features if name not in skip]
+        missing = [name for name, _ in wanted if name not in frame.columns]
         if missing:
-            raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {self.feature_names}")
+            raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {[n for n, _ in wanted]}")
         out = {}
-        for name, kind in self.features:
+        for name, kind in wanted:
             column = frame[name]
             if kind == "numeric":
                 converted = pd.to_numeric(column, errors="coerce").astype("float64")

@@ -97,8 +97,8 @@ def test_missing_numeric_value_is_refused_in_fit_and_transform() -> None:
 
 
 def test_unknown_method_names_scale_method() -> None:
-    with pytest.raises(PipelineError, match=r"scale\.method.*'robust'"):
-        FeatureEncoder("robust").fit(_train(), NUMERIC, CATEGORICAL)
+    with pytest.raises(PipelineError, match=r"scale\.method.*'zscore'"):
+        FeatureEncoder("zscore").fit(_train(), NUMERIC, CATEGORICAL)
 
 
 @pytest.mark.parametrize("method", ["standard", "minmax", "none"])
@@ -144,3 +144,20 @@ def test_label_encoder_round_trips_through_json() -> None:
     labels = LabelEncoder().fit(pd.Series(["b", "c", "a"]))
     restored = LabelEncoder.from_dict(json.loads(json.dumps(labels.to_dict())))
     assert restored.transform(pd.Series(["c", "a", "b"])).tolist() == [2, 0, 1]
+
+
+def test_robust_scaling_uses_train_median_and_interquartile_range() -> None:
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, 100.0]})
+    encoder = FeatureEncoder("robust").fit(train, ["x"], [])
+    assert encoder.offset_ == [3.0] and encoder.spread_ == [2.0]  # median 3, q75 4 - q25 2
+    np.testing.assert_array_equal(encoder.transform(pd.DataFrame({"x": [3.0, 5.0]}))[:, 0], [0.0, 1.0])
+
+
+def test_ordinal_encoding_gives_sorted_indices_and_minus_one_for_unseen() -> None:
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0], "c": ["pear", "apple", "fig"]})
+    encoder = FeatureEncoder("none", "ordinal").fit(train, ["x"], ["c"])
+    assert encoder.feature_names_out_ == ["x", "c"]
+    out = encoder.transform(pd.DataFrame({"x": [0.0, 0.0, 0.0], "c": ["apple", "pear", "kiwi"]}))
+    np.testing.assert_array_equal(out[:, 1], [0.0, 2.0, -1.0])
+    restored = FeatureEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    np.testing.assert_array_equal(restored.transform(train), encoder.transform(train))

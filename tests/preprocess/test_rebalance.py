@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.preprocess.rebalance import rebalance
+from pipeline.preprocess.rebalance import class_weights, rebalance
 
 
 def _frame() -> pd.DataFrame:
@@ -73,3 +73,14 @@ def test_balanced_frame_is_unchanged_by_upsample() -> None:
 def test_unknown_strategy_names_clean_imbalance() -> None:
     with pytest.raises(PipelineError, match=r"clean\.imbalance.*'smote'"):
         rebalance(_frame(), "label", "smote", 0)
+
+
+def test_class_weights_make_each_class_count_equally() -> None:
+    labels = pd.Series(["a"] * 6 + ["b"] * 3 + ["c"] * 1)
+    assert class_weights(labels) == {"a": 10 / 18, "b": 10 / 9, "c": 10 / 3}
+
+
+def test_class_weight_strategy_keeps_rows_as_they_are() -> None:
+    frame = pd.DataFrame({"y": ["a", "a", "b"], "x": [1, 2, 3]}, index=[5, 6, 7])
+    out = rebalance(frame, "y", "class_weight", seed=0)
+    assert out["x"].tolist() == [1, 2, 3] and out.index.tolist() == [0, 1, 2]
