@@ -79,13 +79,18 @@ class ModelBundle:
         )
 
     @property
+    def input_features(self) -> list[str]:
+        """The raw columns a row must have: ingest's features less those clean dropped."""
+        return [name for name in self.schema.feature_names if name not in self.imputer.dropped_]
+
+    @property
     def classes(self) -> list:
         """Class labels in the order of the probability columns."""
         return list(self.labels.classes_)
 
     def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
         """Raw rows -> the float32 feature matrix the network was trained on."""
-        features = self.schema.coerce(frame, source)
+        features = self.schema.coerce(frame, source, skip=self.imputer.dropped_)
         return self.features.transform(self.imputer.transform(features))
 
     @torch.inference_mode()

@@ -49,18 +49,25 @@ class SplitConfig(_Section):
 
 
 class CleanConfig(_Section):
-    """Missing-value imputation and class rebalancing, fitted on the train split only."""
+    """Missing values and class imbalance, learned from the train split only."""
 
-    numeric: Literal["mean", "median"]
-    categorical: Literal["most_frequent"]
-    imbalance: Literal["none", "downsample", "upsample"]
+    numeric: Literal["mean", "median", "most_frequent", "constant", "knn"]
+    categorical: Literal["most_frequent", "constant"]
+    fill_value: float
+    fill_category: str = Field(min_length=1)
+    max_missing: Annotated[float, Field(gt=0.0, le=1.0)]
+    drop_rows: bool
+    indicators: bool
+    knn_neighbors: PositiveInt
+    knn_reference_rows: PositiveInt
+    imbalance: Literal["none", "downsample", "upsample", "class_weight"]
 
 
 class ScaleConfig(_Section):
     """Feature scaling and categorical encoding, fitted on the train split only."""
 
-    method: Literal["standard", "minmax", "none"]
-    encoding: Literal["onehot"]
+    method: Literal["standard", "minmax", "robust", "none"]
+    encoding: Literal["onehot", "ordinal"]
 
 
 class ModelConfig(_Section):

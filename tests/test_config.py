@@ -91,7 +91,7 @@ BAD_VALUES = [
     ("model-name-bad-chars", ("tracking", "model_name"), "my model!", ["tracking.model_name = 'my model!'", "pattern"]),
     ("unknown-source", ("data", "source"), "iris", ["data.source = 'iris'", "'penguins'"]),
     ("unknown-monitor", ("train", "early_stopping", "monitor"), "val/f1", ["train.early_stopping.monitor = 'val/f1'"]),
-    ("unknown-scale-method", ("scale", "method"), "robust", ["scale.method = 'robust'", "'standard'"]),
+    ("unknown-scale-method", ("scale", "method"), "zscore", ["scale.method = 'zscore'", "'standard'"]),
     ("section-not-mapping", ("train",), None, ["train = None", "dictionary"]),
 ]
 
@@ -134,6 +134,13 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "split.test": 0.2,
         "clean.numeric": "median",
         "clean.categorical": "most_frequent",
+        "clean.fill_value": 0.0,
+        "clean.fill_category": "missing",
+        "clean.max_missing": 1.0,
+        "clean.drop_rows": False,
+        "clean.indicators": False,
+        "clean.knn_neighbors": 5,
+        "clean.knn_reference_rows": 2000,
         "clean.imbalance": "upsample",
         "scale.method": "standard",
         "scale.encoding": "onehot",

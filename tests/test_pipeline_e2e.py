@@ -128,3 +128,27 @@ def test_changing_clean_param_reruns_clean_onward(project: Path) -> None:
     set_params(project, clean__numeric="mean")
     changed = dvc(project, "repro")
     assert stages_run(changed.stdout) == {"clean", "scale", "train", "evaluate"}, changed.stdout
+
+
+def test_other_strategies_run_end_to_end_and_serve_identically(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """knn imputation, indicators, a dropped column, class weights, robust scaling and ordinal encoding."""
+    root = make_project(
+        tmp_path_factory.mktemp("strategies"), train__max_epochs=15, train__early_stopping__patience=5,
+        clean__numeric="knn", clean__indicators=True, clean__max_missing=0.02, clean__imbalance="class_weight",
+        scale__method="robust", scale__encoding="ordinal",
+    )
+    dvc(root, "repro")
+    report = yaml.safe_load((root / "data/clean/report.json").read_text())
+    assert report["columns_dropped"] == ["sex"]  # about 3% of train is missing sex
+    assert report["train_class_counts_before"] == report["train_class_counts_after"]
+    assert set(report["class_weight"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    encoder = yaml.safe_load((root / "data/scaled/encoder.json").read_text())["features"]
+    assert "island" in encoder["numeric_"] + encoder["categorical_"] and "sex" not in encoder["categorical_"]
+    rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["species", "sex"])  # sex is not needed
+    rows_csv = tmp_path_factory.mktemp("rows") / "rows.csv"
+    rows.to_csv(rows_csv, index=False)
+    out = rows_csv.with_name("preds.csv")
+    run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(rows_csv), "--output", str(out)], root)
+    recorded = pd.read_csv(root / "reports/predictions.csv")
+    assert pd.read_csv(out)["prediction"].tolist() == recorded["prediction"].tolist()
+    assert yaml.safe_load((root / "reports/metrics.json").read_text())["test"]["accuracy"] >= 0.9

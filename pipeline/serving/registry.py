@@ -27,7 +27,7 @@ def signature(bundle: ModelBundle) -> ModelSignature:
     messages that name the column, so every entry point (pyfunc, ``mlflow models predict``, our CLI) accepts
     the same inputs and gives the same predictions.
     """
-    inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.schema.feature_names])
+    inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.input_features])
     outputs = MlflowSchema(
         [ColSpec("string", "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
     )
@@ -44,7 +44,7 @@ def requirements() -> list[str]:
 def log_bundle(bundle_dir: Path, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
     """Log the bundle as a pyfunc model in the active run, with the ``pipeline`` package as its code."""
     bundle = ModelBundle.load(bundle_dir)
-    example = bundle.schema.coerce(example, "input example")
+    example = bundle.schema.coerce(example, "input example", skip=bundle.imputer.dropped_)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(MODEL_CODE),

@@ -1,4 +1,4 @@
-"""Stage clean: impute missing values and rebalance classes, both learned from the train split only."""
+"""Stage clean: handle missing values and class imbalance, both learned from the train split only."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from pipeline.config import CleanConfig, load_params
 from pipeline.errors import run_main
 from pipeline.io import atomic_dir, write_json
 from pipeline.preprocess.impute import Imputer
-from pipeline.preprocess.rebalance import rebalance
+from pipeline.preprocess.rebalance import class_weights, rebalance
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
+
+
+def _counts(labels: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
 
 
 def clean(
@@ -20,26 +24,50 @@ def clean(
 ) -> tuple[dict[str, pd.DataFrame], Imputer, dict[str, Any]]:
     """Fit the imputer on train, apply it to every split, then rebalance train alone.
 
-    Val and test keep their natural class balance: resampling them would misstate every metric, and an
-    upsampled copy of a test row in train would leak the answer.
+    With ``drop_rows`` only train loses its incomplete rows: val and test keep every row (filled with the
+    train statistics) so that strategies are scored on the same rows, and the model can still serve rows
+    with gaps. Val and test keep their natural class balance: resampling them would misstate every metric,
+    and an upsampled copy of a test row in train would leak the answer.
 
     Returns:
-        The cleaned splits, the fitted imputer, and a report of values filled and class counts.
+        The cleaned splits, the fitted imputer, and a report of what was dropped, filled and resampled,
+        including the loss weights per class when ``imbalance`` is ``class_weight``.
     """
-    imputer = Imputer(config.numeric, config.categorical).fit(splits["train"], schema.numeric, schema.categorical)
-    cleaned = {name: imputer.transform(frame) for name, frame in splits.items()}
-    before = cleaned["train"][schema.target].value_counts().sort_index()
-    cleaned["train"] = rebalance(cleaned["train"], schema.target, config.imbalance, seed)
-    after = cleaned["train"][schema.target].value_counts().sort_index()
-    report = {
+    imputer = Imputer(
+        numeric=config.numeric,
+        categorical=config.categorical,
+        fill_value=config.fill_value,
+        fill_category=config.fill_category,
+        max_missing=config.max_missing,
+        drop_rows=config.drop_rows,
+        indicators=config.indicators,
+        knn_neighbors=config.knn_neighbors,
+        knn_reference_rows=config.knn_reference_rows,
+        seed=seed,
+    ).fit(splits["train"], schema.numeric, schema.categorical)
+    train = splits["train"]
+    if config.drop_rows:
+        train = train.loc[imputer.complete(train)]
+    kept = imputer.numeric_ + imputer.categorical_
+    report: dict[str, Any] = {
+        "columns_dropped": imputer.dropped_,
+        "indicator_columns": imputer.numeric_out_[len(imputer.numeric_):],
+        "train_rows_dropped_incomplete": int(len(splits["train"]) - len(train)),
         "filled": {
-            name: {c: int(n) for c, n in frame[imputer.columns_].isna().sum().items() if n}
-            for name, frame in splits.items()
+            name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
+            for name, frame in {**splits, "train": train}.items()
         },
-        "imbalance": config.imbalance,
-        "train_class_counts_before": {str(k): int(v) for k, v in before.items()},
-        "train_class_counts_after": {str(k): int(v) for k, v in after.items()},
     }
+    cleaned = {"train": imputer.transform(train), "val": imputer.transform(splits["val"]),
+               "test": imputer.transform(splits["test"])}
+    before = _counts(cleaned["train"][schema.target])
+    cleaned["train"] = rebalance(cleaned["train"], schema.target, config.imbalance, seed)
+    report.update(
+        imbalance=config.imbalance,
+        train_class_counts_before=before,
+        train_class_counts_after=_counts(cleaned["train"][schema.target]),
+        class_weight=class_weights(cleaned["train"][schema.target]) if config.imbalance == "class_weight" else None,
+    )
     return cleaned, imputer, report
 
 
@@ -53,8 +81,16 @@ def main() -> None:
         write_json(out / "imputer.json", imputer.to_dict())
         write_json(out / "report.json", report)
     filled = sum(n for split in report["filled"].values() for n in split.values())
-    print(f"clean: filled {filled} missing values; train classes {report['train_class_counts_before']} -> "
-          f"{report['train_class_counts_after']} ({params.clean.imbalance})")
+    extra = []
+    if report["columns_dropped"]:
+        extra.append(f"dropped columns {report['columns_dropped']}")
+    if report["train_rows_dropped_incomplete"]:
+        extra.append(f"dropped {report['train_rows_dropped_incomplete']} incomplete train rows")
+    if report["class_weight"]:
+        extra.append(f"class weights {({k: round(v, 3) for k, v in report['class_weight'].items()})}")
+    print(f"clean: filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical}); train classes "
+          f"{report['train_class_counts_before']} -> {report['train_class_counts_after']} ({params.clean.imbalance})"
+          + "".join(f"; {e}" for e in extra))
 
 
 if __name__ == "__main__":

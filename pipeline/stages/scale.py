@@ -6,27 +6,34 @@ import pandas as pd
 
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
-from pipeline.preprocess.schema import Schema
+from pipeline.preprocess.impute import Imputer
 from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
 
 
 def scale(
-    splits: dict[str, pd.DataFrame], schema: Schema, config: ScaleConfig
+    splits: dict[str, pd.DataFrame], numeric: list[str], categorical: list[str], target: str, config: ScaleConfig
 ) -> tuple[dict[str, pd.DataFrame], FeatureEncoder, LabelEncoder]:
     """Fit the feature and label encoders on train and turn every split into float32 features + int labels.
+
+    Args:
+        splits: The cleaned splits.
+        numeric: Numeric feature columns after clean (kept numerics and missing-value indicators).
+        categorical: Categorical feature columns after clean.
+        target: The label column.
+        config: The ``scale`` params.
 
     Returns:
         Frames whose columns are ``encoder.feature_names_out_`` then the target (class index), and both
         fitted encoders.
     """
-    features = FeatureEncoder(config.method).fit(splits["train"], schema.numeric, schema.categorical)
-    labels = LabelEncoder().fit(splits["train"][schema.target])
+    features = FeatureEncoder(config.method, config.encoding).fit(splits["train"], numeric, categorical)
+    labels = LabelEncoder().fit(splits["train"][target])
     out = {}
     for name, frame in splits.items():
         encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_)
-        encoded[schema.target] = labels.transform(frame[schema.target])
+        encoded[target] = labels.transform(frame[target])
         out[name] = encoded
     return out, features, labels
 
@@ -35,11 +42,16 @@ def main() -> None:
     """Scale ``--clean`` into ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
     params = load_params(args.params)
-    scaled, features, labels = scale(read_splits(args.clean), read_schema(args.raw), params.scale)
+    imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
+    target = read_schema(args.raw).target
+    scaled, features, labels = scale(
+        read_splits(args.clean), imputer.numeric_out_, imputer.categorical_out_, target, params.scale
+    )
     with atomic_dir(args.out) as out:
         write_splits(out, scaled)
         write_json(out / "encoder.json", {"features": features.to_dict(), "labels": labels.to_dict()})
-    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}), classes {labels.classes_}")
+    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding}), "
+          f"classes {labels.classes_}")
 
 
 if __name__ == "__main__":

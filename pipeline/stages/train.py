@@ -60,7 +60,9 @@ def check_accelerator(accelerator: str) -> None:
         raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
 
 
-def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> FitResult:
+def fit(
+    params: Params, scaled_dir: Path, n_classes: int, sink: Any = None, class_weight: list[float] | None = None
+) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
     Args:
@@ -68,6 +70,7 @@ def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> F
         scaled_dir: The scale stage's output.
         n_classes: Number of classes (output width).
         sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
+        class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
@@ -87,7 +90,7 @@ def fit(params: Params, scaled_dir: Path, n_classes: int, sink: Any = None) -> F
         "activation": params.model.activation,
         "dropout": params.model.dropout,
     }
-    module = Classifier(build_net(spec), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    module = Classifier(build_net(spec), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight)
     stop = cfg.early_stopping
     history = EpochHistory(sink)
     best = BestWeights(stop.monitor, stop.mode, stop.min_delta)
@@ -132,7 +135,9 @@ def main() -> None:
     params = load_params(args.params)
     check_accelerator(params.train.accelerator)
     root = Path.cwd()
-    n_classes = len(read_json(args.scaled / "encoder.json")["labels"]["classes_"])
+    classes = read_json(args.scaled / "encoder.json")["labels"]["classes_"]
+    weights = read_json(args.clean / "report.json")["class_weight"]
+    class_weight = None if weights is None else [weights[str(c)] for c in classes]
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, params.experiment_name)
     started = time.perf_counter()
@@ -147,7 +152,7 @@ def main() -> None:
         for name in ("params.yaml", "dvc.yaml"):
             if (root / name).is_file():
                 mlflow.log_artifact(str(root / name), artifact_path="config")
-        result = fit(params, args.scaled, n_classes, sink=lambda m, e: mlflow.log_metrics(m, step=e))
+        result = fit(params, args.scaled, len(classes), lambda m, e: mlflow.log_metrics(m, step=e), class_weight)
         mlflow.set_tags({**tracking.environment_tags(), "device": result.device})
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})

@@ -19,11 +19,22 @@ class Classifier(L.LightningModule):
         lr: Learning rate.
         momentum: SGD momentum (0 for plain SGD).
         weight_decay: L2 penalty coefficient.
+        class_weight: Optional per-class loss weights (K,), in class-index order (upweighting rare classes).
     """
 
-    def __init__(self, net: nn.Module, optimizer: str, lr: float, momentum: float, weight_decay: float) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: str,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        class_weight: list[float] | None = None,
+    ) -> None:
         super().__init__()
         self.net = net
+        # a buffer moves to the training device with the module and is not a trainable parameter
+        self.register_buffer("class_weight", None if class_weight is None else torch.tensor(class_weight))
         self.optimizer_name = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -36,7 +47,7 @@ class Classifier(L.LightningModule):
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch  # (B, F), (B,)
         logits = self.net(x)  # (B, K)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, weight=self.class_weight)
         acc = (logits.argmax(dim=1) == y).float().mean()
         # on_epoch with batch_size weights each batch by its rows, so the epoch figure is the true mean.
         self.log_dict({f"{stage}/loss": loss, f"{stage}/acc": acc}, on_step=False, on_epoch=True, batch_size=len(y))

@@ -13,8 +13,11 @@ from pipeline.stages.clean import clean
 SCHEMA = Schema("species", (("bill", "numeric"), ("island", "categorical")))
 
 
-def _config(imbalance: str = "upsample", numeric: str = "median") -> CleanConfig:
-    return CleanConfig(numeric=numeric, categorical="most_frequent", imbalance=imbalance)
+def _config(imbalance: str = "upsample", numeric: str = "median", **changes: object) -> CleanConfig:
+    settings = dict(numeric=numeric, categorical="most_frequent", fill_value=0.0, fill_category="missing",
+                    max_missing=1.0, drop_rows=False, indicators=False, knn_neighbors=5, knn_reference_rows=2000,
+                    imbalance=imbalance)
+    return CleanConfig(**{**settings, **changes})
 
 
 def _splits() -> dict[str, pd.DataFrame]:
@@ -102,3 +105,29 @@ def test_clean_does_not_modify_its_inputs() -> None:
     clean(splits, SCHEMA, _config(), seed=0)
     for name, frame in _splits().items():
         pd.testing.assert_frame_equal(splits[name], frame)
+
+
+def test_drop_rows_thins_train_only_and_val_test_keep_every_row() -> None:
+    cleaned, imputer, report = clean(_splits(), SCHEMA, _config(imbalance="none", drop_rows=True), seed=0)
+    # train rows 2 (bill and island missing) is incomplete: 4 remain, and the fill values come from them
+    assert report["train_rows_dropped_incomplete"] == 1
+    assert cleaned["train"]["bill"].tolist() == [1.0, 2.0, 4.0, 10.0]
+    assert imputer.statistics_ == {"bill": 3.0, "island": "a"}
+    assert len(cleaned["val"]) == 2 and len(cleaned["test"]) == 4
+    assert cleaned["test"]["bill"].tolist() == [200.0, 3.0, 300.0, 400.0]
+    assert report["filled"]["train"] == {}
+
+
+def test_class_weight_keeps_train_rows_and_reports_weights() -> None:
+    cleaned, _, report = clean(_splits(), SCHEMA, _config(imbalance="class_weight"), seed=0)
+    assert cleaned["train"]["species"].tolist() == ["A", "A", "A", "B", "B"]
+    assert report["class_weight"] == {"A": pytest.approx(5 / 6), "B": pytest.approx(5 / 4)}
+    assert clean(_splits(), SCHEMA, _config(), seed=0)[2]["class_weight"] is None
+
+
+def test_dropped_and_indicator_columns_are_reported() -> None:
+    report = clean(_splits(), SCHEMA, _config(max_missing=0.1, indicators=True), seed=0)[2]
+    assert report["columns_dropped"] == ["bill", "island"]  # each is 20% missing in train
+    cleaned, _, report = clean(_splits(), SCHEMA, _config(indicators=True), seed=0)
+    assert report["indicator_columns"] == ["bill__missing", "island__missing"]
+    assert cleaned["val"]["bill__missing"].tolist() == [1.0, 0.0]

@@ -28,7 +28,7 @@ def _splits() -> dict[str, pd.DataFrame]:
 
 
 def test_output_columns_are_features_then_target() -> None:
-    out, features, _ = scale(_splits(), SCHEMA, ScaleConfig(method="standard", encoding="onehot"))
+    out, features, _ = scale(_splits(), SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="standard", encoding="onehot"))
     assert features.feature_names_out_ == ["bill", "island=a", "island=b"]
     for frame in out.values():
         assert list(frame.columns) == ["bill", "island=a", "island=b", "species"]
@@ -37,7 +37,7 @@ def test_output_columns_are_features_then_target() -> None:
 
 
 def test_target_is_encoded_in_sorted_class_order() -> None:
-    out, _, labels = scale(_splits(), SCHEMA, ScaleConfig(method="standard", encoding="onehot"))
+    out, _, labels = scale(_splits(), SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="standard", encoding="onehot"))
     assert labels.classes_ == ["Adelie", "Chinstrap", "Gentoo"]
     assert out["train"]["species"].tolist() == [2, 0, 1, 0]
     assert out["val"]["species"].tolist() == [0, 2]
@@ -45,7 +45,7 @@ def test_target_is_encoded_in_sorted_class_order() -> None:
 
 
 def test_standard_statistics_come_from_train_only() -> None:
-    out, features, _ = scale(_splits(), SCHEMA, ScaleConfig(method="standard", encoding="onehot"))
+    out, features, _ = scale(_splits(), SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="standard", encoding="onehot"))
     assert features.offset_ == [4.0]
     assert features.spread_ == [pytest.approx(math.sqrt(5.0))]
     np.testing.assert_allclose(out["val"]["bill"], [0.0, math.sqrt(5.0)], rtol=1e-6)
@@ -55,7 +55,7 @@ def test_standard_statistics_come_from_train_only() -> None:
 
 
 def test_minmax_statistics_come_from_train_only() -> None:
-    out, features, _ = scale(_splits(), SCHEMA, ScaleConfig(method="minmax", encoding="onehot"))
+    out, features, _ = scale(_splits(), SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="minmax", encoding="onehot"))
     assert (features.offset_, features.spread_) == ([1.0], [6.0])
     np.testing.assert_allclose(out["train"]["bill"], [0.0, 1.0 / 3, 2.0 / 3, 1.0], rtol=1e-6)
     np.testing.assert_allclose(out["val"]["bill"], [0.5, 4.0 / 3], rtol=1e-6)
@@ -65,4 +65,4 @@ def test_unseen_label_in_test_is_refused() -> None:
     splits = _splits()
     splits["test"] = pd.DataFrame({"bill": [2.0], "island": ["a"], "species": ["Emperor"]})
     with pytest.raises(PipelineError, match=r"'species'.*'Emperor'"):
-        scale(splits, SCHEMA, ScaleConfig(method="standard", encoding="onehot"))
+        scale(splits, SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="standard", encoding="onehot"))

@@ -89,3 +89,19 @@ def test_optimizer_knobs_reach_the_optimizer(name: str, momentum: float, expecte
     assert group["lr"] == 0.123 and group["weight_decay"] == 0.01
     if name == "sgd":
         assert group["momentum"] == 0.9
+
+
+def test_class_weight_reaches_the_loss() -> None:
+    torch.manual_seed(0)
+    net = FNN(3, [], 2)
+    x, y = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 1])
+    weighted = Classifier(net, "adam", 0.1, 0.0, 0.0, class_weight=[0.75, 1.5])
+    logits = net(x)
+    per_row = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    w = torch.tensor([0.75, 1.5])[y]
+    expected = (per_row * w).sum() / w.sum()  # PyTorch's weighted mean
+    weighted.log_dict = lambda *a, **k: None  # logging needs a Trainer; the loss itself does not
+    assert torch.allclose(weighted._shared_step((x, y), "train"), expected)
+    plain = Classifier(net, "adam", 0.1, 0.0, 0.0)
+    plain.log_dict = lambda *a, **k: None
+    assert not torch.allclose(plain._shared_step((x, y), "train"), expected)
