@@ -31,6 +31,7 @@ class DataConfig(_Section):
 
     source: Literal["penguins"]
     target: str = Field(min_length=1)
+    drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
 
 
 class SplitConfig(_Section):

@@ -130,6 +130,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "seed": 42,
         "data.source": "penguins",
         "data.target": "species",
+        "data.drop": [],
         "split.val": 0.15,
         "split.test": 0.2,
         "clean.numeric": "median",

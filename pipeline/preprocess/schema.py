@@ -1,4 +1,4 @@
-"""The feature schema ingest records: which columns are numeric and which categorical."""
+"""The feature schema ingest records: which columns are numeric, categorical or dates, and which to drop."""
 
 from __future__ import annotations
 
@@ -7,11 +7,34 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
 from pipeline.errors import PipelineError
 
-Kind = Literal["numeric", "categorical"]
+Kind = Literal["numeric", "categorical", "date"]
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # text counts as a date only in ISO form, so "2007" stays a number or a category
+EPOCH = pd.Timestamp("1970-01-01")
+NEAR_UNIQUE = 0.9  # a text column with distinct values on this share of its rows identifies rows, it is no category
+MIN_IDENTIFIER_VALUES = 20  # ...and has at least this many of them (a 5-row table's names are still categories)
+
+
+def detect(series: pd.Series) -> Kind | Literal["identifier"]:
+    """The kind of a column, or ``identifier`` for near-unique text (ids, names, free text) to leave out.
+
+    Dates are datetime columns or text whose non-missing values are ISO dates (``2024-03-01``, with or
+    without a time); they become numbers (days since 1970-01-01).
+    """
+    if is_datetime64_any_dtype(series):
+        return "date"
+    if column_kind(series) == "numeric":
+        return "numeric"
+    values = as_category(series).dropna()
+    if len(values) and values.str.match(ISO_DATE).mean() >= 0.95:
+        return "date"
+    distinct = values.nunique()
+    if distinct >= MIN_IDENTIFIER_VALUES and distinct >= NEAR_UNIQUE * len(values):
+        return "identifier"
+    return "categorical"
 
 
 def as_category(column: pd.Series) -> pd.Series:
@@ -48,8 +71,8 @@ class Schema:
 
     @property
     def numeric(self) -> list[str]:
-        """Numeric feature names."""
-        return [name for name, kind in self.features if kind == "numeric"]
+        """Numeric feature names, dates included (:meth:`coerce` turns them into days since 1970-01-01)."""
+        return [name for name, kind in self.features if kind in ("numeric", "date")]
 
     @property
     def categorical(self) -> list[str]:
@@ -73,7 +96,8 @@ class Schema:
             skip: Feature columns the model does not use (dropped by clean); they need not be present.
 
         Raises:
-            PipelineError: If a feature column is missing or a numeric column holds text.
+            PipelineError: If a feature column is missing, a numeric column holds text or a date column holds
+                something that is not a date.
         """
         wanted = [(name, kind) for name, kind in self.features if name not in skip]
         missing = [name for name, _ in wanted if name not in frame.columns]
@@ -90,6 +114,14 @@ class Schema:
                         f"{source}: column {name!r}: expected numbers, got {column[bad].iloc[0]!r}"
                     )
                 out[name] = converted
+            elif kind == "date":
+                text = column if is_datetime64_any_dtype(column) else as_category(column)
+                # times without a zone are read as UTC, so zoned and zone-less values compare as instants
+                parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True).dt.tz_convert(None)
+                bad = parsed.isna() & text.notna()
+                if bad.any():
+                    raise PipelineError(f"{source}: column {name!r}: expected ISO dates, got {column[bad].iloc[0]!r}")
+                out[name] = (parsed - EPOCH) / pd.Timedelta(days=1)
             else:
                 out[name] = as_category(column)
         return pd.DataFrame(out, index=frame.index)

@@ -19,6 +19,12 @@ def _counts(labels: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
 
 
+def _typed(frame: pd.DataFrame, schema: Schema, name: str) -> pd.DataFrame:
+    out = schema.coerce(frame, f"{name} split")
+    out[schema.target] = frame[schema.target]
+    return out
+
+
 def clean(
     splits: dict[str, pd.DataFrame], schema: Schema, config: CleanConfig, seed: int
 ) -> tuple[dict[str, pd.DataFrame], Imputer, dict[str, Any]]:
@@ -44,7 +50,10 @@ def clean(
         knn_neighbors=config.knn_neighbors,
         knn_reference_rows=config.knn_reference_rows,
         seed=seed,
-    ).fit(splits["train"], schema.numeric, schema.categorical)
+    )
+    # the typed form serving gives raw rows (dates as days, categories as text), so both paths agree
+    splits = {name: _typed(frame, schema, name) for name, frame in splits.items()}
+    imputer.fit(splits["train"], schema.numeric, schema.categorical)
     train = splits["train"]
     if config.drop_rows:
         train = train.loc[imputer.complete(train)]

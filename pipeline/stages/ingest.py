@@ -6,7 +6,7 @@ kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what wa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline.config import load_params
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_parquet
-from pipeline.preprocess.schema import Schema, as_category
+from pipeline.preprocess.schema import Schema, as_category, detect
 from pipeline.stages.common import stage_args
 
 
@@ -27,32 +27,47 @@ def _load_penguins() -> pd.DataFrame:
 SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _load_penguins}
 
 
-def ingest(frame: pd.DataFrame, target: str, source: str = "data") -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
-    """Validate a loaded table and drop the rows no later stage can use.
+def ingest(
+    frame: pd.DataFrame, target: str, source: str = "data", drop: Sequence[str] = ()
+) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """Validate a loaded table, drop the rows no later stage can use, and leave out non-feature columns.
+
+    Exact duplicate rows are judged on the table as loaded. Columns named in ``drop`` and near-unique text
+    columns (identifiers, names, free text: one-hot encoding them would make a feature per row) are left
+    out, and the profile says which and why. ISO date columns are kept as kind ``date``.
 
     Args:
         frame: The table as loaded.
         target: The label column (``data.target``).
         source: A name for the table in messages.
+        drop: Columns to leave out (``data.drop``).
 
     Returns:
         The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
 
     Raises:
-        PipelineError: If the target column is absent or fewer than two classes remain.
+        PipelineError: If the target or a ``drop`` column is absent, or fewer than two classes remain.
     """
     if target not in frame.columns:
         raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise PipelineError(f"data.drop: column(s) {unknown} not found in {source}; expected some of {list(frame.columns)}")
+    if target in drop:
+        raise PipelineError(f"data.drop: {target!r} is data.target; expected feature columns only")
     no_target = frame[target].isna()
     kept = frame.loc[~no_target]
     duplicated = kept.duplicated()
-    kept = kept.loc[~duplicated].reset_index(drop=True)
+    kept = kept.loc[~duplicated].drop(columns=list(drop)).reset_index(drop=True)
+    kinds = {name: detect(kept[name]) for name in kept.columns if name != target}
+    identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
+    kept = kept.drop(columns=identifiers)
     classes = kept[target].value_counts().sort_index()
     if len(classes) < 2:
         raise PipelineError(f"{source}: column {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
     if len(kept.columns) < 2:
         raise PipelineError(f"{source}: expected at least one feature column besides {target!r}, got none")
-    schema = Schema.infer(kept, target)
+    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name != target))
     for name in schema.categorical:  # the same text form predict gives raw rows, so training and serving agree
         kept[name] = as_category(kept[name])
     profile = {
@@ -61,10 +76,14 @@ def ingest(frame: pd.DataFrame, target: str, source: str = "data") -> tuple[pd.D
         "rows_dropped_missing_target": int(no_target.sum()),
         "rows_dropped_duplicate": int(duplicated.sum()),
         "rows": int(len(kept)),
+        "columns_dropped": {
+            **{name: "listed in data.drop" for name in drop},
+            **{name: "near-unique text (an identifier or free text), not a category" for name in identifiers},
+        },
         "columns": {
             name: {
                 "dtype": str(kept[name].dtype),
-                "kind": "target" if name == target else dict(schema.features)[name],
+                "kind": "target" if name == target else kinds[name],
                 "missing": int(kept[name].isna().sum()),
             }
             for name in kept.columns
@@ -79,14 +98,17 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "out")
     data = load_params(args.params).data
     frame = SOURCES[data.source]()
-    kept, schema, profile = ingest(frame, data.target, data.source)
+    kept, schema, profile = ingest(frame, data.target, data.source, data.drop)
     with atomic_dir(args.out) as out:
         write_parquet(out / "data.parquet", kept)
         write_json(out / "schema.json", schema.to_dict())
         write_json(out / "profile.json", profile)
     dropped = profile["rows_dropped_missing_target"] + profile["rows_dropped_duplicate"]
-    print(f"ingest: {data.source}: {profile['rows']} rows, {len(schema.features)} features, {dropped} dropped; "
-          f"classes {profile['class_counts']}")
+    left_out = "".join(f"; left out {name!r}: {why}" for name, why in profile["columns_dropped"].items())
+    date_columns = [name for name, kind in schema.features if kind == "date"]
+    dates = f"; dates as days since 1970-01-01: {date_columns}" if date_columns else ""
+    print(f"ingest: {data.source}: {profile['rows']} rows, {len(schema.features)} features, {dropped} rows dropped; "
+          f"classes {profile['class_counts']}{left_out}{dates}")
 
 
 if __name__ == "__main__":

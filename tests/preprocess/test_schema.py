@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.preprocess.schema import Schema, column_kind
+from pipeline.preprocess.schema import Schema, column_kind, detect
 
 SCHEMA = Schema("species", (("bill", "numeric"), ("year", "numeric"), ("island", "categorical")))
 
@@ -93,3 +93,21 @@ def test_coerce_drops_extra_columns() -> None:
 def test_coerce_treats_blank_categorical_cell_as_missing() -> None:
     raw = pd.DataFrame({"bill": ["1.0", "2.0"], "year": ["2007", "2008"], "island": ["Biscoe", ""]})
     assert SCHEMA.coerce(raw, "rows.csv")["island"].isna().tolist() == [False, True]
+
+
+def test_detect_tells_dates_identifiers_and_categories_apart() -> None:
+    assert detect(pd.Series(["2024-01-02", "2024-02-03 10:00", None])) == "date"
+    assert detect(pd.Series(pd.to_datetime(["2020-01-01", "2020-06-01"]))) == "date"
+    assert detect(pd.Series(["2007", "2008"] * 10)) == "categorical"  # years as text are not ISO dates
+    assert detect(pd.Series([f"name{i}" for i in range(30)])) == "identifier"
+    assert detect(pd.Series(["a", "b"] * 20)) == "categorical"
+    assert detect(pd.Series([1, 2, 3])) == "numeric"
+
+
+def test_coerce_turns_dates_into_days_since_1970_and_names_bad_values() -> None:
+    schema = Schema("y", (("when", "date"),))
+    days = schema.coerce(pd.DataFrame({"when": ["1970-01-02", "1970-01-01T12:00:00", "", "1970-01-01T02:00:00+02:00"]}), "rows")
+    assert days["when"].isna().tolist() == [False, False, True, False]
+    assert days["when"].dropna().tolist() == [1.0, 0.5, 0.0]  # 02:00 at +02:00 is midnight UTC
+    with pytest.raises(PipelineError, match="rows.csv: column 'when': expected ISO dates, got 'yesterday'"):
+        schema.coerce(pd.DataFrame({"when": ["yesterday"]}), "rows.csv")

@@ -131,3 +131,17 @@ def test_dropped_and_indicator_columns_are_reported() -> None:
     cleaned, _, report = clean(_splits(), SCHEMA, _config(indicators=True), seed=0)
     assert report["indicator_columns"] == ["bill__missing", "island__missing"]
     assert cleaned["val"]["bill__missing"].tolist() == [1.0, 0.0]
+
+
+def test_dates_become_days_since_1970_as_serving_sees_them() -> None:
+    schema = Schema("y", (("when", "date"), ("bill", "numeric")))
+    splits = {
+        "train": pd.DataFrame({"when": ["1970-01-02", None, "1970-01-11"], "bill": [1.0, 2.0, 3.0], "y": ["A", "B", "A"]}),
+        "val": pd.DataFrame({"when": ["1970-01-03"], "bill": [1.0], "y": ["A"]}),
+        "test": pd.DataFrame({"when": [None], "bill": [1.0], "y": ["B"]}),
+    }
+    cleaned, imputer, _ = clean(splits, schema, _config(imbalance="none"), seed=0)
+    assert imputer.statistics_["when"] == 5.5  # median of days 1 and 10
+    assert cleaned["train"]["when"].tolist() == [1.0, 5.5, 10.0]
+    assert cleaned["val"]["when"].tolist() == [2.0] and cleaned["test"]["when"].tolist() == [5.5]
+    assert cleaned["train"]["y"].tolist() == ["A", "B", "A"]

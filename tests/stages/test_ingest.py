@@ -79,3 +79,39 @@ def test_categorical_columns_become_text_with_blanks_missing() -> None:
     assert kept["where"].isna().tolist() == [False, True, False, False]
     assert kept["where"].dropna().tolist() == ["x", "y", "x"]
     assert profile["columns"]["where"]["missing"] == 1
+
+
+def _customers() -> pd.DataFrame:
+    n = 30
+    return pd.DataFrame({
+        "customer_id": [f"C{i:04d}" for i in range(n)],
+        "signup": [f"2024-01-{i % 28 + 1:02d}" for i in range(n)],
+        "plan": ["basic", "pro", "basic"] * 10,
+        "spend": [float(i) for i in range(n)],
+        "note": ["x"] * n,
+        "churn": ["yes", "no"] * 15,
+    })
+
+
+def test_near_unique_text_is_left_out_and_iso_dates_are_kept_as_dates() -> None:
+    kept, schema, profile = ingest(_customers(), "churn")
+    assert "customer_id" not in kept.columns
+    assert profile["columns_dropped"] == {"customer_id": "near-unique text (an identifier or free text), not a category"}
+    assert dict(schema.features) == {"signup": "date", "plan": "categorical", "spend": "numeric", "note": "categorical"}
+    assert schema.numeric == ["signup", "spend"]
+
+
+def test_data_drop_leaves_columns_out_and_names_unknown_ones() -> None:
+    kept, schema, profile = ingest(_customers(), "churn", drop=["note", "signup"])
+    assert "note" not in kept.columns and "signup" not in kept.columns
+    assert profile["columns_dropped"]["note"] == "listed in data.drop"
+    with pytest.raises(PipelineError, match=r"data.drop: column\(s\) \['nope'\] not found in data"):
+        ingest(_customers(), "churn", drop=["nope"])
+    with pytest.raises(PipelineError, match="data.drop: 'churn' is data.target"):
+        ingest(_customers(), "churn", drop=["churn"])
+
+
+def test_a_short_table_keeps_distinct_names_as_categories() -> None:
+    frame = pd.DataFrame({"name": ["a", "b", "c", "d"], "y": [0, 1, 0, 1]})
+    _, schema, _ = ingest(frame, "y")
+    assert dict(schema.features) == {"name": "categorical"}
