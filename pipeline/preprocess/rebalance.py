@@ -7,7 +7,7 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 
-STRATEGIES = ("none", "downsample", "upsample", "class_weight")
+STRATEGIES = ("none", "downsample", "upsample", "smote", "class_weight")
 
 
 def class_weights(labels: pd.Series) -> dict[str, float]:
@@ -16,8 +16,46 @@ def class_weights(labels: pd.Series) -> dict[str, float]:
     return {str(label): float(len(labels) / (len(counts) * n)) for label, n in counts.items()}
 
 
+def smote(
+    frame: pd.DataFrame, target: str, numeric: list[str], categorical: list[str], neighbors: int, seed: int
+) -> pd.DataFrame:
+    """Add synthetic minority rows with imbalanced-learn's SMOTE (SMOTE-NC when there are categorical columns).
+
+    New rows interpolate between a minority row and one of its ``neighbors`` nearest minority rows, measured
+    on numeric columns standardised by this frame's spread (raw units would let grams outvote millimetres);
+    categorical columns take the commonest value among the neighbours. Original rows come first.
+
+    Raises:
+        PipelineError: If a minority class has too few rows for ``neighbors``.
+    """
+    from imblearn.over_sampling import SMOTE, SMOTENC  # scikit-learn is slow to import: only when asked
+
+    counts = frame[target].value_counts()
+    if counts.min() <= neighbors:
+        raise PipelineError(
+            f"clean.smote_neighbors = {neighbors}: class {counts.idxmin()!r} has {counts.min()} train rows, "
+            f"expected more than {neighbors} (lower clean.smote_neighbors or use upsample)"
+        )
+    x = frame[numeric + categorical].copy()
+    center, spread = x[numeric].mean(), x[numeric].std(ddof=0).replace(0.0, 1.0)
+    x[numeric] = (x[numeric] - center) / spread
+    if categorical:
+        sampler = SMOTENC(categorical_features=list(range(len(numeric), len(x.columns))),
+                          k_neighbors=neighbors, random_state=seed)
+    else:
+        sampler = SMOTE(k_neighbors=neighbors, random_state=seed)
+    x_new, y_new = sampler.fit_resample(x, frame[target])
+    x_new = pd.DataFrame(x_new, columns=x.columns)
+    x_new[numeric] = x_new[numeric].astype("float64") * spread + center
+    x_new.iloc[: len(frame), : len(numeric)] = frame[numeric].to_numpy()  # originals exactly, not round-tripped
+    x_new[target] = y_new.to_numpy()
+    for name in categorical:
+        x_new[name] = x_new[name].astype(frame[name].dtype)
+    return x_new[frame.columns.intersection(x_new.columns, sort=False)].reset_index(drop=True)
+
+
 def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.DataFrame:
-    """Equalise class counts by resampling rows.
+    """Equalise class counts by resampling rows (``smote`` has its own function, as it needs the columns).
 
     ``upsample`` draws extra rows with replacement from every smaller class until it matches the largest;
     ``downsample`` keeps a random subset of every larger class the size of the smallest. Original rows keep
@@ -33,8 +71,9 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
     Returns:
         A new frame with a fresh index.
     """
-    if strategy not in STRATEGIES:
-        raise PipelineError(f"clean.imbalance: expected one of {STRATEGIES}, got {strategy!r}")
+    if strategy not in STRATEGIES or strategy == "smote":
+        allowed = tuple(s for s in STRATEGIES if s != "smote")
+        raise PipelineError(f"clean.imbalance: expected one of {allowed} here (smote: call smote()), got {strategy!r}")
     if strategy in ("none", "class_weight"):
         return frame.reset_index(drop=True)
     rng = np.random.default_rng(seed)

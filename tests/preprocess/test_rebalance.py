@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.preprocess.rebalance import class_weights, rebalance
+from pipeline.preprocess.rebalance import class_weights, rebalance, smote
 
 
 def _frame() -> pd.DataFrame:
@@ -84,3 +85,32 @@ def test_class_weight_strategy_keeps_rows_as_they_are() -> None:
     frame = pd.DataFrame({"y": ["a", "a", "b"], "x": [1, 2, 3]}, index=[5, 6, 7])
     out = rebalance(frame, "y", "class_weight", seed=0)
     assert out["x"].tolist() == [1, 2, 3] and out.index.tolist() == [0, 1, 2]
+
+
+def _imbalanced() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "a": rng.normal(size=30),
+        "b": rng.normal(size=30) * 1000,
+        "c": pd.Series(rng.choice(["x", "y"], 30), dtype="str"),
+        "y": ["A"] * 22 + ["B"] * 8,
+    })
+
+
+def test_smote_balances_with_new_rows_inside_the_minority_range_and_keeps_originals() -> None:
+    frame = _imbalanced()
+    out = smote(frame, "y", ["a", "b"], ["c"], neighbors=3, seed=0)
+    assert out["y"].value_counts().to_dict() == {"A": 22, "B": 22}
+    pd.testing.assert_frame_equal(out.iloc[:30], frame)
+    minority, synthetic = frame[frame["y"] == "B"], out.iloc[30:]
+    assert (synthetic["y"] == "B").all()
+    for column in ("a", "b"):  # interpolations between minority rows stay within their range
+        assert synthetic[column].between(minority[column].min(), minority[column].max()).all()
+    assert set(synthetic["c"]) <= {"x", "y"}
+    pd.testing.assert_frame_equal(out, smote(frame, "y", ["a", "b"], ["c"], neighbors=3, seed=0))
+    assert not out.equals(smote(frame, "y", ["a", "b"], ["c"], neighbors=3, seed=1))
+
+
+def test_smote_refuses_a_class_smaller_than_its_neighbours() -> None:
+    with pytest.raises(PipelineError, match=r"clean.smote_neighbors = 8: class 'B' has 8 train rows, expected more than 8"):
+        smote(_imbalanced(), "y", ["a", "b"], ["c"], neighbors=8, seed=0)
