@@ -69,12 +69,13 @@ def cmd_models_list(args: argparse.Namespace) -> None:
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
     if not versions:
         raise PipelineError(f"model {name!r}: no registered versions in {tracking.tracking_uri(Path.cwd())}")
-    print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test/accuracy':>13}  {'git commit':<12}")
+    print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test metric':<20}  {'git commit':<12}")
     for v in versions:
         run = client.get_run(v.run_id)
-        accuracy = run.data.metrics.get("test/accuracy")
-        shown = f"{accuracy:.4f}" if accuracy is not None else "-"
-        print(f"{v.version:>7}  {','.join(v.aliases) or '-':<18} {v.run_id:<32}  {shown:>13}  "
+        metric = f"test/{run.data.params.get('evaluate.primary_metric', 'accuracy')}"
+        value = run.data.metrics.get(metric)
+        shown = f"{metric.removeprefix('test/')} {value:.4f}" if value is not None else "-"
+        print(f"{v.version:>7}  {','.join(v.aliases) or '-':<18} {v.run_id:<32}  {shown:<20}  "
               f"{run.data.tags.get('git.commit', '-')[:12]:<12}")
 
 
@@ -95,9 +96,10 @@ def cmd_summary(args: argparse.Namespace) -> None:
     metrics = read_json(reports / "metrics.json")["test"]
     model = read_json(reports / "model.json")
     print("\nTest metrics:")
-    print(f"  accuracy  {metrics['accuracy']:.4f}")
-    print(f"  macro F1  {metrics['macro_f1']:.4f}")
-    for cls, values in metrics["per_class"].items():
+    for name, value in metrics.items():
+        if name != "per_class":
+            print(f"  {name:<9} {value:.4f}")
+    for cls, values in metrics.get("per_class", {}).items():
         print(f"  {cls:<12} precision {values['precision']:.4f}  recall {values['recall']:.4f}  (n={values['support']})")
     if model["version"] is None:
         print(f"\nModel not registered (tracking.register_model is false); MLflow run {model['run_id']}")
@@ -132,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list registered versions or pin an alias").add_subparsers(
         dest="action", required=True
     )
-    listing = models.add_parser("list", help="list versions with aliases and test accuracy")
+    listing = models.add_parser("list", help="list versions with aliases, key test metric and commit")
     listing.add_argument("--name", help="registered model name (default: from params.yaml)")
     listing.set_defaults(func=cmd_models_list)
     pin = models.add_parser("pin", help="point an alias at a version")

@@ -2,7 +2,8 @@
 
 A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
 ``imputer.json`` and ``encoder.json``. Nothing in it is a pickle; loading executes no stored code. Given raw
-rows exactly as ingest saw them, it returns class predictions and probabilities.
+rows exactly as ingest saw them, it returns class predictions and probabilities, or regression predictions
+in the target's own units.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.nets import build_net
-from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
 
@@ -41,12 +42,17 @@ class ModelBundle:
     """A loaded bundle, ready to predict from raw rows."""
 
     def __init__(
-        self, schema: Schema, imputer: Imputer, features: FeatureEncoder, labels: LabelEncoder, net: torch.nn.Module
+        self,
+        schema: Schema,
+        imputer: Imputer,
+        features: FeatureEncoder,
+        target: LabelEncoder | TargetScaler,
+        net: torch.nn.Module,
     ) -> None:
         self.schema = schema
         self.imputer = imputer
         self.features = features
-        self.labels = labels
+        self.target = target
         self.net = net.eval()
 
     @classmethod
@@ -74,7 +80,7 @@ class ModelBundle:
             Schema.from_dict(read_json(folder / "schema.json")),
             Imputer.from_dict(read_json(folder / "imputer.json")),
             FeatureEncoder.from_dict(encoders["features"]),
-            LabelEncoder.from_dict(encoders["labels"]),
+            target_encoder_from_dict(encoders["target"]),
             net,
         )
 
@@ -84,9 +90,14 @@ class ModelBundle:
         return [name for name in self.schema.feature_names if name not in self.imputer.dropped_]
 
     @property
+    def task(self) -> str:
+        """``classification`` or ``regression``."""
+        return self.schema.task
+
+    @property
     def classes(self) -> list:
-        """Class labels in the order of the probability columns."""
-        return list(self.labels.classes_)
+        """Class labels in the order of the probability columns (classification only)."""
+        return list(self.target.classes_)
 
     def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
         """Raw rows -> the float32 feature matrix the network was trained on."""
@@ -104,7 +115,10 @@ class ModelBundle:
         return torch.softmax(logits, dim=1).numpy().astype("float64")
 
     def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-        """Predicted label and one ``proba_<class>`` column per class, indexed like ``frame``."""
+        """Predicted label and one ``proba_<class>`` column per class (or the predicted value), indexed like ``frame``."""
+        if self.task == "regression":
+            value = self.target.inverse(self.logits(self.encode(frame, source))[:, 0])
+            return pd.DataFrame({"prediction": value}, index=frame.index)
         proba = self.predict_proba(frame, source)
         out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=frame.index)
         out.insert(0, "prediction", np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)])

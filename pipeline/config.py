@@ -29,8 +29,9 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """What to load and what to predict."""
 
-    source: Literal["penguins"]
+    source: Literal["penguins", "diabetes"]
     target: str = Field(min_length=1)
+    task: Literal["auto", "classification", "regression"]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
 
 
@@ -61,7 +62,8 @@ class CleanConfig(_Section):
     indicators: bool
     knn_neighbors: PositiveInt
     knn_reference_rows: PositiveInt
-    imbalance: Literal["none", "downsample", "upsample", "class_weight"]
+    imbalance: Literal["none", "downsample", "upsample", "smote", "class_weight"]
+    smote_neighbors: PositiveInt
 
 
 class ScaleConfig(_Section):
@@ -119,7 +121,7 @@ class TrainConfig(_Section):
 class EvaluateConfig(_Section):
     """Test-set evaluation."""
 
-    primary_metric: Literal["accuracy", "macro_f1"]
+    primary_metric: Literal["accuracy", "macro_f1", "mae", "rmse", "r2"]
 
 
 class TrackingConfig(_Section):
@@ -147,6 +149,13 @@ class Params(_Section):
     evaluate: EvaluateConfig
     tracking: TrackingConfig
 
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Params:
+        # with task 'auto' the task is known only once ingest has seen the target; train and evaluate check then
+        if self.data.task != "auto":
+            check_task(self, self.data.task)
+        return self
+
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment that train and evaluate log to."""
@@ -171,6 +180,34 @@ _Loader.add_implicit_resolver(
                r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
     list("-+0123456789."),
 )
+
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+
+
+def check_task(params: Params, task: str) -> None:
+    """Refuse settings that only make sense for the other task.
+
+    Raises:
+        ValueError: Naming the key, its value and what the task allows (pydantic turns it into a message;
+            stages call it through :func:`require_task`).
+    """
+    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    if params.evaluate.primary_metric not in metrics:
+        raise ValueError(
+            f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected one of {metrics}"
+        )
+    if task == "regression" and params.train.early_stopping.monitor == "val/acc":
+        raise ValueError("train.early_stopping.monitor = 'val/acc' with a regression task: expected 'val/loss'")
+
+
+def require_task(params: Params, task: str) -> None:
+    """:func:`check_task` for a stage, once the task is known: a :class:`PipelineError` naming params.yaml."""
+    try:
+        check_task(params, task)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: {exc}") from None
 
 
 def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:

@@ -130,6 +130,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "seed": 42,
         "data.source": "penguins",
         "data.target": "species",
+        "data.task": "auto",
         "data.drop": [],
         "split.val": 0.15,
         "split.test": 0.2,
@@ -143,6 +144,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "clean.knn_neighbors": 5,
         "clean.knn_reference_rows": 2000,
         "clean.imbalance": "upsample",
+        "clean.smote_neighbors": 5,
         "scale.method": "standard",
         "scale.encoding": "onehot",
         "model.kind": "fnn",
@@ -233,3 +235,13 @@ def test_scientific_notation_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path:
 def test_unreadable_params_path_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=f"{tmp_path}: expected a readable UTF-8 text file"):
         load_params(tmp_path)
+
+
+def test_settings_of_the_other_task_are_refused(default_params: dict[str, Any]) -> None:
+    doc = _with(_with(default_params, ("data", "task"), "regression"), ("evaluate", "primary_metric"), "accuracy")
+    with pytest.raises(PipelineError, match=r"evaluate.primary_metric = 'accuracy' with a regression task: expected one of \('mae'"):
+        parse_params(doc)
+    doc = _with(_with(default_params, ("data", "task"), "regression"), ("evaluate", "primary_metric"), "rmse")
+    doc = _with(doc, ("train", "early_stopping", "monitor"), "val/acc")
+    with pytest.raises(PipelineError, match="train.early_stopping.monitor = 'val/acc' with a regression task"):
+        parse_params(doc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -152,3 +153,27 @@ def test_other_strategies_run_end_to_end_and_serve_identically(tmp_path_factory:
     recorded = pd.read_csv(root / "reports/predictions.csv")
     assert pd.read_csv(out)["prediction"].tolist() == recorded["prediction"].tolist()
     assert yaml.safe_load((root / "reports/metrics.json").read_text())["test"]["accuracy"] >= 0.9
+
+
+def test_diabetes_regression_runs_end_to_end_and_serves_identically(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = make_project(
+        tmp_path_factory.mktemp("diabetes"), data__source="diabetes", data__target="progression",
+        evaluate__primary_metric="rmse", train__lr=0.001, train__max_epochs=40, train__early_stopping__patience=10,
+    )
+    done = dvc(root, "repro")
+    assert "task regression (the target holds 214 distinct whole numbers)" in done.stdout
+    assert "clean.imbalance = 'upsample' is ignored for a regression task" in done.stdout
+    metrics = yaml.safe_load((root / "reports/metrics.json").read_text())["test"]
+    assert set(metrics) == {"mae", "rmse", "r2"}
+    assert metrics["r2"] > 0.2  # a model that learned nothing scores about 0
+    assert (root / "reports/plots/predicted_vs_actual.png").is_file() and not (root / "reports/plots/confusion.png").exists()
+    rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["progression"])
+    rows_csv = tmp_path_factory.mktemp("rows") / "rows.csv"
+    rows.to_csv(rows_csv, index=False)
+    out = rows_csv.with_name("preds.csv")
+    run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(rows_csv), "--output", str(out)], root)
+    recorded = pd.read_csv(root / "reports/predictions.csv")
+    assert list(pd.read_csv(out).columns) == ["prediction"]
+    np.testing.assert_allclose(pd.read_csv(out)["prediction"], recorded["prediction"], rtol=1e-6)
+    listing = run(["python", "-m", "pipeline", "models", "list"], root).stdout
+    assert "rmse" in listing.splitlines()[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.stages.evaluate import classification_metrics
+from pipeline.reporting import classification_metrics
 
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -20,3 +20,12 @@ def test_metrics_match_hand_computed_values() -> None:
 def test_class_never_predicted_scores_zero_not_nan() -> None:
     m = classification_metrics(pd.Series(["a", "b"]), pd.Series(["a", "a"]), ["a", "b"])
     assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_regression_metrics_match_hand_computed_values() -> None:
+    from pipeline.reporting import regression_metrics
+
+    m = regression_metrics(pd.Series([1.0, 2.0, 3.0, 4.0]), pd.Series([1.0, 2.0, 3.0, 6.0]))
+    assert m["mae"] == pytest.approx(0.5)
+    assert m["rmse"] == pytest.approx(1.0)  # sqrt(4 / 4)
+    assert m["r2"] == pytest.approx(1 - 4 / 5)  # residual SS 4, total SS 5

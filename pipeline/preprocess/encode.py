@@ -1,4 +1,5 @@
-"""Feature encoding fitted on the train split: one-hot categoricals, scaled numerics, integer labels."""
+"""Encoding fitted on the train split: scaled numerics, encoded categoricals, and the target (class indices
+for classification, a standardised number for regression)."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ class LabelEncoder:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state."""
-        return {"classes_": self.classes_}
+        return {"kind": "classification", "classes_": self.classes_}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> LabelEncoder:
@@ -151,3 +152,52 @@ class LabelEncoder:
         step = cls()
         step.classes_ = list(state["classes_"])
         return step
+
+
+class TargetScaler:
+    """Standardise a regression target with train's mean and spread; :meth:`inverse` undoes it for predictions.
+
+    Networks fit a target near zero with unit spread far more easily than one in the hundreds, and the
+    loss curves of different datasets become comparable.
+    """
+
+    def fit(self, values: pd.Series) -> TargetScaler:
+        """Learn the mean and standard deviation of the train target."""
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        if numbers.isna().any():
+            raise PipelineError(f"target {values.name!r}: expected numbers for a regression task, got {values[numbers.isna()].iloc[0]!r}")
+        self.center_ = float(numbers.mean())
+        spread = float(numbers.std(ddof=0))
+        self.scale_ = spread if spread > 0 else 1.0
+        return self
+
+    def transform(self, values: pd.Series) -> np.ndarray:
+        """Standardised float32 targets."""
+        if not hasattr(self, "center_"):
+            raise PipelineError("TargetScaler is not fitted yet; call fit on the train split first")
+        return ((values.to_numpy(dtype="float64") - self.center_) / self.scale_).astype("float32")
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Network outputs back in the target's units (float64)."""
+        return values.astype("float64") * self.scale_ + self.center_
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state."""
+        return {"kind": "regression", "center_": self.center_, "scale_": self.scale_}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TargetScaler:
+        """Rebuild from :meth:`to_dict` output."""
+        step = cls()
+        step.center_, step.scale_ = float(state["center_"]), float(state["scale_"])
+        return step
+
+
+def target_encoder(task: str) -> LabelEncoder | TargetScaler:
+    """A fresh target encoder for ``task``."""
+    return LabelEncoder() if task == "classification" else TargetScaler()
+
+
+def target_encoder_from_dict(state: dict[str, Any]) -> LabelEncoder | TargetScaler:
+    """Rebuild whichever target encoder ``state`` describes."""
+    return LabelEncoder.from_dict(state) if state["kind"] == "classification" else TargetScaler.from_dict(state)

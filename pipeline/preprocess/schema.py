@@ -12,6 +12,8 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 from pipeline.errors import PipelineError
 
 Kind = Literal["numeric", "categorical", "date"]
+Task = Literal["classification", "regression"]
+MAX_CLASSES = 20  # a numeric target with more distinct values than this is taken for a quantity to regress
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # text counts as a date only in ISO form, so "2007" stays a number or a category
 EPOCH = pd.Timestamp("1970-01-01")
 NEAR_UNIQUE = 0.9  # a text column with distinct values on this share of its rows identifies rows, it is no category
@@ -47,6 +49,19 @@ def as_category(column: pd.Series) -> pd.Series:
     return text.where(text.str.strip() != "")
 
 
+def infer_task(target: pd.Series) -> tuple[Task, str]:
+    """Classification or regression from the target's values, with the reason in words (ingest prints it)."""
+    values = target.dropna()
+    if column_kind(values) != "numeric":
+        return "classification", f"the target holds {values.dtype} labels"
+    distinct = values.nunique()
+    whole = bool((values == values.round()).all())
+    if whole and distinct <= MAX_CLASSES:
+        return "classification", f"the target holds {distinct} distinct whole numbers (at most {MAX_CLASSES})"
+    kind = "whole numbers" if whole else "numbers with fractions"
+    return "regression", f"the target holds {distinct} distinct {kind}"
+
+
 def column_kind(series: pd.Series) -> Kind:
     """Numbers are numeric; strings, booleans and everything else are categorical."""
     return "numeric" if is_numeric_dtype(series) and not is_bool_dtype(series) else "categorical"
@@ -54,15 +69,17 @@ def column_kind(series: pd.Series) -> Kind:
 
 @dataclass(frozen=True)
 class Schema:
-    """The target and the feature columns, in order, with their kinds.
+    """The target, the task and the feature columns, in order, with their kinds.
 
     Attributes:
         target: The label column.
         features: ``(name, kind)`` pairs in the column order ingest saw.
+        task: ``classification`` or ``regression``.
     """
 
     target: str
     features: tuple[tuple[str, Kind], ...]
+    task: Task = "classification"
 
     @classmethod
     def infer(cls, frame: pd.DataFrame, target: str) -> Schema:
@@ -128,9 +145,13 @@ class Schema:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"target": self.target, "features": [{"name": n, "kind": k} for n, k in self.features]}
+        return {
+            "target": self.target,
+            "task": self.task,
+            "features": [{"name": n, "kind": k} for n, k in self.features],
+        }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Schema:
         """Inverse of :meth:`to_dict`."""
-        return cls(state["target"], tuple((f["name"], f["kind"]) for f in state["features"]))
+        return cls(state["target"], tuple((f["name"], f["kind"]) for f in state["features"]), state["task"])

@@ -20,7 +20,7 @@ MODEL_INPUT = "model input"  # how the wrapper names its input in error messages
 
 
 def signature(bundle: ModelBundle) -> ModelSignature:
-    """Inputs: the raw feature columns by name; outputs: the label and one probability per class.
+    """Inputs: the raw feature columns by name; outputs: the label and one probability per class (or the value).
 
     Input columns are typed ``Any`` on purpose: MLflow's own enforcement refuses int64 values for a ``double``
     column, which would reject ordinary raw rows (``year=2007``). The bundle coerces values itself, with
@@ -28,9 +28,12 @@ def signature(bundle: ModelBundle) -> ModelSignature:
     the same inputs and gives the same predictions.
     """
     inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.input_features])
-    outputs = MlflowSchema(
-        [ColSpec("string", "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
-    )
+    if bundle.task == "regression":
+        outputs = MlflowSchema([ColSpec("double", "prediction")])
+    else:
+        outputs = MlflowSchema(
+            [ColSpec("string", "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
+        )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

@@ -10,7 +10,7 @@ from pipeline.config import CleanConfig, load_params
 from pipeline.errors import run_main
 from pipeline.io import atomic_dir, write_json
 from pipeline.preprocess.impute import Imputer
-from pipeline.preprocess.rebalance import class_weights, rebalance
+from pipeline.preprocess.rebalance import class_weights, rebalance, smote
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
 
@@ -69,13 +69,20 @@ def clean(
     }
     cleaned = {"train": imputer.transform(train), "val": imputer.transform(splits["val"]),
                "test": imputer.transform(splits["test"])}
-    before = _counts(cleaned["train"][schema.target])
-    cleaned["train"] = rebalance(cleaned["train"], schema.target, config.imbalance, seed)
+    imbalance = config.imbalance if schema.task == "classification" else "none"
+    before = _counts(cleaned["train"][schema.target]) if schema.task == "classification" else None
+    if imbalance == "smote":
+        indicators = imputer.numeric_out_[len(imputer.numeric_):]  # 0/1 flags: vote, do not interpolate
+        cleaned["train"] = smote(cleaned["train"], schema.target, imputer.numeric_,
+                                 imputer.categorical_out_ + indicators, config.smote_neighbors, seed)
+    else:
+        cleaned["train"] = rebalance(cleaned["train"], schema.target, imbalance, seed)
     report.update(
-        imbalance=config.imbalance,
+        imbalance=imbalance if imbalance == config.imbalance else f"none (clean.imbalance = {config.imbalance!r} "
+        "is ignored for a regression task: it has no classes)",
         train_class_counts_before=before,
-        train_class_counts_after=_counts(cleaned["train"][schema.target]),
-        class_weight=class_weights(cleaned["train"][schema.target]) if config.imbalance == "class_weight" else None,
+        train_class_counts_after=_counts(cleaned["train"][schema.target]) if before is not None else None,
+        class_weight=class_weights(cleaned["train"][schema.target]) if imbalance == "class_weight" else None,
     )
     return cleaned, imputer, report
 
@@ -97,8 +104,9 @@ def main() -> None:
         extra.append(f"dropped {report['train_rows_dropped_incomplete']} incomplete train rows")
     if report["class_weight"]:
         extra.append(f"class weights {({k: round(v, 3) for k, v in report['class_weight'].items()})}")
-    print(f"clean: filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical}); train classes "
-          f"{report['train_class_counts_before']} -> {report['train_class_counts_after']} ({params.clean.imbalance})"
+    balance = (f"train classes {report['train_class_counts_before']} -> {report['train_class_counts_after']} "
+               f"({params.clean.imbalance})") if report["train_class_counts_before"] else report["imbalance"]
+    print(f"clean: filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical}); {balance}"
           + "".join(f"; {e}" for e in extra))
 
 

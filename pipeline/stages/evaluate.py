@@ -15,57 +15,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import load_params
+from pipeline.config import load_params, require_task
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_json, read_parquet, write_json
+from pipeline.reporting import classification_metrics, flatten_metrics, regression_metrics, write_plots
 from pipeline.stages.common import stage_args
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
 
 
-def classification_metrics(y_true: pd.Series, y_pred: pd.Series, classes: list) -> dict[str, Any]:
-    """Accuracy, macro F1 and per-class precision / recall / F1 / support (scikit-learn's arithmetic)."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0
-    )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "per_class": {
-            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-        },
-    }
-
-
-def confusion_png(path: Path, y_true: pd.Series, y_pred: pd.Series, classes: list, title: str) -> None:
-    """Draw the confusion matrix with counts in each cell and class names on both axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
-
-    counts = confusion_matrix(y_true, y_pred, labels=classes)
-    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 3, 1.0 * len(classes) + 2.5))
-    image = ax.imshow(counts, cmap="Blues")
-    fig.colorbar(image, ax=ax, label="rows")
-    names = [str(c) for c in classes]
-    ax.set_xticks(range(len(classes)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("actual class")
-    ax.set_title(title)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            dark = counts[i, j] > counts.max() / 2
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if dark else "black")
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+def same_predictions(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Labels equal exactly; numbers (probabilities, regression values) equal to float32 precision."""
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return False
+    for column in a.columns:
+        x, y = a[column].to_numpy(), b[column].to_numpy()
+        if x.dtype.kind in "fc" and y.dtype.kind in "fc":
+            if not np.allclose(x, y, rtol=1e-6, atol=1e-6):
+                return False
+        elif x.tolist() != y.tolist():
+            return False
+    return True
 
 
 def main() -> None:
@@ -86,31 +56,32 @@ def main() -> None:
     predictions = bundle.predict(test, source=str(args.split / "test.parquet"))
 
     # Skew guard: raw rows through the bundle must match what the network sees from the scale stage.
-    x_scaled, _ = load_xy(args.scaled / "test.parquet", target)
-    scaled_pred = bundle.logits(x_scaled.numpy()).argmax(axis=1)
-    bundle_pred = predictions[[f"proba_{c}" for c in bundle.classes]].to_numpy().argmax(axis=1)
-    if not np.array_equal(scaled_pred, bundle_pred):
+    task = bundle.task
+    require_task(params, task)
+    x_scaled, _ = load_xy(args.scaled / "test.parquet", target, task)
+    from_stages = bundle.logits(x_scaled.numpy())
+    from_raw = bundle.logits(bundle.encode(test, str(args.split / "test.parquet")))
+    skewed = (from_stages.argmax(axis=1) != from_raw.argmax(axis=1)) if task == "classification" else (
+        ~np.isclose(from_stages[:, 0], from_raw[:, 0], rtol=1e-5, atol=1e-5))
+    if skewed.any():
         raise PipelineError(
-            f"{args.model}: predictions from raw test rows differ from the scaled test matrix on "
-            f"{int((scaled_pred != bundle_pred).sum())} rows; the bundle's preprocessing does not match the stages'"
+            f"{args.model}: predictions from raw test rows differ from the scaled test matrix on {int(skewed.sum())} "
+            "rows; the bundle's preprocessing does not match the stages'"
         )
 
-    classes = bundle.classes
-    metrics = {"test": classification_metrics(test[target], predictions["prediction"], classes)}
-    flat = {f"test/{k}": v for k, v in metrics["test"].items() if k != "per_class"}
-    for cls, values in metrics["test"]["per_class"].items():
-        flat.update({f"test/{name}/{cls}": float(v) for name, v in values.items() if name != "support"})
+    classes = bundle.classes if task == "classification" else []
+    metrics = {"test": classification_metrics(test[target], predictions["prediction"], classes)
+               if task == "classification" else regression_metrics(test[target], predictions["prediction"])}
+    flat = flatten_metrics(metrics["test"])
     if not all(math.isfinite(v) for v in flat.values()):
         raise PipelineError(f"test metrics are not finite ({flat}); the model is not registered")
 
-    plots = args.reports / "plots"
+    primary = params.evaluate.primary_metric
     recorded = pd.concat([test[[target]].rename(columns={target: "actual"}), predictions], axis=1)
     with atomic_file(args.reports / "predictions.csv") as tmp:
         recorded.to_csv(tmp, index=False)
-    with atomic_file(plots / "confusion.csv") as tmp:
-        recorded[["actual", "prediction"]].rename(columns={"prediction": "predicted"}).to_csv(tmp, index=False)
-    title = f"{params.data.source} {params.model.kind}: test accuracy {metrics['test']['accuracy']:.3f}"
-    confusion_png(plots / "confusion.png", test[target], predictions["prediction"], classes, title)
+    title = f"{params.data.source} {params.model.kind}: test {primary} {metrics['test'][primary]:.3f}"
+    images = write_plots(args.reports / "plots", task, test[target], predictions["prediction"], classes, target, title)
 
     run_id = read_json(args.info)["run_id"]
     tracking.configure(root)
@@ -118,14 +89,12 @@ def main() -> None:
     registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id}
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(flat)
-        mlflow.log_artifact(str(plots / "confusion.png"), artifact_path="plots")
+        for image in images:
+            mlflow.log_artifact(str(image), artifact_path="plots")
         mlflow.log_artifact(str(args.reports / "predictions.csv"), artifact_path="evaluation")
         info = registry.log_bundle(args.model, test.head(5))
         reloaded = mlflow.pyfunc.load_model(info.model_uri).predict(test.drop(columns=[target]))
-        same = reloaded["prediction"].tolist() == predictions["prediction"].tolist() and np.allclose(
-            reloaded.filter(like="proba_").to_numpy(), predictions.filter(like="proba_").to_numpy(), rtol=0, atol=1e-6
-        )
-        if not same:
+        if not same_predictions(reloaded, predictions.reset_index(drop=True)):
             raise PipelineError(f"{info.model_uri}: the reloaded MLflow model predicts differently from the bundle")
         if params.tracking.register_model:
             version = mlflow.register_model(info.model_uri, name)
@@ -134,9 +103,8 @@ def main() -> None:
         write_json(args.reports / "metrics.json", metrics)
         write_json(args.reports / "model.json", registered)
         mlflow.log_artifact(str(args.reports / "metrics.json"), artifact_path="evaluation")
-    primary = params.evaluate.primary_metric
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
-    others = ", ".join(f"{k} {metrics['test'][k]:.4f}" for k in ("accuracy", "macro_f1") if k != primary)
+    others = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k not in (primary, "per_class"))
     print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(test)} rows; {where}")
 
 

@@ -7,6 +7,7 @@ kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what wa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from pipeline.config import load_params
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_parquet
-from pipeline.preprocess.schema import Schema, as_category, detect
+from pipeline.preprocess.schema import Schema, as_category, column_kind, detect, infer_task
 from pipeline.stages.common import stage_args
 
 
@@ -24,11 +25,28 @@ def _load_penguins() -> pd.DataFrame:
     return load_penguins()
 
 
-SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _load_penguins}
+def _load_diabetes() -> pd.DataFrame:
+    """scikit-learn's diabetes data in its original units (442 patients; target: progression after a year).
+
+    Read straight from the files scikit-learn ships, without importing scikit-learn (over a second).
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise PipelineError("data.source = 'diabetes': expected scikit-learn to be installed (it ships the data)")
+    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    frame = pd.read_csv(folder / "diabetes_data_raw.csv.gz", sep=" ", header=None, names=names)
+    frame["progression"] = pd.read_csv(folder / "diabetes_target.csv.gz", header=None)[0].to_numpy()
+    return frame
+
+
+SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _load_penguins, "diabetes": _load_diabetes}
 
 
 def ingest(
-    frame: pd.DataFrame, target: str, source: str = "data", drop: Sequence[str] = ()
+    frame: pd.DataFrame, target: str, source: str = "data", drop: Sequence[str] = (), task: str = "auto"
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Validate a loaded table, drop the rows no later stage can use, and leave out non-feature columns.
 
@@ -41,6 +59,7 @@ def ingest(
         target: The label column (``data.target``).
         source: A name for the table in messages.
         drop: Columns to leave out (``data.drop``).
+        task: ``classification``, ``regression`` or ``auto`` (inferred from the target; the profile says why).
 
     Returns:
         The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
@@ -62,12 +81,20 @@ def ingest(
     kinds = {name: detect(kept[name]) for name in kept.columns if name != target}
     identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
     kept = kept.drop(columns=identifiers)
+    if task == "auto":
+        task, reason = infer_task(kept[target])
+    else:
+        reason = "set in data.task"
+    if task == "regression" and column_kind(kept[target]) != "numeric":
+        raise PipelineError(
+            f"data.task = 'regression': column {target!r} in {source}: expected numbers, got {kept[target].dtype} values"
+        )
     classes = kept[target].value_counts().sort_index()
-    if len(classes) < 2:
+    if task == "classification" and len(classes) < 2:
         raise PipelineError(f"{source}: column {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
     if len(kept.columns) < 2:
         raise PipelineError(f"{source}: expected at least one feature column besides {target!r}, got none")
-    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name != target))
+    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name != target), task)
     for name in schema.categorical:  # the same text form predict gives raw rows, so training and serving agree
         kept[name] = as_category(kept[name])
     profile = {
@@ -76,6 +103,8 @@ def ingest(
         "rows_dropped_missing_target": int(no_target.sum()),
         "rows_dropped_duplicate": int(duplicated.sum()),
         "rows": int(len(kept)),
+        "task": task,
+        "task_reason": reason,
         "columns_dropped": {
             **{name: "listed in data.drop" for name in drop},
             **{name: "near-unique text (an identifier or free text), not a category" for name in identifiers},
@@ -88,7 +117,10 @@ def ingest(
             }
             for name in kept.columns
         },
-        "class_counts": {str(k): int(v) for k, v in classes.items()},
+        "class_counts": {str(k): int(v) for k, v in classes.items()} if task == "classification" else None,
+        "target_summary": None if task == "classification" else {
+            k: float(v) for k, v in kept[target].describe().items() if k != "count"
+        },
     }
     return kept, schema, profile
 
@@ -98,7 +130,7 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "out")
     data = load_params(args.params).data
     frame = SOURCES[data.source]()
-    kept, schema, profile = ingest(frame, data.target, data.source, data.drop)
+    kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task)
     with atomic_dir(args.out) as out:
         write_parquet(out / "data.parquet", kept)
         write_json(out / "schema.json", schema.to_dict())
@@ -107,8 +139,10 @@ def main() -> None:
     left_out = "".join(f"; left out {name!r}: {why}" for name, why in profile["columns_dropped"].items())
     date_columns = [name for name, kind in schema.features if kind == "date"]
     dates = f"; dates as days since 1970-01-01: {date_columns}" if date_columns else ""
+    target = f"classes {profile['class_counts']}" if schema.task == "classification" else (
+        f"target mean {profile['target_summary']['mean']:.4g}, std {profile['target_summary']['std']:.4g}")
     print(f"ingest: {data.source}: {profile['rows']} rows, {len(schema.features)} features, {dropped} rows dropped; "
-          f"classes {profile['class_counts']}{left_out}{dates}")
+          f"task {schema.task} ({profile['task_reason']}); {target}{left_out}{dates}")
 
 
 if __name__ == "__main__":

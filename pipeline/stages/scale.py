@@ -7,15 +7,20 @@ import pandas as pd
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
 from pipeline.io import atomic_dir, read_json, write_json
-from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
 from pipeline.preprocess.impute import Imputer
 from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
 
 
 def scale(
-    splits: dict[str, pd.DataFrame], numeric: list[str], categorical: list[str], target: str, config: ScaleConfig
-) -> tuple[dict[str, pd.DataFrame], FeatureEncoder, LabelEncoder]:
-    """Fit the feature and label encoders on train and turn every split into float32 features + int labels.
+    splits: dict[str, pd.DataFrame],
+    numeric: list[str],
+    categorical: list[str],
+    target: str,
+    config: ScaleConfig,
+    task: str = "classification",
+) -> tuple[dict[str, pd.DataFrame], FeatureEncoder, LabelEncoder | TargetScaler]:
+    """Fit the feature and target encoders on train and turn every split into float32 features + target.
 
     Args:
         splits: The cleaned splits.
@@ -23,13 +28,14 @@ def scale(
         categorical: Categorical feature columns after clean.
         target: The label column.
         config: The ``scale`` params.
+        task: ``classification`` (target as class indices) or ``regression`` (target standardised on train).
 
     Returns:
-        Frames whose columns are ``encoder.feature_names_out_`` then the target (class index), and both
-        fitted encoders.
+        Frames whose columns are ``encoder.feature_names_out_`` then the encoded target, and both fitted
+        encoders.
     """
     features = FeatureEncoder(config.method, config.encoding).fit(splits["train"], numeric, categorical)
-    labels = LabelEncoder().fit(splits["train"][target])
+    labels = target_encoder(task).fit(splits["train"][target])
     out = {}
     for name, frame in splits.items():
         encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_)
@@ -43,15 +49,16 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
     params = load_params(args.params)
     imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
-    target = read_schema(args.raw).target
+    schema = read_schema(args.raw)
     scaled, features, labels = scale(
-        read_splits(args.clean), imputer.numeric_out_, imputer.categorical_out_, target, params.scale
+        read_splits(args.clean), imputer.numeric_out_, imputer.categorical_out_, schema.target, params.scale, schema.task
     )
     with atomic_dir(args.out) as out:
         write_splits(out, scaled)
-        write_json(out / "encoder.json", {"features": features.to_dict(), "labels": labels.to_dict()})
-    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding}), "
-          f"classes {labels.classes_}")
+        write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict()})
+    target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
+        f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
+    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding}), {target}")
 
 
 if __name__ == "__main__":

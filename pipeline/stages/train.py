@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Params, flatten, load_params
+from pipeline.config import Params, flatten, load_params, require_task
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.stages.common import stage_args
@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from pipeline.nets import build_net  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
 from pipeline.training.data import ScaledDataModule  # noqa: E402
-from pipeline.training.module import Classifier  # noqa: E402
+from pipeline.training.module import LitModel  # noqa: E402
 
 
 @dataclass
@@ -61,16 +61,22 @@ def check_accelerator(accelerator: str) -> None:
 
 
 def fit(
-    params: Params, scaled_dir: Path, n_classes: int, sink: Any = None, class_weight: list[float] | None = None
+    params: Params,
+    scaled_dir: Path,
+    n_outputs: int,
+    sink: Any = None,
+    class_weight: list[float] | None = None,
+    task: str = "classification",
 ) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
     Args:
         params: The validated params (reads ``seed``, ``model`` and ``train``).
         scaled_dir: The scale stage's output.
-        n_classes: Number of classes (output width).
+        n_outputs: Output width: the number of classes, or 1 for regression.
         sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
         class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
+        task: ``classification`` or ``regression``.
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
@@ -80,17 +86,17 @@ def fit(
     torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(params.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
-    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed)
+    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
     data.setup()
     spec = {
         "kind": params.model.kind,
         "in_features": int(data.n_features),
         "hidden": list(params.model.hidden),
-        "out_features": n_classes,
+        "out_features": n_outputs,
         "activation": params.model.activation,
         "dropout": params.model.dropout,
     }
-    module = Classifier(build_net(spec), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight)
+    module = LitModel(build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight)
     stop = cfg.early_stopping
     history = EpochHistory(sink)
     best = BestWeights(stop.monitor, stop.mode, stop.min_delta)
@@ -135,9 +141,12 @@ def main() -> None:
     params = load_params(args.params)
     check_accelerator(params.train.accelerator)
     root = Path.cwd()
-    classes = read_json(args.scaled / "encoder.json")["labels"]["classes_"]
+    task = read_json(args.raw / "schema.json")["task"]
+    require_task(params, task)
+    target = read_json(args.scaled / "encoder.json")["target"]
+    n_outputs = len(target["classes_"]) if task == "classification" else 1
     weights = read_json(args.clean / "report.json")["class_weight"]
-    class_weight = None if weights is None else [weights[str(c)] for c in classes]
+    class_weight = None if weights is None else [weights[str(c)] for c in target["classes_"]]
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, params.experiment_name)
     started = time.perf_counter()
@@ -146,13 +155,14 @@ def main() -> None:
         mlflow.set_tags({
             "seed": str(params.seed),
             "model.kind": params.model.kind,
+            "task": task,
             **tracking.git_tags(root),
             **{f"data.md5.{s}": tracking.file_md5(args.scaled / f"{s}.parquet") for s in ("train", "val", "test")},
         })
         for name in ("params.yaml", "dvc.yaml"):
             if (root / name).is_file():
                 mlflow.log_artifact(str(root / name), artifact_path="config")
-        result = fit(params, args.scaled, len(classes), lambda m, e: mlflow.log_metrics(m, step=e), class_weight)
+        result = fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight, task)
         mlflow.set_tags({**tracking.environment_tags(), "device": result.device})
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
@@ -169,11 +179,11 @@ def main() -> None:
             "history": result.history,
         })
     last = result.history[-1]
+    metric = "val/acc" if task == "classification" else "val/mae"
     print(
-        f"train: {params.model.kind} on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best epoch "
-        f"{result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4g}); last train/loss "
-        f"{last.get('train/loss', float('nan')):.4f} val/acc {last.get('val/acc', float('nan')):.4f}; "
-        f"MLflow run {run.info.run_id}"
+        f"train: {params.model.kind} ({task}) on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best "
+        f"epoch {result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4g}); last train/loss "
+        f"{last['train/loss']:.4f} {metric} {last[metric]:.4f}; MLflow run {run.info.run_id}"
     )
 
 

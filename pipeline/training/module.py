@@ -1,4 +1,4 @@
-"""One LightningModule around any classification network; train, val and test share one step."""
+"""One LightningModule around any network, for classification or regression; train, val and test share one step."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class Classifier(L.LightningModule):
-    """Train a network that maps features to class logits with cross-entropy.
+class LitModel(L.LightningModule):
+    """Train a network: cross-entropy on class logits, or mean squared error on one regression output.
 
-    Logs ``<stage>/loss`` and ``<stage>/acc`` per epoch for ``stage`` in train, val, test.
+    Logs ``<stage>/loss`` and ``<stage>/acc`` (classification) or ``<stage>/mae`` (regression, in standardised
+    target units) per epoch, for ``stage`` in train, val, test.
 
     Args:
-        net: The network; its output is (B, n_classes) logits.
+        net: The network; its output is (B, n_classes) logits, or (B, 1) for regression.
+        task: ``classification`` or ``regression``.
         optimizer: ``sgd`` or ``adam``.
         lr: Learning rate.
         momentum: SGD momentum (0 for plain SGD).
@@ -25,6 +27,7 @@ class Classifier(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
+        task: str,
         optimizer: str,
         lr: float,
         momentum: float,
@@ -33,6 +36,7 @@ class Classifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.net = net
+        self.task = task
         # a buffer moves to the training device with the module and is not a trainable parameter
         self.register_buffer("class_weight", None if class_weight is None else torch.tensor(class_weight))
         self.optimizer_name = optimizer
@@ -45,12 +49,17 @@ class Classifier(L.LightningModule):
         return self.net(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch  # (B, F), (B,)
-        logits = self.net(x)  # (B, K)
-        loss = F.cross_entropy(logits, y, weight=self.class_weight)
-        acc = (logits.argmax(dim=1) == y).float().mean()
+        x, y = batch  # (B, F), (B,) class indices or standardised targets
+        out = self.net(x)  # (B, K) logits or (B, 1)
+        if self.task == "classification":
+            loss = F.cross_entropy(out, y, weight=self.class_weight)
+            metric = {f"{stage}/acc": (out.argmax(dim=1) == y).float().mean()}
+        else:
+            prediction = out.squeeze(1)  # (B,)
+            loss = F.mse_loss(prediction, y)
+            metric = {f"{stage}/mae": (prediction - y).abs().mean()}
         # on_epoch with batch_size weights each batch by its rows, so the epoch figure is the true mean.
-        self.log_dict({f"{stage}/loss": loss, f"{stage}/acc": acc}, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log_dict({f"{stage}/loss": loss, **metric}, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

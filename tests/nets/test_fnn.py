@@ -19,11 +19,14 @@ def test_layers_follow_hidden_sizes_activation_and_dropout() -> None:
 
 
 def test_zero_dropout_adds_no_dropout_layer_and_output_is_logits() -> None:
+    torch.manual_seed(0)
     net = FNN(4, [6], 2, activation="relu", dropout=0.0)
     assert not any(isinstance(m, nn.Dropout) for m in net.layers)
-    out = net(torch.randn(7, 4))
+    x = torch.randn(7, 4)
+    out = net(x)
     assert out.shape == (7, 2)
-    assert (out < 0).any()  # raw logits, not probabilities
+    first, _, last = net.layers
+    assert torch.allclose(out, last(torch.relu(first(x))))  # raw logits: no softmax at the end
 
 
 def test_flattens_multidimensional_input() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
 
 NUMERIC = ["bill", "const"]
 CATEGORICAL = ["island"]
@@ -161,3 +161,15 @@ def test_ordinal_encoding_gives_sorted_indices_and_minus_one_for_unseen() -> Non
     np.testing.assert_array_equal(out[:, 1], [0.0, 2.0, -1.0])
     restored = FeatureEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
     np.testing.assert_array_equal(restored.transform(train), encoder.transform(train))
+
+
+def test_target_scaler_standardises_with_train_statistics_and_inverts() -> None:
+    scaler = TargetScaler().fit(pd.Series([10.0, 20.0, 30.0], name="y"))
+    assert scaler.center_ == 20.0 and scaler.scale_ == pytest.approx((200 / 3) ** 0.5)
+    z = scaler.transform(pd.Series([20.0, 30.0]))
+    assert z.dtype == np.float32 and z[0] == 0.0
+    np.testing.assert_allclose(scaler.inverse(z), [20.0, 30.0], rtol=1e-6)
+    restored = target_encoder_from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert isinstance(restored, TargetScaler) and restored.center_ == 20.0
+    with pytest.raises(PipelineError, match="target 'y': expected numbers for a regression task, got 'big'"):
+        TargetScaler().fit(pd.Series([1.0, "big"], name="y", dtype=object))

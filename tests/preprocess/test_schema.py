@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.preprocess.schema import Schema, column_kind, detect
+from pipeline.preprocess.schema import Schema, column_kind, detect, infer_task
 
 SCHEMA = Schema("species", (("bill", "numeric"), ("year", "numeric"), ("island", "categorical")))
 
@@ -111,3 +111,17 @@ def test_coerce_turns_dates_into_days_since_1970_and_names_bad_values() -> None:
     assert days["when"].dropna().tolist() == [1.0, 0.5, 0.0]  # 02:00 at +02:00 is midnight UTC
     with pytest.raises(PipelineError, match="rows.csv: column 'when': expected ISO dates, got 'yesterday'"):
         schema.coerce(pd.DataFrame({"when": ["yesterday"]}), "rows.csv")
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (["yes", "no", "yes"], "classification"),
+        ([0, 1, 2, 1], "classification"),
+        ([float(v) for v in range(25)], "regression"),  # more distinct whole numbers than MAX_CLASSES
+        ([0.5, 1.0, 1.5], "regression"),  # fractions are quantities
+    ],
+)
+def test_infer_task_from_target_values(values: list, task: str) -> None:
+    inferred, reason = infer_task(pd.Series(values))
+    assert inferred == task and reason

@@ -16,7 +16,7 @@ SCHEMA = Schema("species", (("bill", "numeric"), ("island", "categorical")))
 def _config(imbalance: str = "upsample", numeric: str = "median", **changes: object) -> CleanConfig:
     settings = dict(numeric=numeric, categorical="most_frequent", fill_value=0.0, fill_category="missing",
                     max_missing=1.0, drop_rows=False, indicators=False, knn_neighbors=5, knn_reference_rows=2000,
-                    imbalance=imbalance)
+                    imbalance=imbalance, smote_neighbors=1)
     return CleanConfig(**{**settings, **changes})
 
 
@@ -145,3 +145,11 @@ def test_dates_become_days_since_1970_as_serving_sees_them() -> None:
     assert cleaned["train"]["when"].tolist() == [1.0, 5.5, 10.0]
     assert cleaned["val"]["when"].tolist() == [2.0] and cleaned["test"]["when"].tolist() == [5.5]
     assert cleaned["train"]["y"].tolist() == ["A", "B", "A"]
+
+
+def test_smote_adds_rows_to_train_only() -> None:
+    cleaned, _, report = clean(_splits(), SCHEMA, _config(imbalance="smote"), seed=0)
+    assert report["train_class_counts_after"] == {"A": 3, "B": 3}
+    assert cleaned["train"]["bill"].iloc[:5].tolist() == [1.0, 2.0, 3.0, 4.0, 10.0]
+    assert 4.0 <= cleaned["train"]["bill"].iloc[5] <= 10.0  # between the two B rows
+    assert len(cleaned["val"]) == 2 and len(cleaned["test"]) == 4

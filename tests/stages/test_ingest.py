@@ -115,3 +115,14 @@ def test_a_short_table_keeps_distinct_names_as_categories() -> None:
     frame = pd.DataFrame({"name": ["a", "b", "c", "d"], "y": [0, 1, 0, 1]})
     _, schema, _ = ingest(frame, "y")
     assert dict(schema.features) == {"name": "categorical"}
+
+
+def test_diabetes_is_read_offline_in_original_units_as_regression() -> None:
+    from pipeline.stages.ingest import SOURCES
+
+    kept, schema, profile = ingest(SOURCES["diabetes"](), "progression", "diabetes")
+    assert len(kept) == 442 and schema.feature_names == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    assert schema.task == "regression" and profile["class_counts"] is None
+    assert kept["age"].iloc[0] == 59 and kept["progression"].iloc[0] == 151.0  # raw units, not sklearn's scaled ones
+    with pytest.raises(PipelineError, match="data.task = 'regression': column 'churn' in data: expected numbers"):
+        ingest(_customers(), "churn", task="regression")

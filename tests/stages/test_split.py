@@ -74,3 +74,10 @@ def test_empty_part_is_refused() -> None:
     frame = pd.DataFrame({"id": range(8), "label": ["a", "b"] * 4})
     with pytest.raises(PipelineError, match=r"split\.val: expected a non-empty val split from 8 rows"):
         split(frame, "label", val=0.1, test=0.3, seed=0)
+
+
+def test_regression_split_is_random_not_stratified() -> None:
+    frame = pd.DataFrame({"x": range(40), "y": [float(v) for v in range(40)]})
+    parts = split(frame, "y", val=0.25, test=0.25, seed=0, stratify=False)
+    assert [len(parts[name]) for name in ("train", "val", "test")] == [20, 10, 10]
+    assert sorted(pd.concat(parts.values())["x"]) == list(range(40))

@@ -13,7 +13,7 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.stages.train import fit
-from pipeline.training.module import Classifier
+from pipeline.training.module import LitModel
 from pipeline.nets.fnn import FNN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_same_seed_gives_bit_identical_weights(scaled: Path) -> None:
     params = parse_params(_params())
-    first, second = fit(params, scaled, n_classes=3), fit(params, scaled, n_classes=3)
+    first, second = fit(params, scaled, n_outputs=3), fit(params, scaled, n_outputs=3)
     assert first.state_dict.keys() == second.state_dict.keys()
     for key in first.state_dict:
         assert torch.equal(first.state_dict[key], second.state_dict[key]), key
@@ -48,14 +48,14 @@ def test_same_seed_gives_bit_identical_weights(scaled: Path) -> None:
 
 def test_other_seed_gives_other_weights(scaled: Path) -> None:
     raw = _params()
-    first = fit(parse_params(raw), scaled, n_classes=3)
+    first = fit(parse_params(raw), scaled, n_outputs=3)
     raw["seed"] = raw["seed"] + 1
-    other = fit(parse_params(raw), scaled, n_classes=3)
+    other = fit(parse_params(raw), scaled, n_outputs=3)
     assert not torch.equal(first.state_dict["layers.0.weight"], other.state_dict["layers.0.weight"])
 
 
 def test_history_has_one_row_per_epoch_with_train_and_val(scaled: Path) -> None:
-    result = fit(parse_params(_params()), scaled, n_classes=3)
+    result = fit(parse_params(_params()), scaled, n_outputs=3)
     assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= set(result.history[0])
     assert result.device == "cpu"
@@ -63,7 +63,7 @@ def test_history_has_one_row_per_epoch_with_train_and_val(scaled: Path) -> None:
 
 
 def test_best_weights_are_from_the_best_epoch(scaled: Path) -> None:
-    result = fit(parse_params(_params(max_epochs=6)), scaled, n_classes=3)
+    result = fit(parse_params(_params(max_epochs=6)), scaled, n_outputs=3)
     losses = [row["val/loss"] for row in result.history]
     assert result.best_epoch == int(np.argmin(losses))
     assert result.best_value == pytest.approx(min(losses))
@@ -77,12 +77,12 @@ def test_non_finite_loss_stops_with_a_clear_error(scaled: Path, tmp_path: Path) 
         frame[["a", "b", "c", "d"]] *= np.float32(1e38)
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
     with pytest.raises(PipelineError, match=r"(train|val)/loss = (nan|inf) at epoch \d+: expected a finite loss"):
-        fit(parse_params(_params()), tmp_path, n_classes=3)
+        fit(parse_params(_params()), tmp_path, n_outputs=3)
 
 
 @pytest.mark.parametrize(("name", "momentum", "expected"), [("sgd", 0.9, torch.optim.SGD), ("adam", 0.0, torch.optim.Adam)])
 def test_optimizer_knobs_reach_the_optimizer(name: str, momentum: float, expected: type) -> None:
-    module = Classifier(FNN(3, [2], 2), optimizer=name, lr=0.123, momentum=momentum, weight_decay=0.01)
+    module = LitModel(FNN(3, [2], 2), "classification", optimizer=name, lr=0.123, momentum=momentum, weight_decay=0.01)
     optimizer = module.configure_optimizers()
     assert type(optimizer) is expected
     group = optimizer.param_groups[0]
@@ -95,13 +95,22 @@ def test_class_weight_reaches_the_loss() -> None:
     torch.manual_seed(0)
     net = FNN(3, [], 2)
     x, y = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 1])
-    weighted = Classifier(net, "adam", 0.1, 0.0, 0.0, class_weight=[0.75, 1.5])
+    weighted = LitModel(net, "classification", "adam", 0.1, 0.0, 0.0, class_weight=[0.75, 1.5])
     logits = net(x)
     per_row = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     w = torch.tensor([0.75, 1.5])[y]
     expected = (per_row * w).sum() / w.sum()  # PyTorch's weighted mean
     weighted.log_dict = lambda *a, **k: None  # logging needs a Trainer; the loss itself does not
     assert torch.allclose(weighted._shared_step((x, y), "train"), expected)
-    plain = Classifier(net, "adam", 0.1, 0.0, 0.0)
+    plain = LitModel(net, "classification", "adam", 0.1, 0.0, 0.0)
     plain.log_dict = lambda *a, **k: None
     assert not torch.allclose(plain._shared_step((x, y), "train"), expected)
+
+
+def test_regression_loss_is_mean_squared_error_on_the_single_output() -> None:
+    torch.manual_seed(0)
+    net = FNN(3, [], 1)
+    x, y = torch.randn(5, 3), torch.randn(5)
+    module = LitModel(net, "regression", "adam", 0.1, 0.0, 0.0)
+    module.log_dict = lambda *a, **k: None
+    assert torch.allclose(module._shared_step((x, y), "train"), ((net(x)[:, 0] - y) ** 2).mean())

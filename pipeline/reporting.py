@@ -1,0 +1,116 @@
+"""Test metrics and plots for a task, computed by scikit-learn and drawn by matplotlib (pure functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.io import atomic_file
+
+
+def classification_metrics(y_true: pd.Series, y_pred: pd.Series, classes: list) -> dict[str, Any]:
+    """Accuracy, macro F1 and per-class precision / recall / F1 / support."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        },
+    }
+
+
+def regression_metrics(y_true: pd.Series, y_pred: pd.Series) -> dict[str, Any]:
+    """Mean absolute error, root mean squared error and R^2, in the target's units."""
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    return {
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(root_mean_squared_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)),
+    }
+
+
+def flatten_metrics(metrics: dict[str, Any], prefix: str = "test") -> dict[str, float]:
+    """``{"accuracy": .., "per_class": {"A": {"f1": ..}}}`` -> ``{"test/accuracy": .., "test/f1/A": ..}`` for MLflow."""
+    flat = {f"{prefix}/{k}": float(v) for k, v in metrics.items() if k != "per_class"}
+    for cls, values in metrics.get("per_class", {}).items():
+        flat.update({f"{prefix}/{name}/{cls}": float(v) for name, v in values.items() if name != "support"})
+    return flat
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    _pyplot().close(fig)
+
+
+def confusion_png(path: Path, y_true: pd.Series, y_pred: pd.Series, classes: list, title: str) -> None:
+    """Draw the confusion matrix with counts in each cell and class names on both axes."""
+    from sklearn.metrics import confusion_matrix
+
+    plt = _pyplot()
+    counts = confusion_matrix(y_true, y_pred, labels=classes)
+    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 3, 1.0 * len(classes) + 2.5))
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="rows")
+    names = [str(c) for c in classes]
+    ax.set_xticks(range(len(classes)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("actual class")
+    ax.set_title(title)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            dark = counts[i, j] > counts.max() / 2
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if dark else "black")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def predicted_vs_actual_png(path: Path, y_true: pd.Series, y_pred: pd.Series, target: str, title: str) -> None:
+    """Scatter of predicted against actual values with the identity line a perfect model would sit on."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.scatter(y_true, y_pred, s=14, alpha=0.7)
+    low, high = float(np.min([y_true.min(), y_pred.min()])), float(np.max([y_true.max(), y_pred.max()]))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = actual")
+    ax.set_xlabel(f"actual {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_plots(
+    folder: Path, task: str, y_true: pd.Series, y_pred: pd.Series, classes: list, target: str, title: str
+) -> list[Path]:
+    """Write the task's plot data (CSV, for ``dvc plots``) and images; return the images."""
+    folder = Path(folder)
+    frame = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": y_pred.to_numpy()})
+    name = "confusion" if task == "classification" else "predicted_vs_actual"
+    with atomic_file(folder / f"{name}.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    if task == "classification":
+        confusion_png(folder / f"{name}.png", y_true, y_pred, classes, title)
+    else:
+        predicted_vs_actual_png(folder / f"{name}.png", y_true, y_pred, target, title)
+    return [folder / f"{name}.png"]
