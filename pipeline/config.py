@@ -7,7 +7,7 @@ ranges. A bad file stops the stage with one line that names the key, the value a
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -26,13 +26,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+BUNDLED = ("penguins", "diabetes")
+INPUTS = "inputs"  # the folder user files live in: ingest depends on it, so DVC sees every change
+FILE_SUFFIXES = (".csv", ".parquet")
+
+
 class DataConfig(_Section):
     """What to load and what to predict."""
 
-    source: Literal["penguins", "diabetes"]
+    source: str
     target: str = Field(min_length=1)
     task: Literal["auto", "classification", "regression"]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
+
+    @model_validator(mode="after")
+    def _known_source(self) -> DataConfig:
+        if self.source in BUNDLED:
+            return self
+        path = PurePosixPath(self.source)
+        if path.suffix not in FILE_SUFFIXES or path.parts[:1] != (INPUTS,) or ".." in path.parts or len(path.parts) < 2:
+            raise ValueError(
+                f"data.source = {self.source!r}: expected one of {BUNDLED} or a {'/'.join(FILE_SUFFIXES)} file under "
+                f"{INPUTS}/ (for example {INPUTS}/customers.csv), so that DVC tracks it"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        """The dataset's name: the bundled name, or the file's stem (``inputs/churn.csv`` -> ``churn``)."""
+        return self.source if self.source in BUNDLED else PurePosixPath(self.source).stem
 
 
 class SplitConfig(_Section):
@@ -127,8 +149,8 @@ class EvaluateConfig(_Section):
 class TrackingConfig(_Section):
     """MLflow experiment and model-registry names.
 
-    ``experiment: auto`` means the experiment is named after ``data.source``; ``model_name: auto`` means the
-    registered model is named ``<data.source>-<model.kind>`` (for example ``penguins-fnn``).
+    ``experiment: auto`` means the experiment is named after the dataset (the bundled name, or the file's stem);
+    ``model_name: auto`` means the registered model is ``<dataset>-<model.kind>`` (for example ``penguins-fnn``).
     """
 
     experiment: str = Field(min_length=1)
@@ -159,13 +181,13 @@ class Params(_Section):
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment that train and evaluate log to."""
-        return self.data.source if self.tracking.experiment == "auto" else self.tracking.experiment
+        return self.data.name if self.tracking.experiment == "auto" else self.tracking.experiment
 
     @property
     def registered_model_name(self) -> str:
         """The MLflow registered-model name: ``<data.source>-<model.kind>`` unless set explicitly."""
         if self.tracking.model_name == "auto":
-            return f"{self.data.source}-{self.model.kind}"
+            return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.data.name}-{self.model.kind}").lstrip("-_.")
         return self.tracking.model_name
 
 

@@ -14,7 +14,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # What a clone holds that the pipeline needs (outputs, stores and environments are left behind).
-PROJECT_FILES = ("pipeline", "dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+PROJECT_FILES = (
+    "pipeline", "inputs", "dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore",
+)
 
 
 def env() -> dict[str, str]:
@@ -75,3 +77,11 @@ def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 def stages_run(output: str) -> set[str]:
     """The stage names a ``dvc repro`` output says it ran."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def churn_csv(rows: int = 40) -> str:
+    """A small user table: an id column, an ISO date, a category, a number, and a yes/no target."""
+    return "id,when,plan,spend,churned\n" + "".join(
+        f"C{i:03d},2024-01-{i % 28 + 1:02d},{'basic' if i % 3 else 'pro'},{i * 1.5},{'yes' if i % 4 == 0 else 'no'}\n"
+        for i in range(rows)
+    )

@@ -245,3 +245,10 @@ def test_settings_of_the_other_task_are_refused(default_params: dict[str, Any]) 
     doc = _with(doc, ("train", "early_stopping", "monitor"), "val/acc")
     with pytest.raises(PipelineError, match="train.early_stopping.monitor = 'val/acc' with a regression task"):
         parse_params(doc)
+
+
+def test_file_sources_name_the_experiment_and_model_after_the_file(default_params: dict[str, Any]) -> None:
+    params = parse_params(_with(default_params, ("data", "source"), "inputs/my churn.parquet"))
+    assert params.data.name == "my churn"
+    assert params.experiment_name == "my churn"
+    assert params.registered_model_name == "my-churn-fnn"  # registry names allow no spaces

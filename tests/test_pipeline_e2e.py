@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.project import dvc, make_project, run, set_params, stages_run
+from tests.project import churn_csv, dvc, make_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 ALL_STAGES = {"ingest", "split", "clean", "scale", "train", "evaluate"}
@@ -177,3 +177,24 @@ def test_diabetes_regression_runs_end_to_end_and_serves_identically(tmp_path_fac
     np.testing.assert_allclose(pd.read_csv(out)["prediction"], recorded["prediction"], rtol=1e-6)
     listing = run(["python", "-m", "pipeline", "models", "list"], root).stdout
     assert "rmse" in listing.splitlines()[1]
+
+
+def test_a_users_csv_runs_end_to_end_predicts_its_own_labels_and_reruns_when_edited(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = make_project(
+        tmp_path_factory.mktemp("users-csv"), data__source="inputs/churn.csv", data__target="churned",
+        train__max_epochs=10, train__early_stopping__patience=5,
+    )
+    (root / "inputs" / "churn.csv").write_text(churn_csv())
+    assert stages_run(dvc(root, "repro").stdout) == ALL_STAGES
+    assert yaml.safe_load((root / "reports/model.json").read_text())["name"] == "churn-fnn"
+    rows = tmp_path_factory.mktemp("rows") / "rows.csv"
+    rows.write_text("id,when,plan,spend\nNEW1,2024-02-01,pro,3.0\nNEW2,2024-02-02,basic,55.5\n")
+    out = rows.with_name("preds.csv")
+    run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(rows), "--output", str(out)], root)
+    predicted = pd.read_csv(out)
+    assert set(predicted["prediction"]) <= {"yes", "no"}
+    assert list(predicted.columns) == ["prediction", "proba_no", "proba_yes"]
+    (root / "inputs" / "churn.csv").write_text(churn_csv(rows=44))
+    assert stages_run(dvc(root, "repro").stdout) == ALL_STAGES  # a changed file reruns ingest and all after it

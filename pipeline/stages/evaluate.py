@@ -80,7 +80,7 @@ def main() -> None:
     recorded = pd.concat([test[[target]].rename(columns={target: "actual"}), predictions], axis=1)
     with atomic_file(args.reports / "predictions.csv") as tmp:
         recorded.to_csv(tmp, index=False)
-    title = f"{params.data.source} {params.model.kind}: test {primary} {metrics['test'][primary]:.3f}"
+    title = f"{params.data.name} {params.model.kind}: test {primary} {metrics['test'][primary]:.3f}"
     images = write_plots(args.reports / "plots", task, test[target], predictions["prediction"], classes, target, title)
 
     run_id = read_json(args.info)["run_id"]

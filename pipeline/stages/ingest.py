@@ -6,43 +6,18 @@ kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from pipeline import sources
 from pipeline.config import load_params
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_parquet
 from pipeline.preprocess.schema import Schema, as_category, column_kind, detect, infer_task
 from pipeline.stages.common import stage_args
-
-
-def _load_penguins() -> pd.DataFrame:
-    from palmerpenguins import load_penguins  # ships its CSV inside the package: no network
-
-    return load_penguins()
-
-
-def _load_diabetes() -> pd.DataFrame:
-    """scikit-learn's diabetes data in its original units (442 patients; target: progression after a year).
-
-    Read straight from the files scikit-learn ships, without importing scikit-learn (over a second).
-    """
-    from importlib.util import find_spec
-
-    spec = find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise PipelineError("data.source = 'diabetes': expected scikit-learn to be installed (it ships the data)")
-    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
-    names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-    frame = pd.read_csv(folder / "diabetes_data_raw.csv.gz", sep=" ", header=None, names=names)
-    frame["progression"] = pd.read_csv(folder / "diabetes_target.csv.gz", header=None)[0].to_numpy()
-    return frame
-
-
-SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _load_penguins, "diabetes": _load_diabetes}
 
 
 def ingest(
@@ -75,6 +50,14 @@ def ingest(
     if target in drop:
         raise PipelineError(f"data.drop: {target!r} is data.target; expected feature columns only")
     no_target = frame[target].isna()
+    if no_target.all():
+        raise PipelineError(f"{source}: column {target!r}: expected some rows with a target, got none of {len(frame)}")
+    numeric = frame.select_dtypes("number")
+    infinite = [name for name in numeric.columns if np.isinf(numeric[name].to_numpy(dtype="float64")).any()]
+    if infinite:
+        raise PipelineError(
+            f"{source}: column(s) {infinite} hold +/-inf; expected finite numbers (or empty cells for missing values)"
+        )
     kept = frame.loc[~no_target]
     duplicated = kept.duplicated()
     kept = kept.loc[~duplicated].drop(columns=list(drop)).reset_index(drop=True)
@@ -129,7 +112,7 @@ def main() -> None:
     """Load ``data.source`` and write ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "out")
     data = load_params(args.params).data
-    frame = SOURCES[data.source]()
+    frame = sources.load(data.source)
     kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task)
     with atomic_dir(args.out) as out:
         write_parquet(out / "data.parquet", kept)

@@ -118,9 +118,9 @@ def test_a_short_table_keeps_distinct_names_as_categories() -> None:
 
 
 def test_diabetes_is_read_offline_in_original_units_as_regression() -> None:
-    from pipeline.stages.ingest import SOURCES
+    from pipeline.sources import load
 
-    kept, schema, profile = ingest(SOURCES["diabetes"](), "progression", "diabetes")
+    kept, schema, profile = ingest(load("diabetes"), "progression", "diabetes")
     assert len(kept) == 442 and schema.feature_names == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert schema.task == "regression" and profile["class_counts"] is None
     assert kept["age"].iloc[0] == 59 and kept["progression"].iloc[0] == 151.0  # raw units, not sklearn's scaled ones
