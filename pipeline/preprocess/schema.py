@@ -81,11 +81,6 @@ class Schema:
     features: tuple[tuple[str, Kind], ...]
     task: Task = "classification"
 
-    @classmethod
-    def infer(cls, frame: pd.DataFrame, target: str) -> Schema:
-        """Read the kinds off a frame's dtypes."""
-        return cls(target, tuple((c, column_kind(frame[c])) for c in frame.columns if c != target))
-
     @property
     def numeric(self) -> list[str]:
         """Numeric feature names, dates included (:meth:`coerce` turns them into days since 1970-01-01)."""

@@ -29,8 +29,10 @@ def test_column_kind(values: list, kind: str) -> None:
     assert column_kind(pd.Series(values)) == kind
 
 
-def test_infer_lists_features_in_column_order_without_target(tiny_frame: pd.DataFrame) -> None:
-    schema = Schema.infer(tiny_frame[["island", "species", "bill"]], "species")
+def test_ingest_lists_features_in_column_order_without_target(tiny_frame: pd.DataFrame) -> None:
+    from pipeline.stages.ingest import ingest
+
+    schema = ingest(tiny_frame[["island", "species", "bill"]], "species")[1]
     assert schema == Schema("species", (("island", "categorical"), ("bill", "numeric")))
     assert schema.numeric == ["bill"]
     assert schema.categorical == ["island"]
