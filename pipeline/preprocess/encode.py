@@ -86,16 +86,21 @@ class FeatureEncoder:
         if np.isnan(numeric).any():
             bad = [c for c in self.numeric_ if frame[c].isna().any()]
             raise PipelineError(f"columns {bad}: expected no missing values after clean, got some")
-        blocks = [(numeric - np.asarray(self.offset_)) / np.asarray(self.spread_)]
+        # one float32 output, written block by block: no per-column temporaries to concatenate
+        out = np.zeros((len(frame), len(self.feature_names_out_)), dtype="float32")
+        out[:, : len(self.numeric_)] = (numeric - np.asarray(self.offset_)) / np.asarray(self.spread_)
+        start = len(self.numeric_)
+        rows = np.arange(len(frame))
         for column in self.categorical_:
-            values = as_category(frame[column]).to_numpy()
-            cats = np.asarray(self.categories_[column], dtype=object)
-            hits = values[:, None] == cats[None, :]  # (N, categories)
+            codes = pd.Index(self.categories_[column]).get_indexer(as_category(frame[column]))  # -1: unseen
             if self.encoding == "ordinal":
-                blocks.append(np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype("float64")[:, None])
+                out[:, start] = codes
+                start += 1
             else:
-                blocks.append(hits.astype("float64"))
-        return np.concatenate(blocks, axis=1).astype("float32")
+                seen = codes >= 0
+                out[rows[seen], start + codes[seen]] = 1.0
+                start += len(self.categories_[column])
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state."""
@@ -136,11 +141,11 @@ class LabelEncoder:
         """Encode labels; an unseen label is an error naming it."""
         if not hasattr(self, "classes_"):
             raise PipelineError("LabelEncoder is not fitted yet; call fit on the train split first")
-        index = {c: i for i, c in enumerate(self.classes_)}
-        unseen = sorted({v for v in labels.tolist() if v not in index}, key=str)
-        if unseen:
+        codes = pd.Index(self.classes_).get_indexer(labels)
+        if (codes < 0).any():
+            unseen = sorted({str(v) for v in labels[codes < 0].tolist()})
             raise PipelineError(f"target {labels.name!r}: expected one of {self.classes_}, got {unseen}")
-        return np.asarray([index[v] for v in labels.tolist()], dtype="int64")
+        return codes.astype("int64")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state."""

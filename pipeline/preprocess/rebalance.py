@@ -86,7 +86,8 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
             for c, n in zip(classes, counts, strict=True)
             if n < goal
         ]
-        rows = np.concatenate([np.arange(len(frame)), *extra]) if extra else np.arange(len(frame))
+        # originals as they are, then only the drawn copies: no second copy of every original row
+        return pd.concat([frame, frame.iloc[np.concatenate(extra)]] if extra else [frame], ignore_index=True)
     else:
         goal = counts.min()
         keep = [rng.choice(np.flatnonzero(labels == c), size=goal, replace=False) for c in classes]

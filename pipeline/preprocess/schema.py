@@ -45,8 +45,9 @@ def as_category(column: pd.Series) -> pd.Series:
     Training data (a boolean column, say) and rows read back from a CSV must give the same categories, so
     ``True`` and ``"True"`` are the same value and an empty cell is missing, not a category of its own.
     """
-    text = column.astype("str")  # pandas 3's native text dtype keeps missing values missing (NaN)
-    return text.where(text.str.strip() != "")
+    text = column if column.dtype == "str" else column.astype("str")  # pandas 3: missing stays missing (NaN)
+    blank = text.str.strip() == ""
+    return text.where(~blank) if blank.any() else text
 
 
 def infer_task(target: pd.Series) -> tuple[Task, str]:
@@ -119,8 +120,12 @@ class Schema:
         for name, kind in wanted:
             column = frame[name]
             if kind == "numeric":
+                if column_kind(column) == "numeric":  # already numbers: nothing to parse or check
+                    out[name] = column.astype("float64")  # copy-on-write: no copy when already float64
+                    continue
                 converted = pd.to_numeric(column, errors="coerce").astype("float64")
-                bad = converted.isna() & column.notna() & (column.astype(str).str.strip() != "")
+                suspect = converted.isna() & column.notna()  # only cells that failed to parse need a look
+                bad = suspect & (column.where(suspect).astype(str).str.strip() != "")
                 if bad.any():
                     raise PipelineError(
                         f"{source}: column {name!r}: expected numbers, got {column[bad].iloc[0]!r}"

@@ -20,6 +20,16 @@ from pipeline.preprocess.schema import Schema, as_category, column_kind, detect,
 from pipeline.stages.common import stage_args
 
 
+def _duplicated(frame: pd.DataFrame) -> pd.Series:
+    """``frame.duplicated()``, comparing row hashes first and only rows whose hashes collide in full."""
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    candidates = hashes.duplicated(keep=False)
+    out = pd.Series(False, index=frame.index)
+    if candidates.any():
+        out[candidates] = frame.loc[candidates].duplicated()
+    return out
+
+
 def ingest(
     frame: pd.DataFrame, target: str, source: str = "data", drop: Sequence[str] = (), task: str = "auto"
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
@@ -58,9 +68,9 @@ def ingest(
         raise PipelineError(
             f"{source}: column(s) {infinite} hold +/-inf; expected finite numbers (or empty cells for missing values)"
         )
-    kept = frame.loc[~no_target]
-    duplicated = kept.duplicated()
-    kept = kept.loc[~duplicated].drop(columns=list(drop)).reset_index(drop=True)
+    # a row missing its target cannot duplicate one that has it, so one pass over the whole frame will do
+    duplicated = _duplicated(frame) & ~no_target
+    kept = frame.loc[~no_target & ~duplicated].drop(columns=list(drop)).reset_index(drop=True)
     kinds = {name: detect(kept[name]) for name in kept.columns if name != target}
     identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
     kept = kept.drop(columns=identifiers)

@@ -6,10 +6,10 @@ import pandas as pd
 
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
-from pipeline.io import atomic_dir, read_json, write_json
+from pipeline.io import atomic_dir, read_json, read_parquet, write_json, write_parquet
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
 from pipeline.preprocess.impute import Imputer
-from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
+from pipeline.stages.common import read_schema, stage_args
 
 
 def scale(
@@ -36,12 +36,16 @@ def scale(
     """
     features = FeatureEncoder(config.method, config.encoding).fit(splits["train"], numeric, categorical)
     labels = target_encoder(task).fit(splits["train"][target])
-    out = {}
-    for name, frame in splits.items():
-        encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_)
-        encoded[target] = labels.transform(frame[target])
-        out[name] = encoded
-    return out, features, labels
+    return {name: encode(frame, features, labels, target) for name, frame in splits.items()}, features, labels
+
+
+def encode(
+    frame: pd.DataFrame, features: FeatureEncoder, labels: LabelEncoder | TargetScaler, target: str
+) -> pd.DataFrame:
+    """One split through fitted encoders: float32 feature columns, then the encoded target."""
+    encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_, copy=False)
+    encoded[target] = labels.transform(frame[target])
+    return encoded
 
 
 def main() -> None:
@@ -50,11 +54,18 @@ def main() -> None:
     params = load_params(args.params)
     imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
     schema = read_schema(args.raw)
-    scaled, features, labels = scale(
-        read_splits(args.clean), imputer.numeric_out_, imputer.categorical_out_, schema.target, params.scale, schema.task
+    train = read_parquet(args.clean / "train.parquet")
+    features = FeatureEncoder(params.scale.method, params.scale.encoding).fit(
+        train, imputer.numeric_out_, imputer.categorical_out_
     )
+    labels = target_encoder(schema.task).fit(train[schema.target])
     with atomic_dir(args.out) as out:
-        write_splits(out, scaled)
+        # one split in memory at a time: the dense encoded output is the largest thing the data stages hold
+        write_parquet(out / "train.parquet", encode(train, features, labels, schema.target))
+        del train
+        for name in ("val", "test"):
+            write_parquet(out / f"{name}.parquet", encode(read_parquet(args.clean / f"{name}.parquet"), features,
+                                                          labels, schema.target))
         write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict()})
     target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
         f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
