@@ -135,8 +135,13 @@ class Imputer:
     @property
     def numeric_out_(self) -> list[str]:
         """Numeric columns after transform: kept numerics, then the 0/1 indicators."""
+        return self.numeric_ + self.indicator_columns_
+
+    @property
+    def indicator_columns_(self) -> list[str]:
+        """The 0/1 missing-value flag columns transform adds (the tail of :attr:`numeric_out_`)."""
         self._check_fitted()
-        return self.numeric_ + [f"{c}{INDICATOR}" for c in self.indicators_]
+        return [f"{c}{INDICATOR}" for c in self.indicators_]
 
     @property
     def categorical_out_(self) -> list[str]:

@@ -20,6 +20,7 @@ def _counts(labels: pd.Series) -> dict[str, int]:
 
 
 def _typed(frame: pd.DataFrame, schema: Schema, name: str) -> pd.DataFrame:
+    """Features as serving types them (:meth:`Schema.coerce`), with the target alongside."""
     out = schema.coerce(frame, f"{name} split")
     out[schema.target] = frame[schema.target]
     return out
@@ -60,7 +61,7 @@ def clean(
     kept = imputer.numeric_ + imputer.categorical_
     report: dict[str, Any] = {
         "columns_dropped": imputer.dropped_,
-        "indicator_columns": imputer.numeric_out_[len(imputer.numeric_):],
+        "indicator_columns": imputer.indicator_columns_,
         "train_rows_dropped_incomplete": int(len(splits["train"]) - len(train)),
         "filled": {
             name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
@@ -69,19 +70,20 @@ def clean(
     }
     cleaned = {"train": imputer.transform(train), "val": imputer.transform(splits["val"]),
                "test": imputer.transform(splits["test"])}
-    imbalance = config.imbalance if schema.task == "classification" else "none"
-    before = _counts(cleaned["train"][schema.target]) if schema.task == "classification" else None
-    if imbalance == "smote":
-        indicators = imputer.numeric_out_[len(imputer.numeric_):]  # 0/1 flags: vote, do not interpolate
+    classification = schema.task == "classification"
+    imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
+    before = _counts(cleaned["train"][schema.target]) if classification else None
+    if imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
         cleaned["train"] = smote(cleaned["train"], schema.target, imputer.numeric_,
-                                 imputer.categorical_out_ + indicators, config.smote_neighbors, seed)
+                                 imputer.categorical_out_ + imputer.indicator_columns_, config.smote_neighbors, seed)
     else:
         cleaned["train"] = rebalance(cleaned["train"], schema.target, imbalance, seed)
+    ignored = not classification and config.imbalance != "none"
     report.update(
-        imbalance=imbalance if imbalance == config.imbalance else f"none (clean.imbalance = {config.imbalance!r} "
-        "is ignored for a regression task: it has no classes)",
+        imbalance=f"none (clean.imbalance = {config.imbalance!r} is ignored for a regression task: it has no "
+        "classes)" if ignored else imbalance,
         train_class_counts_before=before,
-        train_class_counts_after=_counts(cleaned["train"][schema.target]) if before is not None else None,
+        train_class_counts_after=_counts(cleaned["train"][schema.target]) if classification else None,
         class_weight=class_weights(cleaned["train"][schema.target]) if imbalance == "class_weight" else None,
     )
     return cleaned, imputer, report
