@@ -60,7 +60,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically when ``path`` is not already inside a temporary directory."""
+    """Write ``obj`` as indented JSON, atomically; NaN and infinity are refused (JSON has neither)."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
