@@ -109,17 +109,15 @@ class ModelBundle:
         """Network logits (N, K) for encoded features (N, F)."""
         return self.net(torch.from_numpy(x)).numpy()
 
-    def predict_proba(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
-        """Class probabilities (N, K) for raw rows, columns in :attr:`classes` order."""
-        logits = torch.from_numpy(self.logits(self.encode(frame, source)))
-        return torch.softmax(logits, dim=1).numpy().astype("float64")
-
     def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """Predicted label and one ``proba_<class>`` column per class (or the predicted value), indexed like ``frame``."""
+        return self.predictions(self.logits(self.encode(frame, source)), frame.index)
+
+    def predictions(self, logits: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """Network outputs (N, K) as :meth:`predict` reports them: labels and probabilities, or values in units."""
         if self.task == "regression":
-            value = self.target.inverse(self.logits(self.encode(frame, source))[:, 0])
-            return pd.DataFrame({"prediction": value}, index=frame.index)
-        proba = self.predict_proba(frame, source)
-        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=frame.index)
+            return pd.DataFrame({"prediction": self.target.inverse(logits[:, 0])}, index=index)
+        proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype("float64")
+        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=index)
         out.insert(0, "prediction", np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)])
         return out

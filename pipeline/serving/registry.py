@@ -44,9 +44,8 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "safetensors")]
 
 
-def log_bundle(bundle_dir: Path, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
-    """Log the bundle as a pyfunc model in the active run, with the ``pipeline`` package as its code."""
-    bundle = ModelBundle.load(bundle_dir)
+def log_bundle(bundle: ModelBundle, bundle_dir: Path, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
+    """Log the bundle loaded from ``bundle_dir`` as a pyfunc model in the active run, with ``pipeline`` as its code."""
     example = bundle.schema.coerce(example, "input example", skip=bundle.imputer.dropped_)
     return mlflow.pyfunc.log_model(
         name="model",

@@ -53,14 +53,13 @@ def main() -> None:
     target = params.data.target
     bundle = ModelBundle.load(args.model)
     test = read_parquet(args.split / "test.parquet")
-    predictions = bundle.predict(test, source=str(args.split / "test.parquet"))
 
     # Skew guard: raw rows through the bundle must match what the network sees from the scale stage.
     task = bundle.task
     require_task(params, task)
     x_scaled, _ = load_xy(args.scaled / "test.parquet", target, task)
     from_stages = bundle.logits(x_scaled.numpy())
-    from_raw = bundle.logits(bundle.encode(test, str(args.split / "test.parquet")))
+    from_raw = bundle.logits(bundle.encode(test, str(args.split / "test.parquet")))  # the path predict takes
     skewed = (from_stages.argmax(axis=1) != from_raw.argmax(axis=1)) if task == "classification" else (
         ~np.isclose(from_stages[:, 0], from_raw[:, 0], rtol=1e-5, atol=1e-5))
     if skewed.any():
@@ -68,6 +67,7 @@ def main() -> None:
             f"{args.model}: predictions from raw test rows differ from the scaled test matrix on {int(skewed.sum())} "
             "rows; the bundle's preprocessing does not match the stages'"
         )
+    predictions = bundle.predictions(from_raw, test.index)
 
     classes = bundle.classes if task == "classification" else []
     metrics = {"test": classification_metrics(test[target], predictions["prediction"], classes)
@@ -92,7 +92,7 @@ def main() -> None:
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")
         mlflow.log_artifact(str(args.reports / "predictions.csv"), artifact_path="evaluation")
-        info = registry.log_bundle(args.model, test.head(5))
+        info = registry.log_bundle(bundle, args.model, test.head(5))
         reloaded = mlflow.pyfunc.load_model(info.model_uri).predict(test.drop(columns=[target]))
         if not same_predictions(reloaded, predictions.reset_index(drop=True)):
             raise PipelineError(f"{info.model_uri}: the reloaded MLflow model predicts differently from the bundle")
