@@ -26,7 +26,7 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def read_rows(path: Path):
-    """Read raw rows from CSV or Parquet, naming the file when it cannot be read."""
+    """Read raw rows from CSV or Parquet (or images from an ``.npz``), naming the file when it cannot be read."""
     import pandas as pd
 
     from pipeline.io import read_parquet
@@ -35,8 +35,12 @@ def read_rows(path: Path):
         raise PipelineError(f"{path}: file not found")
     if path.suffix == ".parquet":
         return read_parquet(path)
+    if path.suffix == ".npz":  # images: the array 'x', as in the training file (labels, if any, are ignored)
+        from pipeline.sources import load_images
+
+        return load_images(str(path), "x")[0]
     if path.suffix != ".csv":
-        raise PipelineError(f"{path}: expected a .csv or .parquet file, got {path.suffix or 'no extension'!r}")
+        raise PipelineError(f"{path}: expected a .csv, .parquet or .npz file, got {path.suffix or 'no extension'!r}")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -56,7 +60,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     predictions = registry.predict(registry.load(uri), rows, str(args.input))
     with atomic_file(args.output) as tmp:
         predictions.to_csv(tmp, index=False)
-    print(f"predict: {len(predictions)} rows from {args.input} with {uri} -> {args.output}")
+    print(f"predict: {len(predictions)} predictions from {args.input} with {uri} -> {args.output}")
 
 
 def cmd_models_list(args: argparse.Namespace) -> None:
@@ -126,7 +130,8 @@ def parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict raw rows with a registered model version")
     predict.add_argument("--model", required=True, help="a version number, an alias, or a models:/ URI")
-    predict.add_argument("--input", type=Path, required=True, help="raw rows, .csv or .parquet")
+    predict.add_argument("--input", type=Path, required=True,
+                         help="raw rows (.csv or .parquet; sequences in long format) or images (.npz with x)")
     predict.add_argument("--output", type=Path, required=True, help="predictions CSV to write")
     predict.add_argument("--name", help="registered model name (default: from params.yaml)")
     predict.set_defaults(func=cmd_predict)

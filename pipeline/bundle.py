@@ -2,8 +2,9 @@
 
 A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
 ``imputer.json`` and ``encoder.json``. Nothing in it is a pickle; loading executes no stored code. Given raw
-rows exactly as ingest saw them, it returns class predictions and probabilities, or regression predictions
-in the target's own units.
+input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image array), it returns
+class predictions and probabilities, or regression predictions in the target's own units: one per row, per
+series or per image.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from safetensors.torch import load_file, save_file
 from pipeline.errors import PipelineError
 from pipeline.io import read_json, write_json
 from pipeline.nets import build_net
+from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
+from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
 
@@ -45,15 +48,17 @@ class ModelBundle:
         self,
         schema: Schema,
         imputer: Imputer,
-        features: FeatureEncoder,
+        features: FeatureEncoder | ImageScaler,
         target: LabelEncoder | TargetScaler,
         net: torch.nn.Module,
+        sequence: dict | None = None,
     ) -> None:
         self.schema = schema
         self.imputer = imputer
         self.features = features
         self.target = target
         self.net = net.eval()
+        self.sequence = sequence  # {"series": id column, "length": steps the network takes} for sequences
 
     @classmethod
     def load(cls, folder: Path) -> ModelBundle:
@@ -76,18 +81,30 @@ class ModelBundle:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise PipelineError(f"{weights}: weights do not match net.json ({str(exc).splitlines()[0]})") from None
+        state = encoders["features"]
+        features = ImageScaler.from_dict(state) if state.get("kind") == "image" else FeatureEncoder.from_dict(state)
         return cls(
             Schema.from_dict(read_json(folder / "schema.json")),
             Imputer.from_dict(read_json(folder / "imputer.json")),
-            FeatureEncoder.from_dict(encoders["features"]),
+            features,
             target_encoder_from_dict(encoders["target"]),
             net,
+            encoders.get("sequence"),
         )
 
     @property
+    def modality(self) -> str:
+        """``tabular``, ``image`` or ``sequence``."""
+        return self.schema.modality
+
+    @property
     def input_features(self) -> list[str]:
-        """The raw columns a row must have: ingest's features less those clean dropped."""
-        return [name for name in self.schema.feature_names if name not in self.imputer.dropped_]
+        """The raw columns a row must have: ingest's features less those clean dropped (and, for sequences, the
+        series and time columns first). Images have none: their input is an array."""
+        features = [name for name in self.schema.feature_names if name not in self.imputer.dropped_]
+        if self.modality == "sequence":
+            return [self.schema.sequence_id, self.schema.sequence_time, *features]
+        return features
 
     @property
     def task(self) -> str:
@@ -99,25 +116,69 @@ class ModelBundle:
         """Class labels in the order of the probability columns (classification only)."""
         return list(self.target.classes_)
 
-    def encode(self, frame: pd.DataFrame, source: str = "input") -> np.ndarray:
-        """Raw rows -> the float32 feature matrix the network was trained on."""
+    def prepare(self, inputs: pd.DataFrame | np.ndarray, source: str = "input") -> tuple[np.ndarray, pd.Index]:
+        """Raw input -> the float32 network input and the index its predictions take.
+
+        Tables: rows -> (N, F), indexed like the rows. Images: an array (N, H, W) or (N, C, H, W) -> scaled
+        (N, C, H, W), indexed 0..N-1. Sequences: long-format rows -> (N, T, F + 1) padded with a mask channel,
+        indexed by series id in order of first appearance.
+
+        Raises:
+            PipelineError: Naming ``source`` and the column, shape or value that does not fit.
+        """
+        if self.modality == "image":
+            if isinstance(inputs, pd.DataFrame):
+                raise PipelineError(f"{source}: expected an image array N x C x H x W, got a table")
+            return self.features.transform(inputs, source), pd.RangeIndex(len(inputs))
+        if not isinstance(inputs, pd.DataFrame):
+            raise PipelineError(f"{source}: expected rows with columns {self.input_features}, got an array")
+        if self.modality == "sequence":
+            return self._prepare_sequences(inputs, source)
+        features = self.schema.coerce(inputs, source, skip=self.imputer.dropped_)
+        return self.features.transform(self.imputer.transform(features)), inputs.index
+
+    def _prepare_sequences(self, frame: pd.DataFrame, source: str) -> tuple[np.ndarray, pd.Index]:
+        series, time = self.schema.sequence_id, self.schema.sequence_time
+        absent = [name for name in (series, time) if name not in frame.columns]
+        if absent:
+            raise PipelineError(f"{source}: missing sequence column(s) {absent}; expected {self.input_features}")
+        keys = frame[[series, time]]
+        if keys.isna().any().any():
+            raise PipelineError(f"{source}: columns {[series, time]}: expected a series id and a time on every row")
         features = self.schema.coerce(frame, source, skip=self.imputer.dropped_)
-        return self.features.transform(self.imputer.transform(features))
+        features.insert(0, time, seq.as_time(keys[time], time, source))
+        features.insert(0, series, keys[series].astype("str"))
+        ordered = seq.order(features, series, time)
+        encoded = pd.DataFrame(self.features.transform(self.imputer.transform(ordered)), copy=False)
+        encoded.insert(0, series, ordered[series].to_numpy())
+        columns = [c for c in encoded.columns if c != series]
+        ids, x = seq.pad(encoded, series, columns, self.sequence["length"], source)
+        return x, ids
+
+    def encode(self, inputs: pd.DataFrame | np.ndarray, source: str = "input") -> np.ndarray:
+        """Raw input -> the float32 network input (see :meth:`prepare`)."""
+        return self.prepare(inputs, source)[0]
 
     @torch.inference_mode()
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Network logits (N, K) for encoded features (N, F)."""
         return self.net(torch.from_numpy(x)).numpy()
 
-    def predict(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-        """Predicted label and one ``proba_<class>`` column per class (or the predicted value), indexed like ``frame``."""
-        return self.predictions(self.logits(self.encode(frame, source)), frame.index)
+    def predict(self, inputs: pd.DataFrame | np.ndarray, source: str = "input") -> pd.DataFrame:
+        """Predicted label and one ``proba_<class>`` column per class (or the predicted value), indexed as
+        :meth:`prepare` says; sequences also carry their series id as the first column."""
+        x, index = self.prepare(inputs, source)
+        return self.predictions(self.logits(x), index)
 
     def predictions(self, logits: np.ndarray, index: pd.Index) -> pd.DataFrame:
         """Network outputs (N, K) as :meth:`predict` reports them: labels and probabilities, or values in units."""
         if self.task == "regression":
-            return pd.DataFrame({"prediction": self.target.inverse(logits[:, 0])}, index=index)
-        proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype("float64")
-        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=index)
-        out.insert(0, "prediction", np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)])
+            out = pd.DataFrame({"prediction": self.target.inverse(logits[:, 0])}, index=index)
+        else:
+            proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype("float64")
+            out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=index)
+            # the labels' own dtype (int64 digits stay numbers, names stay text), so metrics compare like with like
+            out.insert(0, "prediction", pd.Series(self.classes).to_numpy()[proba.argmax(axis=1)])
+        if self.modality == "sequence":
+            out.insert(0, self.schema.sequence_id, index.to_numpy())
         return out

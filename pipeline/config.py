@@ -26,9 +26,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-BUNDLED = ("penguins", "diabetes")
+BUNDLED = ("penguins", "diabetes", "digits", "gunpoint")
+BUNDLED_IMAGES = ("digits",)
+BUNDLED_SEQUENCES = ("gunpoint",)
 INPUTS = "inputs"  # the folder user files live in: ingest depends on it, so DVC sees every change
-FILE_SUFFIXES = (".csv", ".parquet")
+FILE_SUFFIXES = (".csv", ".parquet", ".npz")
+IMAGE_SUFFIX = ".npz"
+
+
+class SequenceConfig(_Section):
+    """Long-format sequences: one row per (series, time step). Both keys set, or both null for other data."""
+
+    id: str | None = Field(min_length=1)
+    time: str | None = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> SequenceConfig:
+        if (self.id is None) != (self.time is None):
+            raise ValueError(
+                f"data.sequence: id = {self.id!r}, time = {self.time!r}: expected both columns named (long-format "
+                "sequences) or both null (one row per example)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when the data are long-format sequences."""
+        return self.id is not None
 
 
 class DataConfig(_Section):
@@ -38,9 +62,20 @@ class DataConfig(_Section):
     target: str = Field(min_length=1)
     task: Literal["auto", "classification", "regression"]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
+    sequence: SequenceConfig
 
     @model_validator(mode="after")
     def _known_source(self) -> DataConfig:
+        if self.modality == "image" and self.sequence.enabled:
+            raise ValueError(
+                f"data.sequence.id = {self.sequence.id!r} with data.source = {self.source!r}, an image source: "
+                "expected data.sequence.id and data.sequence.time to be null"
+            )
+        if self.source in BUNDLED_SEQUENCES and not self.sequence.enabled:
+            raise ValueError(
+                f"data.source = {self.source!r} holds long-format sequences: expected data.sequence.id: series and "
+                "data.sequence.time: step"
+            )
         if self.source in BUNDLED:
             return self
         path = PurePosixPath(self.source)
@@ -56,12 +91,21 @@ class DataConfig(_Section):
         """The dataset's name: the bundled name, or the file's stem (``inputs/churn.csv`` -> ``churn``)."""
         return self.source if self.source in BUNDLED else PurePosixPath(self.source).stem
 
+    @property
+    def modality(self) -> Literal["tabular", "image", "sequence"]:
+        """``image`` for digits and ``.npz`` files, ``sequence`` when ``data.sequence`` names its columns."""
+        if self.source in BUNDLED_IMAGES or PurePosixPath(self.source).suffix == IMAGE_SUFFIX:
+            return "image"
+        return "sequence" if self.sequence.enabled else "tabular"
+
 
 class SplitConfig(_Section):
-    """Seeded, stratified train/validation/test fractions."""
+    """Train/validation/test fractions: seeded and stratified, or ordered in time."""
 
     val: Fraction
     test: Fraction
+    method: Literal["random", "time"]
+    time_column: str | None = Field(min_length=1)  # orders rows for method 'time' (sequences: data.sequence.time)
 
     @model_validator(mode="after")
     def _leaves_train_rows(self) -> SplitConfig:
@@ -72,10 +116,14 @@ class SplitConfig(_Section):
         return self
 
 
+NUMERIC_FILLS = ("mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate")
+SEQUENCE_FILLS = ("ffill", "interpolate")
+
+
 class CleanConfig(_Section):
     """Missing values and class imbalance, learned from the train split only."""
 
-    numeric: Literal["mean", "median", "most_frequent", "constant", "knn"]
+    numeric: Literal["mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate"]
     categorical: Literal["most_frequent", "constant"]
     fill_value: float
     fill_category: str = Field(min_length=1)
@@ -176,6 +224,23 @@ class Params(_Section):
         # with task 'auto' the task is known only once ingest has seen the target; train and evaluate check then
         if self.data.task != "auto":
             check_task(self, self.data.task)
+        modality = self.data.modality
+        if self.clean.numeric in SEQUENCE_FILLS and modality != "sequence":
+            raise ValueError(
+                f"clean.numeric = {self.clean.numeric!r} with {modality} data: expected one of "
+                f"{tuple(s for s in NUMERIC_FILLS if s not in SEQUENCE_FILLS)} (filling along time needs "
+                "data.sequence)"
+            )
+        if self.clean.imbalance == "smote" and modality == "sequence":
+            raise ValueError(
+                "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight "
+                "(SMOTE interpolates fixed-width rows, not series of different lengths)"
+            )
+        if self.split.method == "time":
+            if modality == "image":
+                raise ValueError("split.method = 'time' with image data: expected 'random' (images carry no time)")
+            if modality == "tabular" and self.split.time_column is None:
+                raise ValueError("split.method = 'time': expected split.time_column to name the column to order by")
         return self
 
     @property

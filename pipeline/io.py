@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
@@ -91,3 +92,26 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         raise PipelineError(f"{path}: expected a Parquet file, got an unreadable one ({exc})") from None
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """Write an array as ``.npy`` (never pickled: object arrays are refused)."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as stream:
+            np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """Read an ``.npy`` array without pickle, naming the file on any failure.
+
+    Args:
+        path: The file.
+        mmap: Map the file instead of reading it (read-only), for arrays larger than wanted in memory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found (run the stage that writes it first)")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PipelineError(f"{path}: expected a .npy array, got an unreadable file ({exc})") from None

@@ -1,18 +1,24 @@
-"""Loading a dataset: the bundled ones (read offline from installed packages) or the user's CSV / Parquet file.
+"""Loading a dataset: the bundled ones (read offline from installed packages or this package) or the user's
+CSV / Parquet table or ``.npz`` image file.
 
-Every failure names the file and says what was expected.
+Tables (tabular rows, or long-format sequences) load as a DataFrame; images load as an array ``x`` of shape
+(N, C, H, W) and a label array. Every failure names the file and says what was expected.
 """
 
 from __future__ import annotations
 
 import csv
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pipeline.config import BUNDLED
+from pipeline.config import BUNDLED, BUNDLED_IMAGES
 from pipeline.errors import PipelineError
+
+DATASETS = Path(__file__).with_name("datasets")
 
 
 def _penguins() -> pd.DataFrame:
@@ -22,25 +28,47 @@ def _penguins() -> pd.DataFrame:
     return load_penguins()
 
 
+def _sklearn_data() -> Path:
+    """scikit-learn's bundled data folder, found without importing scikit-learn (over a second)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise PipelineError("expected scikit-learn to be installed (it ships the bundled diabetes and digits data)")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+def _gunpoint() -> pd.DataFrame:
+    """UCR GunPoint in long format: 200 series of 150 steps (``series``, ``step``, ``x``, ``label``).
+
+    Vendored under ``pipeline/datasets`` (see its README for the source and citation). The archive's own
+    train/test assignment is left out: the split stage draws its own seeded, grouped split.
+    """
+    frame = pd.read_csv(DATASETS / "gunpoint.csv.gz")
+    return frame.drop(columns=["ucr_split"])
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten digits: 1797 grey 8x8 images (values 0-16) as (N, 1, 8, 8), labels 0-9."""
+    values = np.loadtxt(_sklearn_data() / "digits.csv.gz", delimiter=",", dtype="float32")
+    return values[:, :-1].reshape(-1, 1, 8, 8), values[:, -1].astype("int64")
+
+
 def _diabetes() -> pd.DataFrame:
     """scikit-learn's diabetes data in its original units (442 patients; target: progression after a year).
 
     Read straight from the files scikit-learn ships, without importing scikit-learn (over a second).
     """
-    from importlib.util import find_spec
-
-    spec = find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise PipelineError("data.source = 'diabetes': expected scikit-learn to be installed (it ships the data)")
-    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    folder = _sklearn_data()
     names = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     frame = pd.read_csv(folder / "diabetes_data_raw.csv.gz", sep=" ", header=None, names=names)
     frame["progression"] = pd.read_csv(folder / "diabetes_target.csv.gz", header=None)[0].to_numpy()
     return frame
 
 
-LOADERS: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _penguins, "diabetes": _diabetes}
-assert set(LOADERS) == set(BUNDLED)
+LOADERS: dict[str, Callable[[], pd.DataFrame]] = {"penguins": _penguins, "diabetes": _diabetes, "gunpoint": _gunpoint}
+IMAGE_LOADERS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {"digits": _digits}
+assert set(LOADERS) | set(IMAGE_LOADERS) == set(BUNDLED) and set(IMAGE_LOADERS) == set(BUNDLED_IMAGES)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -88,3 +116,64 @@ def load(source: str, root: Path = Path(".")) -> pd.DataFrame:
     if frame.empty:
         raise PipelineError(f"{source}: expected at least one data row, got only the header")
     return frame
+
+
+def _check_file(source: str, root: Path) -> Path:
+    path = Path(root) / source
+    if not path.is_file():
+        raise PipelineError(f"data.source = {source!r}: file not found at {path}")
+    if path.stat().st_size == 0:
+        raise PipelineError(f"{source}: expected data, got an empty file")
+    return path
+
+
+def load_images(source: str, target: str, root: Path = Path(".")) -> tuple[np.ndarray, np.ndarray]:
+    """Load bundled images by name, or an ``.npz`` file holding ``x`` and the label array named ``target``.
+
+    ``x`` may be (N, H, W) (one channel is added) or (N, C, H, W). Arrays are read without pickle, so an
+    object array (images of different shapes saved together) is refused rather than executed.
+
+    Returns:
+        ``x`` as float32 (N, C, H, W) and the labels (N,).
+
+    Raises:
+        PipelineError: If the file is missing, empty, not an npz, lacks a key, or its arrays disagree in shape.
+    """
+    if source in IMAGE_LOADERS:
+        return IMAGE_LOADERS[source]()
+    path = _check_file(source, root)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise PipelineError(f"{source}: expected an .npz archive of arrays, got an unreadable file ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise PipelineError(f"{source}: expected an .npz archive with arrays 'x' and {target!r}, got a single array")
+    with archive:
+        missing = [key for key in ("x", target) if key not in archive.files]
+        if missing:
+            raise PipelineError(
+                f"{source}: missing array(s) {missing}; expected 'x' (the images) and {target!r} (data.target), "
+                f"got {archive.files}"
+            )
+        try:
+            x, y = archive["x"], archive[target]
+        except ValueError as exc:  # object arrays need pickle, which is never allowed
+            raise PipelineError(
+                f"{source}: expected numeric arrays, got one that needs pickle to load (images of different shapes "
+                f"saved together?): {exc}"
+            ) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or damaged member
+            raise PipelineError(f"{source}: expected a readable .npz archive ({exc})") from None
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise PipelineError(f"{source}: array 'x': expected N x H x W or N x C x H x W images, got shape {x.shape}")
+    if x.dtype.kind not in "uif":
+        raise PipelineError(f"{source}: array 'x': expected numbers, got dtype {x.dtype}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise PipelineError(
+            f"{source}: array {target!r}: expected one label per image, shape ({len(x)},), got shape {y.shape}"
+        )
+    if len(x) == 0:
+        raise PipelineError(f"{source}: expected at least one image, got none")
+    return x.astype("float32", copy=False), y

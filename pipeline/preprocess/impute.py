@@ -10,8 +10,10 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import as_category
+from pipeline.preprocess.sequence import fill_along_time
 
-NUMERIC = ("mean", "median", "most_frequent", "constant", "knn")
+NUMERIC = ("mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate")
+ALONG_TIME = ("ffill", "interpolate")  # sequences only: fill from the same series
 CATEGORICAL = ("most_frequent", "constant")
 INDICATOR = "__missing"
 
@@ -28,7 +30,9 @@ class Imputer:
     Args:
         numeric: Fill for numeric columns: ``mean``, ``median``, ``most_frequent``, ``constant``
             (``fill_value``) or ``knn`` (mean of the ``knn_neighbors`` nearest train rows, measured on the
-            columns both rows have, each standardised by train's spread).
+            columns both rows have, each standardised by train's spread); for sequences also ``ffill`` (last
+            observation carried forward) or ``interpolate`` (linear between neighbours), within a series only,
+            with the train median for a series that never observes the column.
         categorical: Fill for categorical columns: ``most_frequent`` or ``constant`` (``fill_category``).
         fill_value: The number ``constant`` fills numeric columns with.
         fill_category: The category ``constant`` fills categorical columns with.
@@ -40,6 +44,8 @@ class Imputer:
         knn_reference_rows: At most this many train rows (a seeded sample) are kept as ``knn`` references;
             they are fitted state and travel with the model.
         seed: Seeds that sample.
+        series: The series column of long-format sequences (needed by ``ffill`` and ``interpolate``); rows
+            must be ordered by series and time.
     """
 
     def __init__(
@@ -54,6 +60,7 @@ class Imputer:
         knn_neighbors: int = 5,
         knn_reference_rows: int = 2000,
         seed: int = 0,
+        series: str | None = None,
     ) -> None:
         self.numeric = numeric
         self.categorical = categorical
@@ -65,6 +72,7 @@ class Imputer:
         self.knn_neighbors = knn_neighbors
         self.knn_reference_rows = knn_reference_rows
         self.seed = seed
+        self.series = series
 
     def fit(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Imputer:
         """Learn dropped columns, indicator columns and fill values from ``frame`` (the train split).
@@ -74,6 +82,11 @@ class Imputer:
         """
         if self.numeric not in NUMERIC:
             raise PipelineError(f"clean.numeric: expected one of {NUMERIC}, got {self.numeric!r}")
+        if self.numeric in ALONG_TIME and self.series is None:
+            raise PipelineError(
+                f"clean.numeric = {self.numeric!r}: expected sequence data (data.sequence set) to fill along time; "
+                f"for one row per example use one of {tuple(s for s in NUMERIC if s not in ALONG_TIME)}"
+            )
         if self.categorical not in CATEGORICAL:
             raise PipelineError(f"clean.categorical: expected one of {CATEGORICAL}, got {self.categorical!r}")
         share = frame[list(numeric) + list(categorical)].isna().mean()
@@ -102,7 +115,7 @@ class Imputer:
                 stats[name] = float(column.mean())
             elif self.numeric == "most_frequent":
                 stats[name] = float(_most_frequent(column))
-            else:  # median, and knn's fallback for a row with no known numeric value
+            else:  # median; knn's fallback for a row with no known numeric value; ffill's for an empty series
                 stats[name] = float(column.median())
         for name in self.categorical_:
             column = as_category(frame[name]).dropna()
@@ -169,6 +182,8 @@ class Imputer:
             out[f"{name}{INDICATOR}"] = out[name].isna().astype("float64")
         if self.numeric == "knn" and self.numeric_:
             out[self.numeric_] = self._knn_fill(out[self.numeric_].to_numpy(dtype="float64"))
+        if self.numeric in ALONG_TIME and self.numeric_ and out[self.numeric_].isna().any().any():
+            out = fill_along_time(out, self.series, self.numeric_, self.numeric)
         for name, value in self.statistics_.items():
             column = as_category(out[name]) if name in self.categorical_ else out[name]
             out[name] = column.fillna(value) if column.isna().any() else column
@@ -209,7 +224,7 @@ class Imputer:
         return out
 
     _STATE = ("numeric", "categorical", "fill_value", "fill_category", "max_missing", "drop_rows", "indicators",
-              "knn_neighbors", "knn_reference_rows", "seed")
+              "knn_neighbors", "knn_reference_rows", "seed", "series")
     _LEARNED = ("dropped_", "numeric_", "categorical_", "indicators_", "statistics_",
                 "knn_center_", "knn_spread_", "knn_reference_")
 
@@ -227,7 +242,7 @@ class Imputer:
         Raises:
             PipelineError: If a fill value is not finite (a corrupt or hand-edited state file).
         """
-        step = cls(**{key: state[key] for key in cls._STATE})
+        step = cls(**{key: state[key] for key in cls._STATE if key in state})
         for key in cls._LEARNED:
             if key in state:
                 setattr(step, key, state[key])

@@ -54,6 +54,52 @@ def smote(
     return x_new[frame.columns.intersection(x_new.columns, sort=False)].reset_index(drop=True)
 
 
+def smote_arrays(x: np.ndarray, labels: np.ndarray, neighbors: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """SMOTE on images: each synthetic image interpolates pixel by pixel between two same-class neighbours.
+
+    Neighbours are found on the flattened pixels. Originals come first, unchanged.
+
+    Raises:
+        PipelineError: If a minority class has too few images for ``neighbors``.
+    """
+    from imblearn.over_sampling import SMOTE  # scikit-learn is slow to import: only when asked
+
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() <= neighbors:
+        raise PipelineError(
+            f"clean.smote_neighbors = {neighbors}: class {classes[counts.argmin()]!r} has {counts.min()} train images, "
+            f"expected more than {neighbors} (lower clean.smote_neighbors or use upsample)"
+        )
+    flat = x.reshape(len(x), -1)
+    x_new, y_new = SMOTE(k_neighbors=neighbors, random_state=seed).fit_resample(flat, labels)
+    x_new = np.asarray(x_new, dtype=x.dtype).reshape(-1, *x.shape[1:])
+    x_new[: len(x)] = x
+    return x_new, np.asarray(y_new)
+
+
+def resample_positions(labels: np.ndarray, strategy: str, seed: int) -> np.ndarray:
+    """Positions of the rebalanced train rows (see :func:`rebalance`); repeated positions are upsampled copies."""
+    if strategy not in STRATEGIES or strategy == "smote":
+        allowed = tuple(s for s in STRATEGIES if s != "smote")
+        raise PipelineError(f"clean.imbalance: expected one of {allowed} here (smote: call smote()), got {strategy!r}")
+    if strategy in ("none", "class_weight"):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    if strategy == "upsample":
+        goal = counts.max()
+        extra = [
+            rng.choice(np.flatnonzero(labels == c), size=goal - n, replace=True)
+            for c, n in zip(classes, counts, strict=True)
+            if n < goal
+        ]
+        # originals as they are, then only the drawn copies: no second copy of every original row
+        return np.concatenate([np.arange(len(labels)), *extra])
+    goal = counts.min()
+    keep = [rng.choice(np.flatnonzero(labels == c), size=goal, replace=False) for c in classes]
+    return np.sort(np.concatenate(keep))
+
+
 def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.DataFrame:
     """Equalise class counts by resampling rows (``smote`` has its own function, as it needs the columns).
 
@@ -71,25 +117,4 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
     Returns:
         A new frame with a fresh index.
     """
-    if strategy not in STRATEGIES or strategy == "smote":
-        allowed = tuple(s for s in STRATEGIES if s != "smote")
-        raise PipelineError(f"clean.imbalance: expected one of {allowed} here (smote: call smote()), got {strategy!r}")
-    if strategy in ("none", "class_weight"):
-        return frame.reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    labels = frame[target].to_numpy()
-    classes, counts = np.unique(labels, return_counts=True)
-    if strategy == "upsample":
-        goal = counts.max()
-        extra = [
-            rng.choice(np.flatnonzero(labels == c), size=goal - n, replace=True)
-            for c, n in zip(classes, counts, strict=True)
-            if n < goal
-        ]
-        # originals as they are, then only the drawn copies: no second copy of every original row
-        return pd.concat([frame, frame.iloc[np.concatenate(extra)]] if extra else [frame], ignore_index=True)
-    else:
-        goal = counts.min()
-        keep = [rng.choice(np.flatnonzero(labels == c), size=goal, replace=False) for c in classes]
-        rows = np.sort(np.concatenate(keep))
-    return frame.iloc[rows].reset_index(drop=True)
+    return frame.iloc[resample_positions(frame[target].to_numpy(), strategy, seed)].reset_index(drop=True)

@@ -13,6 +13,7 @@ from pipeline.errors import PipelineError
 
 Kind = Literal["numeric", "categorical", "date"]
 Task = Literal["classification", "regression"]
+Modality = Literal["tabular", "image", "sequence"]
 MAX_CLASSES = 20  # a numeric target with more distinct values than this is taken for a quantity to regress
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # text counts as a date only in ISO form, so "2007" stays a number or a category
 EPOCH = pd.Timestamp("1970-01-01")
@@ -74,13 +75,23 @@ class Schema:
 
     Attributes:
         target: The label column.
-        features: ``(name, kind)`` pairs in the column order ingest saw.
+        features: ``(name, kind)`` pairs in the column order ingest saw (none for images: the pixels are the
+            features).
         task: ``classification`` or ``regression``.
+        modality: ``tabular`` (a row per example), ``image`` (an array per example, beside a table holding the
+            target) or ``sequence`` (long format: a row per series and time step).
+        sequence_id: The series column (sequences only).
+        sequence_time: The column that orders steps within a series (sequences only).
+        image_shape: ``(channels, height, width)`` of every image (images only).
     """
 
     target: str
     features: tuple[tuple[str, Kind], ...]
     task: Task = "classification"
+    modality: Modality = "tabular"
+    sequence_id: str | None = None
+    sequence_time: str | None = None
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def numeric(self) -> list[str]:
@@ -148,10 +159,23 @@ class Schema:
         return {
             "target": self.target,
             "task": self.task,
+            "modality": self.modality,
             "features": [{"name": n, "kind": k} for n, k in self.features],
+            "sequence_id": self.sequence_id,
+            "sequence_time": self.sequence_time,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Schema:
         """Inverse of :meth:`to_dict`."""
-        return cls(state["target"], tuple((f["name"], f["kind"]) for f in state["features"]), state["task"])
+        shape = state.get("image_shape")
+        return cls(
+            state["target"],
+            tuple((f["name"], f["kind"]) for f in state["features"]),
+            state["task"],
+            state.get("modality", "tabular"),
+            state.get("sequence_id"),
+            state.get("sequence_time"),
+            None if shape is None else tuple(int(v) for v in shape),
+        )

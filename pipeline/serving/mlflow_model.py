@@ -14,15 +14,20 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 
 class BundleModel(PythonModel):
-    """Raw rows in, predicted label and class probabilities out."""
+    """Raw input in (rows, long-format sequence rows, or an image array), predicted label and class
+    probabilities (or the predicted value) out."""
 
     def load_context(self, context: PythonModelContext) -> None:
         from pipeline.bundle import ModelBundle
 
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
-    def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self.bundle.predict(pd.DataFrame(model_input), source="model input").reset_index(drop=True)
+    # model_input is left unannotated on purpose: MLflow reads that annotation as a schema and warns that a
+    # DataFrame-or-array union is not one; the logged signature says what the model takes.
+    def predict(self, context: PythonModelContext, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:  # noqa: ANN001
+        if self.bundle.modality != "image":
+            model_input = pd.DataFrame(model_input)
+        return self.bundle.predict(model_input, source="model input").reset_index(drop=True)
 
 
 mlflow.models.set_model(BundleModel())

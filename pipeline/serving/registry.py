@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema as MlflowSchema
+from mlflow.types import ColSpec, Schema as MlflowSchema, TensorSpec
 from mlflow.types.schema import AnyType
 
 import pipeline
@@ -26,15 +27,22 @@ def signature(bundle: ModelBundle) -> ModelSignature:
     column, which would reject ordinary raw rows (``year=2007``). The bundle coerces values itself, with
     messages that name the column, so every entry point (pyfunc, ``mlflow models predict``, our CLI) accepts
     the same inputs and gives the same predictions.
+
+    Images are one float32 tensor (N, C, H, W); sequences are long-format rows (the series and time columns,
+    then the features) and come back one prediction per series, its id first.
     """
-    inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.input_features])
-    if bundle.task == "regression":
-        outputs = MlflowSchema([ColSpec("double", "prediction")])
+    if bundle.modality == "image":
+        inputs = MlflowSchema([TensorSpec(np.dtype("float32"), (-1, *bundle.schema.image_shape))])
     else:
-        outputs = MlflowSchema(
-            [ColSpec("string", "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
-        )
-    return ModelSignature(inputs=inputs, outputs=outputs)
+        inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.input_features])
+    outputs = [ColSpec("string", bundle.schema.sequence_id)] if bundle.modality == "sequence" else []
+    if bundle.task == "regression":
+        outputs.append(ColSpec("double", "prediction"))
+    else:
+        kind = pd.api.types.infer_dtype(bundle.classes)
+        label = "long" if kind == "integer" else "double" if kind == "floating" else "string"
+        outputs += [ColSpec(label, "prediction")] + [ColSpec("double", f"proba_{c}") for c in bundle.classes]
+    return ModelSignature(inputs=inputs, outputs=MlflowSchema(outputs))
 
 
 def requirements() -> list[str]:
@@ -44,9 +52,23 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "safetensors")]
 
 
-def log_bundle(bundle: ModelBundle, bundle_dir: Path, example: pd.DataFrame) -> mlflow.models.model.ModelInfo:
+def input_example(bundle: ModelBundle, raw: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
+    """A small slice of raw input to store with the model: 5 rows, 2 images, or every row of 2 series."""
+    if bundle.modality == "image":
+        return np.asarray(raw[:2], dtype="float32")
+    if bundle.modality == "sequence":
+        series = bundle.schema.sequence_id
+        keep = raw[series].isin(pd.unique(raw[series])[:2])
+        rows = raw.loc[keep]
+        example = bundle.schema.coerce(rows, "input example", skip=bundle.imputer.dropped_)
+        example.insert(0, bundle.schema.sequence_time, rows[bundle.schema.sequence_time])
+        example.insert(0, series, rows[series])
+        return example.reset_index(drop=True)
+    return bundle.schema.coerce(raw.head(5), "input example", skip=bundle.imputer.dropped_)
+
+
+def log_bundle(bundle: ModelBundle, bundle_dir: Path, example: pd.DataFrame | np.ndarray) -> mlflow.models.model.ModelInfo:
     """Log the bundle loaded from ``bundle_dir`` as a pyfunc model in the active run, with ``pipeline`` as its code."""
-    example = bundle.schema.coerce(example, "input example", skip=bundle.imputer.dropped_)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(MODEL_CODE),
@@ -75,12 +97,28 @@ def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
         raise PipelineError(f"--model {uri}: {str(exc).splitlines()[0]}") from None
 
 
-def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Predict raw rows, turning a schema mismatch into one line that names the input and the columns."""
-    expected = model.metadata.get_input_schema().input_names()
-    missing = [name for name in expected if name not in rows.columns]
-    if missing:
-        raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {expected}")
+def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame | np.ndarray, source: str) -> pd.DataFrame:
+    """Predict raw input, turning a schema mismatch into one line that names the input and the columns."""
+    schema = model.metadata.get_input_schema()
+    if schema.is_tensor_spec():
+        if isinstance(rows, pd.DataFrame):
+            raise PipelineError(f"{source}: this model takes images (an .npz with an array 'x'), got a table")
+        shape = tuple(schema.inputs[0].shape[1:])
+        rows = np.asarray(rows)
+        rows = rows[:, None] if rows.ndim == 3 and len(shape) == 3 else rows
+        if rows.shape[1:] != shape:
+            raise PipelineError(f"{source}: array 'x': expected images of shape (N, {', '.join(map(str, shape))}), "
+                                f"got {rows.shape}")
+        if not np.isfinite(rows).all():
+            raise PipelineError(f"{source}: array 'x': expected finite pixel values, got NaN or +/-inf")
+        rows = rows.astype("float32")
+    else:
+        if not isinstance(rows, pd.DataFrame):
+            raise PipelineError(f"{source}: this model takes rows (CSV or Parquet), got an image array")
+        expected = schema.input_names()
+        missing = [name for name in expected if name not in rows.columns]
+        if missing:
+            raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {expected}")
     try:
         return model.predict(rows)
     except mlflow.exceptions.MlflowException as exc:

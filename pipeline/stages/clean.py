@@ -1,18 +1,27 @@
-"""Stage clean: handle missing values and class imbalance, both learned from the train split only."""
+"""Stage clean: handle missing values and class imbalance, both learned from the train split only.
+
+Sequences are cleaned a series at a time: gaps may be filled along time within their series, incomplete
+series are eliminated whole, and rebalancing draws whole series. Images have no missing values (ingest refuses
+non-finite pixels) and are rebalanced with their labels.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import CleanConfig, load_params
-from pipeline.errors import run_main
-from pipeline.io import atomic_dir, write_json
+from pipeline.errors import PipelineError, run_main
+from pipeline.io import atomic_dir, read_npy, write_json, write_npy
+from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.impute import Imputer
-from pipeline.preprocess.rebalance import class_weights, rebalance, smote
+from pipeline.preprocess.rebalance import class_weights, rebalance, resample_positions, smote, smote_arrays
 from pipeline.preprocess.schema import Schema
-from pipeline.stages.common import read_schema, read_splits, stage_args, write_splits
+from pipeline.stages.common import SPLITS, read_schema, read_splits, stage_args, write_splits
+
+COPY = "~"  # an upsampled copy of series "s7" becomes series "s7~1", "s7~2", ...
 
 
 def _counts(labels: pd.Series) -> dict[str, int]:
@@ -22,8 +31,47 @@ def _counts(labels: pd.Series) -> dict[str, int]:
 def _typed(frame: pd.DataFrame, schema: Schema, name: str) -> pd.DataFrame:
     """Features as serving types them (:meth:`Schema.coerce`), with the target alongside."""
     out = schema.coerce(frame, f"{name} split")
+    if schema.modality == "sequence":
+        out.insert(0, schema.sequence_time, frame[schema.sequence_time])
+        out.insert(0, schema.sequence_id, frame[schema.sequence_id])
     out[schema.target] = frame[schema.target]
     return out
+
+
+def _imputer(config: CleanConfig, seed: int, series: str | None = None) -> Imputer:
+    return Imputer(
+        numeric=config.numeric,
+        categorical=config.categorical,
+        fill_value=config.fill_value,
+        fill_category=config.fill_category,
+        max_missing=config.max_missing,
+        drop_rows=config.drop_rows,
+        indicators=config.indicators,
+        knn_neighbors=config.knn_neighbors,
+        knn_reference_rows=config.knn_reference_rows,
+        seed=seed,
+        series=series,
+    )
+
+
+def rebalance_series(frame: pd.DataFrame, series: str, target: str, strategy: str, seed: int) -> pd.DataFrame:
+    """Resample whole series; an upsampled copy gets a new id (``<id>~<k>``) so it stays a series of its own."""
+    labels = seq.series_labels(frame, series, target)
+    positions = resample_positions(labels.to_numpy(), strategy, seed)
+    if strategy in ("none", "class_weight"):
+        return frame.reset_index(drop=True)
+    groups = dict(tuple(frame.groupby(series, sort=False)))
+    seen: dict[str, int] = {}
+    parts = []
+    for position in positions:
+        name = labels.index[position]
+        copy = seen.get(name, 0)
+        seen[name] = copy + 1
+        part = groups[name]
+        if copy:
+            part = part.assign(**{series: f"{name}{COPY}{copy}"})
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def clean(
@@ -40,29 +88,24 @@ def clean(
         The cleaned splits, the fitted imputer, and a report of what was dropped, filled and resampled,
         including the loss weights per class when ``imbalance`` is ``class_weight``.
     """
-    imputer = Imputer(
-        numeric=config.numeric,
-        categorical=config.categorical,
-        fill_value=config.fill_value,
-        fill_category=config.fill_category,
-        max_missing=config.max_missing,
-        drop_rows=config.drop_rows,
-        indicators=config.indicators,
-        knn_neighbors=config.knn_neighbors,
-        knn_reference_rows=config.knn_reference_rows,
-        seed=seed,
-    )
+    sequences = schema.modality == "sequence"
+    imputer = _imputer(config, seed, schema.sequence_id if sequences else None)
     # the typed form serving gives raw rows (dates as days, categories as text), so both paths agree
     splits = {name: _typed(frame, schema, name) for name, frame in splits.items()}
     imputer.fit(splits["train"], schema.numeric, schema.categorical)
     train = splits["train"]
     if config.drop_rows:
-        train = train.loc[imputer.complete(train)]
+        complete = imputer.complete(train)
+        if sequences:  # eliminate incomplete series whole: dropping steps would leave holes in time
+            complete = complete.groupby(train[schema.sequence_id], sort=False).transform("all")
+        train = train.loc[complete]
     kept = imputer.numeric_ + imputer.categorical_
     report: dict[str, Any] = {
         "columns_dropped": imputer.dropped_,
         "indicator_columns": imputer.indicator_columns_,
         "train_rows_dropped_incomplete": int(len(splits["train"]) - len(train)),
+        **({"train_series_dropped_incomplete": int(splits["train"][schema.sequence_id].nunique()
+                                                    - train[schema.sequence_id].nunique())} if sequences else {}),
         "filled": {
             name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
             for name, frame in {**splits, "train": train}.items()
@@ -72,8 +115,15 @@ def clean(
                "test": imputer.transform(splits["test"])}
     classification = schema.task == "classification"
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
-    before = _counts(cleaned["train"][schema.target]) if classification else None
-    if imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
+    labels = (lambda f: seq.series_labels(f, schema.sequence_id, schema.target)) if sequences else (
+        lambda f: f[schema.target])
+    before = _counts(labels(cleaned["train"])) if classification else None
+    if imbalance == "smote" and sequences:
+        raise PipelineError("clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or "
+                            "class_weight")
+    if sequences:
+        cleaned["train"] = rebalance_series(cleaned["train"], schema.sequence_id, schema.target, imbalance, seed)
+    elif imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
         cleaned["train"] = smote(cleaned["train"], schema.target, imputer.numeric_,
                                  imputer.categorical_out_ + imputer.indicator_columns_, config.smote_neighbors, seed)
     else:
@@ -83,32 +133,80 @@ def clean(
         imbalance=f"none (clean.imbalance = {config.imbalance!r} is ignored for a regression task: it has no "
         "classes)" if ignored else imbalance,
         train_class_counts_before=before,
-        train_class_counts_after=_counts(cleaned["train"][schema.target]) if classification else None,
-        class_weight=class_weights(cleaned["train"][schema.target]) if imbalance == "class_weight" else None,
+        train_class_counts_after=_counts(labels(cleaned["train"])) if classification else None,
+        class_weight=class_weights(labels(cleaned["train"])) if imbalance == "class_weight" else None,
+        class_counts_unit="series" if sequences else "rows",
     )
     return cleaned, imputer, report
+
+
+def clean_images(
+    splits: dict[str, pd.DataFrame], images: dict[str, np.ndarray], schema: Schema, config: CleanConfig, seed: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray], Imputer, dict[str, Any]]:
+    """Rebalance the train images (val and test keep theirs); there is nothing to impute.
+
+    The fitted imputer has no columns; it is saved all the same, so every model bundle has the same parts.
+    """
+    imputer = _imputer(config, seed).fit(splits["train"], [], [])
+    classification = schema.task == "classification"
+    imbalance = config.imbalance if classification else "none"
+    train, x = splits["train"], images["train"]
+    before = _counts(train[schema.target]) if classification else None
+    if imbalance == "smote":
+        x, y = smote_arrays(x, train[schema.target].to_numpy(), config.smote_neighbors, seed)
+        train = pd.DataFrame({schema.target: pd.Series(y).astype(train[schema.target].dtype)})
+    else:
+        positions = resample_positions(train[schema.target].to_numpy(), imbalance, seed)
+        train, x = train.iloc[positions].reset_index(drop=True), x[positions]
+    report: dict[str, Any] = {
+        "columns_dropped": [],
+        "indicator_columns": [],
+        "train_rows_dropped_incomplete": 0,
+        "filled": {name: {} for name in SPLITS},
+        "imbalance": imbalance if classification or config.imbalance == "none" else (
+            f"none (clean.imbalance = {config.imbalance!r} is ignored for a regression task: it has no classes)"),
+        "train_class_counts_before": before,
+        "train_class_counts_after": _counts(train[schema.target]) if classification else None,
+        "class_weight": class_weights(train[schema.target]) if imbalance == "class_weight" else None,
+        "class_counts_unit": "images",
+    }
+    return {**splits, "train": train}, {**images, "train": x}, imputer, report
 
 
 def main() -> None:
     """Clean ``--split`` into ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "raw", "split", "out")
     params = load_params(args.params)
-    cleaned, imputer, report = clean(read_splits(args.split), read_schema(args.raw), params.clean, params.seed)
+    schema = read_schema(args.raw)
+    arrays = None
+    if schema.modality == "image":
+        images = {name: read_npy(args.split / f"{name}.npy") for name in SPLITS}
+        cleaned, arrays, imputer, report = clean_images(read_splits(args.split), images, schema, params.clean,
+                                                        params.seed)
+    else:
+        cleaned, imputer, report = clean(read_splits(args.split), schema, params.clean, params.seed)
     with atomic_dir(args.out) as out:
         write_splits(out, cleaned)
+        for name, array in (arrays or {}).items():
+            write_npy(out / f"{name}.npy", array)
         write_json(out / "imputer.json", imputer.to_dict())
         write_json(out / "report.json", report)
     filled = sum(n for split in report["filled"].values() for n in split.values())
     extra = []
     if report["columns_dropped"]:
         extra.append(f"dropped columns {report['columns_dropped']}")
-    if report["train_rows_dropped_incomplete"]:
+    if report.get("train_series_dropped_incomplete"):
+        extra.append(f"dropped {report['train_series_dropped_incomplete']} incomplete train series")
+    elif report["train_rows_dropped_incomplete"]:
         extra.append(f"dropped {report['train_rows_dropped_incomplete']} incomplete train rows")
     if report["class_weight"]:
         extra.append(f"class weights {({k: round(v, 3) for k, v in report['class_weight'].items()})}")
-    balance = (f"train classes {report['train_class_counts_before']} -> {report['train_class_counts_after']} "
+    unit = report["class_counts_unit"]
+    balance = (f"train {unit} per class {report['train_class_counts_before']} -> {report['train_class_counts_after']} "
                f"({params.clean.imbalance})") if report["train_class_counts_before"] else report["imbalance"]
-    print(f"clean: filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical}); {balance}"
+    fills = ("no missing values in images" if schema.modality == "image" else
+             f"filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical})")
+    print(f"clean: {fills}; {balance}"
           + "".join(f"; {e}" for e in extra))
 
 

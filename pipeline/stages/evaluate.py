@@ -17,7 +17,8 @@ import pandas as pd
 
 from pipeline.config import load_params, require_task
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_file, read_json, read_parquet, write_json
+from pipeline.io import atomic_file, read_json, read_npy, read_parquet, write_json
+from pipeline.preprocess import sequence as seq
 from pipeline.reporting import classification_metrics, flatten_metrics, regression_metrics, write_plots
 from pipeline.stages.common import stage_args
 
@@ -53,13 +54,21 @@ def main() -> None:
     target = params.data.target
     bundle = ModelBundle.load(args.model)
     test = read_parquet(args.split / "test.parquet")
+    # the raw test input, as predict would get it: rows, long-format rows, or the image array
+    if bundle.modality == "image":
+        raw, source = read_npy(args.split / "test.npy"), str(args.split / "test.npy")
+        actual = test[target]
+    else:
+        raw, source = test.drop(columns=[target]), str(args.split / "test.parquet")
+        actual = test[target] if bundle.modality == "tabular" else seq.series_labels(test, bundle.schema.sequence_id, target)
 
-    # Skew guard: raw rows through the bundle must match what the network sees from the scale stage.
+    # Skew guard: raw input through the bundle must match what the network sees from the scale stage.
     task = bundle.task
     require_task(params, task)
-    x_scaled, _ = load_xy(args.scaled / "test.parquet", target, task)
+    x_scaled, _ = load_xy(args.scaled, "test", target, task)
     from_stages = bundle.logits(x_scaled.numpy())
-    from_raw = bundle.logits(bundle.encode(test, str(args.split / "test.parquet")))  # the path predict takes
+    x_raw, index = bundle.prepare(raw, source)  # the path predict takes
+    from_raw = bundle.logits(x_raw)
     skewed = (from_stages.argmax(axis=1) != from_raw.argmax(axis=1)) if task == "classification" else (
         ~np.isclose(from_stages[:, 0], from_raw[:, 0], rtol=1e-5, atol=1e-5))
     if skewed.any():
@@ -67,21 +76,24 @@ def main() -> None:
             f"{args.model}: predictions from raw test rows differ from the scaled test matrix on {int(skewed.sum())} "
             "rows; the bundle's preprocessing does not match the stages'"
         )
-    predictions = bundle.predictions(from_raw, test.index)
+    predictions = bundle.predictions(from_raw, index)
+    actual = actual.loc[index] if bundle.modality == "sequence" else actual
 
     classes = bundle.classes if task == "classification" else []
-    metrics = {"test": classification_metrics(test[target], predictions["prediction"], classes)
-               if task == "classification" else regression_metrics(test[target], predictions["prediction"])}
+    metrics = {"test": classification_metrics(actual, predictions["prediction"], classes)
+               if task == "classification" else regression_metrics(actual, predictions["prediction"])}
     flat = flatten_metrics(metrics["test"])
     if not all(math.isfinite(v) for v in flat.values()):
         raise PipelineError(f"test metrics are not finite ({flat}); the model is not registered")
 
     primary = params.evaluate.primary_metric
-    recorded = pd.concat([test[[target]].rename(columns={target: "actual"}), predictions], axis=1)
+    recorded = predictions.copy()
+    recorded.insert(1 if bundle.modality == "sequence" else 0, "actual", actual.to_numpy())
     with atomic_file(args.reports / "predictions.csv") as tmp:
         recorded.to_csv(tmp, index=False)
     title = f"{params.data.name} {params.model.kind}: test {primary} {metrics['test'][primary]:.3f}"
-    images = write_plots(args.reports / "plots", task, test[target], predictions["prediction"], classes, target, title)
+    images = write_plots(args.reports / "plots", task, pd.Series(actual.to_numpy()),
+                         predictions["prediction"].reset_index(drop=True), classes, target, title)
 
     run_id = read_json(args.info)["run_id"]
     tracking.configure(root)
@@ -92,8 +104,8 @@ def main() -> None:
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")
         mlflow.log_artifact(str(args.reports / "predictions.csv"), artifact_path="evaluation")
-        info = registry.log_bundle(bundle, args.model, test.head(5))
-        reloaded = mlflow.pyfunc.load_model(info.model_uri).predict(test.drop(columns=[target]))
+        info = registry.log_bundle(bundle, args.model, registry.input_example(bundle, raw))
+        reloaded = mlflow.pyfunc.load_model(info.model_uri).predict(raw)
         if not same_predictions(reloaded, predictions.reset_index(drop=True)):
             raise PipelineError(f"{info.model_uri}: the reloaded MLflow model predicts differently from the bundle")
         if params.tracking.register_model:
@@ -105,7 +117,8 @@ def main() -> None:
         mlflow.log_artifact(str(args.reports / "metrics.json"), artifact_path="evaluation")
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
     others = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k not in (primary, "per_class"))
-    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(test)} rows; {where}")
+    unit = {"tabular": "rows", "image": "images", "sequence": "series"}[bundle.modality]
+    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(predictions)} {unit}; {where}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Stage ingest: load the source, check it against params, drop rows without a target and exact duplicates.
 
-Writes ``data.parquet`` (the rows every later stage and ``predict`` start from), ``schema.json`` (feature
-kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what was dropped).
+Writes ``data.parquet`` (the rows every later stage and ``predict`` start from; for images only the target,
+with the images themselves in ``images.npy``, float32 N x C x H x W, row for row), ``schema.json`` (modality
+and feature kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what was dropped).
+Sequences stay in long format, one row per (series, step), sorted by series and time.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import sources
-from pipeline.config import load_params
+from pipeline.config import DataConfig, load_params
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_dir, write_json, write_parquet
+from pipeline.io import atomic_dir, write_json, write_npy, write_parquet
+from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.schema import Schema, as_category, column_kind, detect, infer_task
 from pipeline.stages.common import stage_args
 
@@ -31,7 +34,12 @@ def _duplicated(frame: pd.DataFrame) -> pd.Series:
 
 
 def ingest(
-    frame: pd.DataFrame, target: str, source: str = "data", drop: Sequence[str] = (), task: str = "auto"
+    frame: pd.DataFrame,
+    target: str,
+    source: str = "data",
+    drop: Sequence[str] = (),
+    task: str = "auto",
+    keys: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Validate a loaded table, drop the rows no later stage can use, and leave out non-feature columns.
 
@@ -45,6 +53,7 @@ def ingest(
         source: A name for the table in messages.
         drop: Columns to leave out (``data.drop``).
         task: ``classification``, ``regression`` or ``auto`` (inferred from the target; the profile says why).
+        keys: Columns kept as they are but not features (a sequence's series and time columns).
 
     Returns:
         The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
@@ -71,7 +80,7 @@ def ingest(
     # a row missing its target cannot duplicate one that has it, so one pass over the whole frame will do
     duplicated = _duplicated(frame) & ~no_target
     kept = frame.loc[~no_target & ~duplicated].drop(columns=list(drop)).reset_index(drop=True)
-    kinds = {name: detect(kept[name]) for name in kept.columns if name != target}
+    kinds = {name: detect(kept[name]) for name in kept.columns if name != target and name not in keys}
     identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
     kept = kept.drop(columns=identifiers)
     if task == "auto":
@@ -85,9 +94,9 @@ def ingest(
     classes = kept[target].value_counts().sort_index()
     if task == "classification" and len(classes) < 2:
         raise PipelineError(f"{source}: column {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
-    if len(kept.columns) < 2:
-        raise PipelineError(f"{source}: expected at least one feature column besides {target!r}, got none")
-    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name != target), task)
+    if len(kept.columns) < 2 + len(keys):
+        raise PipelineError(f"{source}: expected at least one feature column besides {[target, *keys]}, got none")
+    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name in kinds), task)
     for name in schema.categorical:  # the same text form predict gives raw rows, so training and serving agree
         kept[name] = as_category(kept[name])
     profile = {
@@ -105,7 +114,7 @@ def ingest(
         "columns": {
             name: {
                 "dtype": str(kept[name].dtype),
-                "kind": "target" if name == target else kinds[name],
+                "kind": "target" if name == target else kinds.get(name, "key"),
                 "missing": int(kept[name].isna().sum()),
             }
             for name in kept.columns
@@ -118,14 +127,159 @@ def ingest(
     return kept, schema, profile
 
 
+def ingest_sequences(
+    frame: pd.DataFrame, target: str, series: str, time: str, source: str = "data", drop: Sequence[str] = (),
+    task: str = "auto",
+) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """:func:`ingest` for long-format sequences: one row per (series, step), one label per series.
+
+    Every row needs a series id and a time (numbers or ISO dates). A series' label is the same on all its rows
+    (rows that leave it empty take it); series without any label are dropped. Rows come back sorted by series
+    (first appearance) and time, with the series id as text.
+
+    Raises:
+        PipelineError: If a key column is absent or empty somewhere, a label changes within a series, a time
+            step repeats with different values, or a series has a single step.
+    """
+    for key, name in (("id", series), ("time", time)):
+        if name not in frame.columns:
+            raise PipelineError(f"data.sequence.{key} = {name!r}: column not found in {source}; expected one of {list(frame.columns)}")
+        if name == target or name in drop:
+            raise PipelineError(f"data.sequence.{key} = {name!r}: expected a column that is neither data.target nor in data.drop")
+        empty = frame[name].isna()
+        if empty.any():
+            raise PipelineError(f"{source}: column {name!r} (data.sequence.{key}): expected a value on every row, "
+                                f"got {int(empty.sum())} empty")
+    frame = frame.copy()
+    frame[series] = as_category(frame[series])
+    frame[time] = seq.as_time(frame[time], time, source)
+    labels = frame.groupby(series, sort=False)[target]
+    distinct = labels.nunique()
+    changing = distinct[distinct > 1]
+    if len(changing):
+        first = changing.index[0]
+        values = sorted(frame.loc[frame[series] == first, target].dropna().unique().tolist(), key=str)
+        raise PipelineError(
+            f"{source}: column {target!r}: label changes within series {first!r} (values {values}); expected one "
+            f"label per series ({len(changing)} series affected)"
+        )
+    frame[target] = labels.transform("first")  # fill a series' unlabelled rows with its label
+    kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time))
+    kept = seq.order(kept, series, time)
+    repeated = kept.duplicated([series, time])
+    if repeated.any():
+        row = kept.loc[repeated].iloc[0]
+        raise PipelineError(
+            f"{source}: series {row[series]!r} has time {row[time]!r} on more than one row with different values; "
+            "expected one row per (series, time step)"
+        )
+    steps = seq.lengths(kept, series)
+    short = steps[steps < 2]
+    if len(short):
+        raise PipelineError(
+            f"{source}: series {short.index[0]!r} has {int(short.iloc[0])} time step; expected at least 2 per series "
+            f"(a sequence model needs more than one step; {len(short)} series affected)"
+        )
+    schema = Schema(schema.target, schema.features, schema.task, "sequence", series, time)
+    per_series = seq.series_labels(kept, series, target)
+    profile.update(
+        modality="sequence",
+        series=int(len(steps)),
+        series_length={"min": int(steps.min()), "median": float(steps.median()), "max": int(steps.max())},
+        class_counts={str(k): int(v) for k, v in per_series.value_counts().sort_index().items()}
+        if schema.task == "classification" else None,
+        class_counts_unit="series",
+    )
+    return kept, schema, profile
+
+
+def ingest_images(
+    x: np.ndarray, y: np.ndarray, target: str, source: str = "data", task: str = "auto"
+) -> tuple[pd.DataFrame, np.ndarray, Schema, dict[str, Any]]:
+    """Validate images (N, C, H, W) and their labels; drop unlabelled images and exact duplicates.
+
+    Returns:
+        The target as a one-column table, the kept images (row for row), the schema and the profile.
+
+    Raises:
+        PipelineError: If a pixel is not finite, no image has a label, or fewer than two classes remain.
+    """
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise PipelineError(
+            f"{source}: array 'x': expected finite pixel values, got NaN or +/-inf in {int(bad.sum())} image(s), "
+            f"first at index {int(np.flatnonzero(bad)[0])}"
+        )
+    labels = pd.Series(y, name=target)
+    if labels.dtype.kind in "OUS":
+        labels = as_category(labels)
+    no_target = labels.isna().to_numpy()
+    if no_target.all():
+        raise PipelineError(f"{source}: array {target!r}: expected some labelled images, got none of {len(x)}")
+    # an image and its label hashed together; equal hashes are confirmed byte for byte
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    keys = pd.DataFrame({"pixels": [row.tobytes() for row in flat], "label": labels.astype("str")})
+    duplicated = keys.duplicated().to_numpy() & ~no_target
+    keep = ~no_target & ~duplicated
+    images = x[keep]
+    table = pd.DataFrame({target: labels[keep].reset_index(drop=True)})
+    if task == "auto":
+        task, reason = infer_task(table[target])
+    else:
+        reason = "set in data.task"
+    if task == "regression" and column_kind(table[target]) != "numeric":
+        raise PipelineError(f"data.task = 'regression': array {target!r} in {source}: expected numbers, got {labels.dtype}")
+    classes = table[target].value_counts().sort_index()
+    if task == "classification" and len(classes) < 2:
+        raise PipelineError(f"{source}: array {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
+    shape = tuple(int(v) for v in images.shape[1:])
+    schema = Schema(target, (), task, "image", image_shape=shape)
+    profile = {
+        "source": source,
+        "modality": "image",
+        "rows_loaded": int(len(x)),
+        "rows_dropped_missing_target": int(no_target.sum()),
+        "rows_dropped_duplicate": int(duplicated.sum()),
+        "rows": int(len(images)),
+        "task": task,
+        "task_reason": reason,
+        "image_shape": list(shape),
+        "pixels": {"dtype": "float32", "min": float(images.min()), "max": float(images.max()),
+                   "mean": float(images.mean())},
+        "columns_dropped": {},
+        "columns": {target: {"dtype": str(table[target].dtype), "kind": "target", "missing": 0}},
+        "class_counts": {str(k): int(v) for k, v in classes.items()} if task == "classification" else None,
+        "target_summary": None if task == "classification" else {
+            k: float(v) for k, v in table[target].describe().items() if k != "count"
+        },
+    }
+    return table, images, schema, profile
+
+
+def run_ingest(data: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, Schema, dict[str, Any]]:
+    """Load ``data.source`` and ingest it by modality; images come back as an array beside the table."""
+    if data.modality == "image":
+        x, y = sources.load_images(data.source, data.target)
+        return ingest_images(x, y, data.target, data.source, data.task)
+    frame = sources.load(data.source)
+    if data.modality == "sequence":
+        kept, schema, profile = ingest_sequences(
+            frame, data.target, data.sequence.id, data.sequence.time, data.source, data.drop, data.task
+        )
+    else:
+        kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task)
+    return kept, None, schema, profile
+
+
 def main() -> None:
     """Load ``data.source`` and write ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "out")
     data = load_params(args.params).data
-    frame = sources.load(data.source)
-    kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task)
+    kept, images, schema, profile = run_ingest(data)
     with atomic_dir(args.out) as out:
         write_parquet(out / "data.parquet", kept)
+        if images is not None:
+            write_npy(out / "images.npy", images)
         write_json(out / "schema.json", schema.to_dict())
         write_json(out / "profile.json", profile)
     dropped = profile["rows_dropped_missing_target"] + profile["rows_dropped_duplicate"]
@@ -134,7 +288,15 @@ def main() -> None:
     dates = f"; dates as days since 1970-01-01: {date_columns}" if date_columns else ""
     target = f"classes {profile['class_counts']}" if schema.task == "classification" else (
         f"target mean {profile['target_summary']['mean']:.4g}, std {profile['target_summary']['std']:.4g}")
-    print(f"ingest: {data.source}: {profile['rows']} rows, {len(schema.features)} features, {dropped} rows dropped; "
+    if schema.modality == "image":
+        what = f"{profile['rows']} images {'x'.join(map(str, schema.image_shape))}"
+    elif schema.modality == "sequence":
+        length = profile["series_length"]
+        what = (f"{profile['series']} series of {length['min']}-{length['max']} steps ({profile['rows']} rows), "
+                f"{len(schema.features)} features")
+    else:
+        what = f"{profile['rows']} rows, {len(schema.features)} features"
+    print(f"ingest: {data.source}: {what}, {dropped} rows dropped; "
           f"task {schema.task} ({profile['task_reason']}); {target}{left_out}{dates}")
 
 

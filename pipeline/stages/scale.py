@@ -1,15 +1,26 @@
-"""Stage scale: encode categoricals, scale numerics and encode labels, all learned from the train split."""
+"""Stage scale: encode categoricals, scale numerics and encode labels, all learned from the train split.
+
+Tables become float32 feature columns plus the encoded target. Sequences stay in long format (the series id,
+then the features, scaled per feature over all train time steps); ``encoder.json`` records the longest train
+series, the number of steps the network takes. Images are scaled per channel into ``<split>.npy`` beside a
+table holding the encoded target.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
-from pipeline.io import atomic_dir, read_json, read_parquet, write_json, write_parquet
+from pipeline.io import atomic_dir, read_json, read_npy, read_parquet, write_json, write_npy, write_parquet
+from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
+from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
-from pipeline.stages.common import read_schema, stage_args
+from pipeline.preprocess.schema import Schema
+from pipeline.stages.common import SPLITS, read_schema, stage_args
 
 
 def scale(
@@ -48,28 +59,72 @@ def encode(
     return encoded
 
 
+def _labels(frame: pd.DataFrame, schema: Schema) -> pd.Series:
+    """The labels a target encoder learns from: one per row, or one per series."""
+    if schema.modality == "sequence":
+        return seq.series_labels(frame, schema.sequence_id, schema.target)
+    return frame[schema.target]
+
+
+def encode_sequences(
+    frame: pd.DataFrame, features: FeatureEncoder, labels: LabelEncoder | TargetScaler, schema: Schema
+) -> pd.DataFrame:
+    """One split of long-format sequences: the series id, the float32 features, then the encoded target."""
+    encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_, copy=False)
+    encoded.insert(0, schema.sequence_id, frame[schema.sequence_id].to_numpy())
+    encoded[schema.target] = labels.transform(frame[schema.target])
+    return encoded
+
+
+def _scale_images(args: Any, params: Any, schema: Schema) -> tuple[ImageScaler, LabelEncoder | TargetScaler]:
+    train = read_npy(args.clean / "train.npy")
+    scaler = ImageScaler(params.scale.method).fit(train)
+    del train
+    labels = target_encoder(schema.task).fit(read_parquet(args.clean / "train.parquet")[schema.target])
+    with atomic_dir(args.out) as out:
+        for name in SPLITS:
+            table = read_parquet(args.clean / f"{name}.parquet")
+            write_npy(out / f"{name}.npy", scaler.transform(read_npy(args.clean / f"{name}.npy"), f"{name} images"))
+            write_parquet(out / f"{name}.parquet", pd.DataFrame({schema.target: labels.transform(table[schema.target])}))
+        write_json(out / "encoder.json", {"features": scaler.to_dict(), "target": labels.to_dict(), "sequence": None})
+    return scaler, labels
+
+
 def main() -> None:
     """Scale ``--clean`` into ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
     params = load_params(args.params)
-    imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
     schema = read_schema(args.raw)
-    train = read_parquet(args.clean / "train.parquet")
-    features = FeatureEncoder(params.scale.method, params.scale.encoding).fit(
-        train, imputer.numeric_out_, imputer.categorical_out_
-    )
-    labels = target_encoder(schema.task).fit(train[schema.target])
-    with atomic_dir(args.out) as out:
-        # one split in memory at a time: the dense encoded output is the largest thing the data stages hold
-        write_parquet(out / "train.parquet", encode(train, features, labels, schema.target))
-        del train
-        for name in ("val", "test"):
-            write_parquet(out / f"{name}.parquet", encode(read_parquet(args.clean / f"{name}.parquet"), features,
-                                                          labels, schema.target))
-        write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict()})
+    if schema.modality == "image":
+        scaler, labels = _scale_images(args, params, schema)
+        what = f"images {' x '.join(map(str, scaler.shape_))} ({params.scale.method}, per channel)"
+    else:
+        imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
+        train = read_parquet(args.clean / "train.parquet")
+        features = FeatureEncoder(params.scale.method, params.scale.encoding).fit(
+            train, imputer.numeric_out_, imputer.categorical_out_
+        )
+        labels = target_encoder(schema.task).fit(_labels(train, schema))
+        sequence = None
+        if schema.modality == "sequence":
+            sequence = {"series": schema.sequence_id, "length": int(seq.lengths(train, schema.sequence_id).max())}
+            step = lambda frame: encode_sequences(frame, features, labels, schema)  # noqa: E731
+        else:
+            step = lambda frame: encode(frame, features, labels, schema.target)  # noqa: E731
+        with atomic_dir(args.out) as out:
+            # one split in memory at a time: the dense encoded output is the largest thing the data stages hold
+            write_parquet(out / "train.parquet", step(train))
+            del train
+            for name in ("val", "test"):
+                write_parquet(out / f"{name}.parquet", step(read_parquet(args.clean / f"{name}.parquet")))
+            write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict(),
+                                              "sequence": sequence})
+        what = f"{len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding})"
+        if sequence:
+            what += f" per step, series padded to {sequence['length']} steps"
     target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
         f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
-    print(f"scale: {len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding}), {target}")
+    print(f"scale: {what}, {target}")
 
 
 if __name__ == "__main__":

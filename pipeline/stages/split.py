@@ -1,57 +1,147 @@
-"""Stage split: a seeded, stratified train/validation/test split, drawn before anything is fitted."""
+"""Stage split: train/validation/test parts drawn before anything is fitted.
+
+``random`` is seeded and stratified by class (classification); ``time`` puts the latest rows (or series) in
+test and the ones before them in val, as a model meets the future. Sequences are split by whole series, so no
+series has steps in two parts; images are split row for row with their table.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import load_params
+from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_dir, read_parquet, write_json
+from pipeline.io import atomic_dir, read_npy, read_parquet, write_json, write_npy
+from pipeline.preprocess import sequence as seq
+from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args, write_splits
 
 
-def split(
-    frame: pd.DataFrame, target: str, val: float, test: float, seed: int, stratify: bool = True
-) -> dict[str, pd.DataFrame]:
-    """Split rows so that every class keeps its share in each part (or at random, without ``stratify``).
+def assign(labels: np.ndarray, val: float, test: float, seed: int, stratify: bool = True) -> dict[str, np.ndarray]:
+    """Positions for each part, so that every class keeps its share in each (or at random, without ``stratify``).
 
-    Within each class (in sorted order, so the draw never depends on row order elsewhere) the rows are
-    shuffled and ``round(n * test)`` go to test, ``round(n * val)`` to val and the rest to train. Rows keep
-    their original order within each part. Regression targets are not stratified: all rows form one group.
-
-    Args:
-        frame: The rows ingest kept.
-        target: The label column.
-        val: Fraction for validation.
-        test: Fraction for test.
-        seed: Seeds the shuffle.
-        stratify: Keep class shares (classification); off for regression.
+    Within each class (in sorted order, so the draw never depends on row order elsewhere) the positions are
+    shuffled and ``round(n * test)`` go to test, ``round(n * val)`` to val and the rest to train. Positions
+    come back sorted, so rows keep their original order within each part.
 
     Raises:
         PipelineError: If a part would be empty or a class would be missing from train.
     """
     rng = np.random.default_rng(seed)
-    labels = frame[target].to_numpy() if stratify else np.zeros(len(frame), dtype=int)
+    groups = labels if stratify else np.zeros(len(labels), dtype=int)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-    for cls in sorted(pd.unique(labels), key=str):
-        rows = rng.permutation(np.flatnonzero(labels == cls))
+    for cls in sorted(pd.unique(groups), key=str):
+        rows = rng.permutation(np.flatnonzero(groups == cls))
         n_test, n_val = round(len(rows) * test), round(len(rows) * val)
         if len(rows) - n_test - n_val < 1:
             raise PipelineError(
                 f"split.val = {val:g}, split.test = {test:g}: "
-                + (f"class {cls!r} has {len(rows)} rows" if stratify else f"{len(rows)} rows in all")
+                + (f"class {cls!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
                 + ", expected at least one left for train"
             )
         parts["test"].append(rows[:n_test])
         parts["val"].append(rows[n_test : n_test + n_val])
         parts["train"].append(rows[n_test + n_val :])
-    out = {}
-    for name, chunks in parts.items():
-        rows = np.sort(np.concatenate(chunks))
+    return _checked({name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}, len(labels))
+
+
+def assign_by_time(when: pd.Series, labels: np.ndarray | None, val: float, test: float, column: str) -> dict[str, np.ndarray]:
+    """Positions for each part in time order: the latest ``test`` share to test, the ``val`` share before it to val.
+
+    Ties keep their original order. With ``labels`` (classification) every class must appear in train.
+
+    Raises:
+        PipelineError: If a time is missing, a part would be empty, or a class would be absent from train.
+    """
+    if when.isna().any():
+        raise PipelineError(f"split.method = 'time': column {column!r}: expected a time on every row, got "
+                            f"{int(when.isna().sum())} empty")
+    ordered = np.argsort(when.to_numpy(), kind="stable")
+    n = len(ordered)
+    n_test, n_val = round(n * test), round(n * val)
+    parts = {"train": ordered[: n - n_test - n_val], "val": ordered[n - n_test - n_val : n - n_test],
+             "test": ordered[n - n_test :]}
+    parts = _checked({name: np.sort(rows) for name, rows in parts.items()}, n)
+    if labels is not None:
+        absent = sorted(set(labels.tolist()) - set(labels[parts["train"]].tolist()), key=str)
+        if absent:
+            raise PipelineError(
+                f"split.method = 'time': class(es) {absent} occur only after the train period; expected every class "
+                "in train (use split.method: random, or smaller split.val/split.test)"
+            )
+    return parts
+
+
+def _checked(parts: dict[str, np.ndarray], total: int) -> dict[str, np.ndarray]:
+    for name, rows in parts.items():
         if len(rows) == 0:
-            raise PipelineError(f"split.{name}: expected a non-empty {name} split from {len(frame)} rows, got 0 rows")
-        out[name] = frame.iloc[rows].reset_index(drop=True)
+            raise PipelineError(f"split.{name}: expected a non-empty {name} split from {total} examples, got 0")
+    return parts
+
+
+def split(
+    frame: pd.DataFrame, target: str, val: float, test: float, seed: int, stratify: bool = True
+) -> dict[str, pd.DataFrame]:
+    """Split rows at random (seeded), stratified by ``target`` unless ``stratify`` is off (regression)."""
+    parts = assign(frame[target].to_numpy(), val, test, seed, stratify)
+    return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+
+
+def split_sequences(
+    frame: pd.DataFrame, schema: Schema, val: float, test: float, seed: int, method: str = "random"
+) -> dict[str, pd.DataFrame]:
+    """Split long-format sequences by whole series: stratified by series label, or by each series' start time."""
+    series = schema.sequence_id
+    labels = seq.series_labels(frame, series, schema.target)
+    classification = schema.task == "classification"
+    if method == "time":
+        start = frame.groupby(series, sort=False)[schema.sequence_time].min()
+        parts = assign_by_time(start, labels.to_numpy() if classification else None, val, test, schema.sequence_time)
+    else:
+        parts = assign(labels.to_numpy(), val, test, seed, stratify=classification)
+    out = {}
+    for name, positions in parts.items():
+        chosen = frame[series].isin(labels.index[positions])
+        out[name] = frame.loc[chosen].reset_index(drop=True)
+    return out
+
+
+def split_any(
+    frame: pd.DataFrame, images: np.ndarray | None, schema: Schema, params: Params
+) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray] | None]:
+    """Split any modality as ``params.split`` says; images are cut with the same positions as their table."""
+    cfg = params.split
+    classification = schema.task == "classification"
+    if schema.modality == "sequence":
+        return split_sequences(frame, schema, cfg.val, cfg.test, params.seed, cfg.method), None
+    if cfg.method == "time":
+        column = cfg.time_column
+        if column not in frame.columns:
+            raise PipelineError(f"split.time_column = {column!r}: column not found in the ingested data; expected one "
+                                f"of {list(frame.columns)}")
+        labels = frame[schema.target].to_numpy() if classification else None
+        parts = assign_by_time(seq.as_time(frame[column], column, f"split.time_column = {column!r}"), labels, cfg.val, cfg.test, column)
+    else:
+        parts = assign(frame[schema.target].to_numpy(), cfg.val, cfg.test, params.seed, stratify=classification)
+    tables = {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
+    return tables, None if images is None else {name: images[rows] for name, rows in parts.items()}
+
+
+def summarise(parts: dict[str, pd.DataFrame], schema: Schema) -> dict[str, Any]:
+    """Rows (and series) and class counts per part; sequences count classes per series."""
+    out = {}
+    for name, part in parts.items():
+        labels = part[schema.target]
+        entry: dict[str, Any] = {"rows": len(part)}
+        if schema.modality == "sequence":
+            labels = seq.series_labels(part, schema.sequence_id, schema.target)
+            entry["series"] = len(labels)
+        entry["class_counts"] = ({str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+                                 if schema.task == "classification" else None)
+        out[name] = entry
     return out
 
 
@@ -61,20 +151,17 @@ def main() -> None:
     params = load_params(args.params)
     schema = read_schema(args.raw)
     frame = read_parquet(args.raw / "data.parquet")
-    classification = schema.task == "classification"
-    parts = split(frame, schema.target, params.split.val, params.split.test, params.seed, stratify=classification)
-    summary = {
-        name: {
-            "rows": len(part),
-            "class_counts": {str(k): int(v) for k, v in part[schema.target].value_counts().sort_index().items()}
-            if classification else None,
-        }
-        for name, part in parts.items()
-    }
+    images = read_npy(args.raw / "images.npy") if schema.modality == "image" else None
+    parts, arrays = split_any(frame, images, schema, params)
+    summary = summarise(parts, schema)
     with atomic_dir(args.out) as out:
         write_splits(out, parts)
+        for name, array in (arrays or {}).items():
+            write_npy(out / f"{name}.npy", array)
         write_json(out / "summary.json", summary)
-    print("split: " + ", ".join(f"{name} {s['rows']}" for name, s in summary.items()))
+    unit = "series" if schema.modality == "sequence" else "rows"
+    print(f"split ({params.split.method}): " + ", ".join(f"{name} {s.get('series', s['rows'])} {unit}"
+                                                        for name, s in summary.items()))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,8 @@ def main() -> None:
             "task": task,
             **tracking.git_tags(root),
             **{f"data.md5.{s}": tracking.file_md5(args.scaled / f"{s}.parquet") for s in ("train", "val", "test")},
+            **{f"data.md5.{s}.images": tracking.file_md5(args.scaled / f"{s}.npy")
+               for s in ("train", "val", "test") if (args.scaled / f"{s}.npy").is_file()},
         })
         for name in ("params.yaml", "dvc.yaml"):
             if (root / name).is_file():

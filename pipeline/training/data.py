@@ -5,22 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_parquet
+from pipeline.io import read_json, read_npy, read_parquet
+from pipeline.preprocess import sequence as seq
 
 
-def load_xy(path: Path, target: str, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
-    """Read a scaled split as features float32 (N, F) and targets (N,): int64 classes or float32 values."""
+def load_xy(folder: Path, split: str, target: str, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one split of the scale stage's output as network inputs and targets.
+
+    Inputs are float32: (N, F) for tables, (N, C, H, W) for images, and (N, T, F + 1) for sequences (padded
+    to the longest train series, the last channel the mask). Targets are (N,): int64 classes or float32 values,
+    one per row, image or series.
+    """
+    folder = Path(folder)
+    path = folder / f"{split}.parquet"
     frame = read_parquet(path)
     if target not in frame.columns:
         raise PipelineError(f"{path}: expected a target column {target!r}, got columns {list(frame.columns)}")
-    x = torch.from_numpy(frame.drop(columns=[target]).to_numpy(dtype="float32", copy=True))
+    encoder = read_json(folder / "encoder.json")
+    sequence = encoder.get("sequence")
+    if encoder["features"].get("kind") == "image":
+        x = read_npy(folder / f"{split}.npy")
+        labels = frame[target]
+    elif sequence:
+        columns = [c for c in frame.columns if c not in (sequence["series"], target)]
+        _, x = seq.pad(frame, sequence["series"], columns, sequence["length"], str(path))
+        labels = seq.series_labels(frame, sequence["series"], target)
+    else:
+        x = frame.drop(columns=[target]).to_numpy(dtype="float32", copy=True)
+        labels = frame[target]
     dtype = "int64" if task == "classification" else "float32"
-    y = torch.from_numpy(frame[target].to_numpy(dtype=dtype, copy=True))
-    return x, y
+    return torch.from_numpy(np.ascontiguousarray(x, dtype="float32")), torch.from_numpy(labels.to_numpy(dtype=dtype, copy=True))
 
 
 class ScaledDataModule(L.LightningDataModule):
@@ -45,9 +64,10 @@ class ScaledDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train_set"):
             return
-        self.train_set = TensorDataset(*load_xy(self.folder / "train.parquet", self.target, self.task))
-        self.val_set = TensorDataset(*load_xy(self.folder / "val.parquet", self.target, self.task))
-        self.n_features = self.train_set.tensors[0].shape[1]
+        self.train_set = TensorDataset(*load_xy(self.folder, "train", self.target, self.task))
+        self.val_set = TensorDataset(*load_xy(self.folder, "val", self.target, self.task))
+        self.input_shape = tuple(self.train_set.tensors[0].shape[1:])
+        self.n_features = int(np.prod(self.input_shape))  # what a feed-forward net sees once it flattens
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)

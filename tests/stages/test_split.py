@@ -65,14 +65,14 @@ def test_single_row_class_stays_in_train() -> None:
 def test_class_too_small_to_leave_a_train_row_is_refused() -> None:
     # class c has 2 rows: round(0.6) = 1 to test and 1 to val, none left for train
     frame = pd.DataFrame({"id": range(12), "label": ["a"] * 10 + ["c"] * 2})
-    with pytest.raises(PipelineError, match=r"split\.val = 0\.3, split\.test = 0\.3: class 'c' has 2 rows"):
+    with pytest.raises(PipelineError, match=r"split\.val = 0\.3, split\.test = 0\.3: class 'c' has 2 examples"):
         split(frame, "label", val=0.3, test=0.3, seed=0)
 
 
 def test_empty_part_is_refused() -> None:
     # 4 rows per class: round(4 * 0.1) = 0 rows to val for every class
     frame = pd.DataFrame({"id": range(8), "label": ["a", "b"] * 4})
-    with pytest.raises(PipelineError, match=r"split\.val: expected a non-empty val split from 8 rows"):
+    with pytest.raises(PipelineError, match=r"split\.val: expected a non-empty val split from 8 examples"):
         split(frame, "label", val=0.1, test=0.3, seed=0)
 
 

@@ -12,11 +12,13 @@ import yaml
 
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
+from pipeline.io import write_json
 from pipeline.stages.train import fit
 from pipeline.training.module import LitModel
 from pipeline.nets.fnn import FNN
 
 ROOT = Path(__file__).resolve().parents[2]
+TABLE_ENCODER = {"features": {"kind": "table"}, "target": {"kind": "classification"}, "sequence": None}  # what load_xy reads
 
 
 def _params(**train: object):
@@ -34,6 +36,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
         frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
         frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
         frame.to_parquet(folder / f"{name}.parquet", index=False)
+    write_json(folder / "encoder.json", TABLE_ENCODER)
     return folder
 
 
@@ -76,6 +79,7 @@ def test_non_finite_loss_stops_with_a_clear_error(scaled: Path, tmp_path: Path) 
         frame = pd.read_parquet(scaled / f"{name}.parquet")
         frame[["a", "b", "c", "d"]] *= np.float32(1e38)
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    write_json(tmp_path / "encoder.json", TABLE_ENCODER)
     with pytest.raises(PipelineError, match=r"(train|val)/loss = (nan|inf) at epoch \d+: expected a finite loss"):
         fit(parse_params(_params()), tmp_path, n_outputs=3)
 

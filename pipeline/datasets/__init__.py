@@ -1,0 +1,1 @@
+"""Real datasets vendored with the package (see README.md for sources and citations)."""
