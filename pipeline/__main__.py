@@ -36,9 +36,9 @@ def read_rows(path: Path):
     if path.suffix == ".parquet":
         return read_parquet(path)
     if path.suffix == ".npz":  # images: the array 'x', as in the training file (labels, if any, are ignored)
-        from pipeline.sources import load_images
+        from pipeline.sources import read_images
 
-        return load_images(str(path), "x")[0]
+        return read_images(path)
     if path.suffix != ".csv":
         raise PipelineError(f"{path}: expected a .csv, .parquet or .npz file, got {path.suffix or 'no extension'!r}")
     try:

@@ -62,6 +62,7 @@ class DataConfig(_Section):
     target: str = Field(min_length=1)
     task: Literal["auto", "classification", "regression"]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
+    numeric: Annotated[tuple[str, ...], Field(strict=False)]  # columns declared numeric: a stray text cell is an error
     sequence: SequenceConfig
 
     @model_validator(mode="after")

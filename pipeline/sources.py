@@ -127,6 +127,49 @@ def _check_file(source: str, root: Path) -> Path:
     return path
 
 
+def _npz_arrays(path: Path, source: str, keys: tuple[str, ...], what: str) -> list[np.ndarray]:
+    """The named arrays of an ``.npz``, read without pickle (an object array is refused, never executed)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise PipelineError(f"{source}: expected an .npz archive of arrays, got an unreadable file ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise PipelineError(f"{source}: expected an .npz archive with {what}, got a single array")
+    with archive:
+        missing = [key for key in keys if key not in archive.files]
+        if missing:
+            raise PipelineError(f"{source}: missing array(s) {missing}; expected {what}, got {archive.files}")
+        arrays = []
+        for key in keys:
+            try:
+                array = archive[key]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):  # object arrays need pickle, which is never allowed
+                    raise PipelineError(
+                        f"{source}: array {key!r}: expected a numeric array, got one that needs pickle to load "
+                        "(images of different shapes saved together?)"
+                    ) from None
+                raise PipelineError(f"{source}: array {key!r}: expected a readable .npy member ({exc})") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or damaged member
+                raise PipelineError(f"{source}: expected a readable .npz archive ({exc})") from None
+            if not isinstance(array, np.ndarray):  # numpy hands back raw bytes for a member that is no .npy
+                raise PipelineError(f"{source}: array {key!r}: expected an .npy array, got a member of another format")
+            arrays.append(array)
+        return arrays
+
+
+def _checked_images(x: np.ndarray, source: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise PipelineError(f"{source}: array 'x': expected N x H x W or N x C x H x W images, got shape {x.shape}")
+    if x.dtype.kind not in "uif":
+        raise PipelineError(f"{source}: array 'x': expected numbers, got dtype {x.dtype}")
+    if len(x) == 0:
+        raise PipelineError(f"{source}: expected at least one image, got none")
+    return x.astype("float32", copy=False)
+
+
 def load_images(source: str, target: str, root: Path = Path(".")) -> tuple[np.ndarray, np.ndarray]:
     """Load bundled images by name, or an ``.npz`` file holding ``x`` and the label array named ``target``.
 
@@ -142,38 +185,17 @@ def load_images(source: str, target: str, root: Path = Path(".")) -> tuple[np.nd
     if source in IMAGE_LOADERS:
         return IMAGE_LOADERS[source]()
     path = _check_file(source, root)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise PipelineError(f"{source}: expected an .npz archive of arrays, got an unreadable file ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise PipelineError(f"{source}: expected an .npz archive with arrays 'x' and {target!r}, got a single array")
-    with archive:
-        missing = [key for key in ("x", target) if key not in archive.files]
-        if missing:
-            raise PipelineError(
-                f"{source}: missing array(s) {missing}; expected 'x' (the images) and {target!r} (data.target), "
-                f"got {archive.files}"
-            )
-        try:
-            x, y = archive["x"], archive[target]
-        except ValueError as exc:  # object arrays need pickle, which is never allowed
-            raise PipelineError(
-                f"{source}: expected numeric arrays, got one that needs pickle to load (images of different shapes "
-                f"saved together?): {exc}"
-            ) from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or damaged member
-            raise PipelineError(f"{source}: expected a readable .npz archive ({exc})") from None
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise PipelineError(f"{source}: array 'x': expected N x H x W or N x C x H x W images, got shape {x.shape}")
-    if x.dtype.kind not in "uif":
-        raise PipelineError(f"{source}: array 'x': expected numbers, got dtype {x.dtype}")
+    x, y = _npz_arrays(path, source, ("x", target), f"'x' (the images) and {target!r} (data.target)")
+    x = _checked_images(x, source)
     if y.ndim != 1 or len(y) != len(x):
         raise PipelineError(
             f"{source}: array {target!r}: expected one label per image, shape ({len(x)},), got shape {y.shape}"
         )
-    if len(x) == 0:
-        raise PipelineError(f"{source}: expected at least one image, got none")
-    return x.astype("float32", copy=False), y
+    return x, y
+
+
+def read_images(path: Path) -> np.ndarray:
+    """Images to predict: the array ``x`` of an ``.npz`` (labels, if present, are ignored), as float32 N x C x H x W."""
+    path = _check_file(str(path), Path("."))
+    (x,) = _npz_arrays(path, str(path), ("x",), "'x' (the images)")
+    return _checked_images(x, str(path))

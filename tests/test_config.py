@@ -132,6 +132,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "data.target": "species",
         "data.task": "auto",
         "data.drop": [],
+        "data.numeric": [],
         "data.sequence.id": None,
         "data.sequence.time": None,
         "split.val": 0.15,

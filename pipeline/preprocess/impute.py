@@ -142,8 +142,12 @@ class Imputer:
         return self
 
     def complete(self, frame: pd.DataFrame) -> pd.Series:
-        """True for rows with a value in every kept column."""
-        return frame[self.numeric_ + self.categorical_].notna().all(axis=1)
+        """True for rows with a value in every kept column; for sequences, for every row of a complete series
+        (eliminating single steps would leave holes in time)."""
+        complete = frame[self.numeric_ + self.categorical_].notna().all(axis=1)
+        if self.series is not None:
+            complete = complete.groupby(frame[self.series], sort=False).transform("all")
+        return complete
 
     @property
     def numeric_out_(self) -> list[str]:

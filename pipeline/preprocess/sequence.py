@@ -94,10 +94,16 @@ def as_time(values: pd.Series, column: str, source: str) -> pd.Series:
         return values
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values
-    text = values.astype("str")
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
-    bad = parsed.isna() & values.notna()
-    if bad.any():
-        raise PipelineError(f"{source}: column {column!r}: expected numbers or ISO dates to order steps, got "
-                            f"{values[bad].iloc[0]!r}")
-    return parsed.dt.tz_convert(None)
+    present = values.notna()
+    numbers = pd.to_numeric(values.astype("str"), errors="coerce")
+    if numbers[present].notna().mean() >= 0.5:  # mostly numbers: name the first cell that is not one
+        bad = present & numbers.isna()
+        if not bad.any():
+            return numbers
+    else:
+        parsed = pd.to_datetime(values.astype("str"), errors="coerce", format="ISO8601", utc=True)
+        bad = present & parsed.isna()
+        if not bad.any():
+            return parsed.dt.tz_convert(None)
+    raise PipelineError(f"{source}: column {column!r}: expected numbers or ISO dates to order steps, got "
+                        f"{values[bad].iloc[0]!r}")

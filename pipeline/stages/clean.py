@@ -95,10 +95,7 @@ def clean(
     imputer.fit(splits["train"], schema.numeric, schema.categorical)
     train = splits["train"]
     if config.drop_rows:
-        complete = imputer.complete(train)
-        if sequences:  # eliminate incomplete series whole: dropping steps would leave holes in time
-            complete = complete.groupby(train[schema.sequence_id], sort=False).transform("all")
-        train = train.loc[complete]
+        train = train.loc[imputer.complete(train)]  # sequences: whole series, as the imputer learned from
     kept = imputer.numeric_ + imputer.categorical_
     report: dict[str, Any] = {
         "columns_dropped": imputer.dropped_,

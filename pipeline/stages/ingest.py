@@ -33,6 +33,28 @@ def _duplicated(frame: pd.DataFrame) -> pd.Series:
     return out
 
 
+def _declared_numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
+    """Parse the columns named in ``data.numeric`` as numbers; blank cells become missing values."""
+    unknown = [c for c in columns if c not in frame.columns]
+    if unknown:
+        raise PipelineError(f"data.numeric: column(s) {unknown} not found in {source}; expected some of {list(frame.columns)}")
+    if not columns:
+        return frame
+    frame = frame.copy()
+    for name in columns:
+        column = frame[name]
+        if column_kind(column) == "numeric":
+            continue
+        parsed = pd.to_numeric(as_category(column), errors="coerce")
+        bad = parsed.isna() & as_category(column).notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PipelineError(f"{source}: column {name!r} (data.numeric): expected numbers, got {column.iloc[row]!r} "
+                                f"in data row {row + 1}")
+        frame[name] = parsed.astype("float64")
+    return frame
+
+
 def ingest(
     frame: pd.DataFrame,
     target: str,
@@ -40,6 +62,7 @@ def ingest(
     drop: Sequence[str] = (),
     task: str = "auto",
     keys: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Validate a loaded table, drop the rows no later stage can use, and leave out non-feature columns.
 
@@ -54,6 +77,8 @@ def ingest(
         drop: Columns to leave out (``data.drop``).
         task: ``classification``, ``regression`` or ``auto`` (inferred from the target; the profile says why).
         keys: Columns kept as they are but not features (a sequence's series and time columns).
+        numeric: Columns the user declares numeric (``data.numeric``): every non-blank cell must be a number,
+            rather than one stray ``n/a`` or typo silently turning the column into text.
 
     Returns:
         The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
@@ -68,6 +93,7 @@ def ingest(
         raise PipelineError(f"data.drop: column(s) {unknown} not found in {source}; expected some of {list(frame.columns)}")
     if target in drop:
         raise PipelineError(f"data.drop: {target!r} is data.target; expected feature columns only")
+    frame = _declared_numeric(frame, numeric, source)
     no_target = frame[target].isna()
     if no_target.all():
         raise PipelineError(f"{source}: column {target!r}: expected some rows with a target, got none of {len(frame)}")
@@ -129,7 +155,7 @@ def ingest(
 
 def ingest_sequences(
     frame: pd.DataFrame, target: str, series: str, time: str, source: str = "data", drop: Sequence[str] = (),
-    task: str = "auto",
+    task: str = "auto", numeric: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """:func:`ingest` for long-format sequences: one row per (series, step), one label per series.
 
@@ -141,17 +167,20 @@ def ingest_sequences(
         PipelineError: If a key column is absent or empty somewhere, a label changes within a series, a time
             step repeats with different values, or a series has a single step.
     """
+    if target not in frame.columns:
+        raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
+    frame = frame.copy()
     for key, name in (("id", series), ("time", time)):
         if name not in frame.columns:
             raise PipelineError(f"data.sequence.{key} = {name!r}: column not found in {source}; expected one of {list(frame.columns)}")
         if name == target or name in drop:
             raise PipelineError(f"data.sequence.{key} = {name!r}: expected a column that is neither data.target nor in data.drop")
+        if key == "id":
+            frame[name] = as_category(frame[name])  # ids as text; a blank id is a missing one
         empty = frame[name].isna()
         if empty.any():
             raise PipelineError(f"{source}: column {name!r} (data.sequence.{key}): expected a value on every row, "
                                 f"got {int(empty.sum())} empty")
-    frame = frame.copy()
-    frame[series] = as_category(frame[series])
     frame[time] = seq.as_time(frame[time], time, source)
     labels = frame.groupby(series, sort=False)[target]
     distinct = labels.nunique()
@@ -164,13 +193,13 @@ def ingest_sequences(
             f"label per series ({len(changing)} series affected)"
         )
     frame[target] = labels.transform("first")  # fill a series' unlabelled rows with its label
-    kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time))
+    kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time), numeric=numeric)
     kept = seq.order(kept, series, time)
     repeated = kept.duplicated([series, time])
     if repeated.any():
         row = kept.loc[repeated].iloc[0]
         raise PipelineError(
-            f"{source}: series {row[series]!r} has time {row[time]!r} on more than one row with different values; "
+            f"{source}: series {row[series]!r} has time {row[time]} on more than one row with different values; "
             "expected one row per (series, time step)"
         )
     steps = seq.lengths(kept, series)
@@ -264,10 +293,10 @@ def run_ingest(data: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, Schem
     frame = sources.load(data.source)
     if data.modality == "sequence":
         kept, schema, profile = ingest_sequences(
-            frame, data.target, data.sequence.id, data.sequence.time, data.source, data.drop, data.task
+            frame, data.target, data.sequence.id, data.sequence.time, data.source, data.drop, data.task, data.numeric
         )
     else:
-        kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task)
+        kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task, numeric=data.numeric)
     return kept, None, schema, profile
 
 

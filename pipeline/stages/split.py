@@ -39,7 +39,7 @@ def assign(labels: np.ndarray, val: float, test: float, seed: int, stratify: boo
         if len(rows) - n_test - n_val < 1:
             raise PipelineError(
                 f"split.val = {val:g}, split.test = {test:g}: "
-                + (f"class {cls!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
+                + (f"class {_plain(cls)!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
                 + ", expected at least one left for train"
             )
         parts["test"].append(rows[:n_test])
@@ -66,13 +66,18 @@ def assign_by_time(when: pd.Series, labels: np.ndarray | None, val: float, test:
              "test": ordered[n - n_test :]}
     parts = _checked({name: np.sort(rows) for name, rows in parts.items()}, n)
     if labels is not None:
-        absent = sorted(set(labels.tolist()) - set(labels[parts["train"]].tolist()), key=str)
+        absent = sorted(set(labels.tolist()) - set(labels[parts["train"]].tolist()), key=str)  # tolist: plain values
         if absent:
             raise PipelineError(
                 f"split.method = 'time': class(es) {absent} occur only after the train period; expected every class "
                 "in train (use split.method: random, or smaller split.val/split.test)"
             )
     return parts
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so messages read ``1`` rather than ``np.int64(1)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _checked(parts: dict[str, np.ndarray], total: int) -> dict[str, np.ndarray]:
