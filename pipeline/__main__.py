@@ -109,7 +109,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print(f"\nModel not registered (tracking.register_model is false); MLflow run {model['run_id']}")
     else:
         print(f"\nRegistered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})")
-        print(f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input rows.csv --output preds.csv")
+        example = {"image": "images.npz", "sequence": "series_rows.csv"}.get(model.get("modality"), "rows.csv")
+        print(f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input {example} "
+              "--output preds.csv")
     print("MLflow UI:  .venv/bin/python -m pipeline ui   (then open http://127.0.0.1:5000)")
 
 

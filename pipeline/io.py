@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,30 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     """Write a frame as Parquet without its index."""
     with atomic_file(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def write_parquet_chunks(path: Path, chunks: Iterable[pd.DataFrame]) -> None:
+    """Write frames with the same columns as one Parquet file, a row group each, holding one chunk at a time.
+
+    For outputs much larger than their input (one-hot encoding, upsampling), so the whole output never has to
+    sit in memory next to its Arrow copy.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_file(path) as tmp:
+        writer = None
+        try:
+            for chunk in chunks:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise PipelineError(f"{path}: expected at least one chunk of rows to write, got none")
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

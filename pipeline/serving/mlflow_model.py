@@ -22,9 +22,12 @@ class BundleModel(PythonModel):
 
         self.bundle = ModelBundle.load(context.artifacts["bundle"])
 
-    # model_input is left unannotated on purpose: MLflow reads that annotation as a schema and warns that a
-    # DataFrame-or-array union is not one; the logged signature says what the model takes.
-    def predict(self, context: PythonModelContext, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:  # noqa: ANN001
+    # Image models receive an np.ndarray here. The hint stays a plain DataFrame because MLflow reads it: a
+    # DataFrame or ndarray hint means "the signature validates", while a union (or no hint) prints a warning on
+    # every load. The bundle checks the input itself, with messages that name the column or the shape.
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         if self.bundle.modality != "image":
             model_input = pd.DataFrame(model_input)
         return self.bundle.predict(model_input, source="model input").reset_index(drop=True)

@@ -98,7 +98,7 @@ def main() -> None:
     run_id = read_json(args.info)["run_id"]
     tracking.configure(root)
     name = params.registered_model_name
-    registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id}
+    registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id, "modality": bundle.modality}
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(flat)
         for image in images:

@@ -8,19 +8,24 @@ table holding the encoded target.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
-from pipeline.io import atomic_dir, read_json, read_npy, read_parquet, write_json, write_npy, write_parquet
+from pipeline.io import (
+    atomic_dir, read_json, read_npy, read_parquet, write_json, write_npy, write_parquet, write_parquet_chunks,
+)
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
 from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args
+
+CHUNK_ROWS = 65_536  # rows encoded and written at a time (a Parquet row group each)
 
 
 def scale(
@@ -108,15 +113,22 @@ def main() -> None:
         sequence = None
         if schema.modality == "sequence":
             sequence = {"series": schema.sequence_id, "length": int(seq.lengths(train, schema.sequence_id).max())}
-            step = lambda frame: encode_sequences(frame, features, labels, schema)  # noqa: E731
-        else:
-            step = lambda frame: encode(frame, features, labels, schema.target)  # noqa: E731
+
+        def chunks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
+            # the dense encoded output (one-hot columns, upsampled rows) is the largest thing the data stages
+            # hold: encode and write it a slice at a time, so only its input is ever whole in memory
+            for start in range(0, max(len(frame), 1), CHUNK_ROWS):
+                part = frame.iloc[start : start + CHUNK_ROWS]
+                if sequence is not None:
+                    yield encode_sequences(part, features, labels, schema)
+                else:
+                    yield encode(part, features, labels, schema.target)
+
         with atomic_dir(args.out) as out:
-            # one split in memory at a time: the dense encoded output is the largest thing the data stages hold
-            write_parquet(out / "train.parquet", step(train))
+            write_parquet_chunks(out / "train.parquet", chunks(train))
             del train
             for name in ("val", "test"):
-                write_parquet(out / f"{name}.parquet", step(read_parquet(args.clean / f"{name}.parquet")))
+                write_parquet_chunks(out / f"{name}.parquet", chunks(read_parquet(args.clean / f"{name}.parquet")))
             write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict(),
                                               "sequence": sequence})
         what = f"{len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding})"
