@@ -77,17 +77,33 @@ def read_json(path: Path) -> Any:
         raise PipelineError(f"{path}: expected valid JSON, got a corrupt file ({exc})") from None
 
 
+CHUNK_ROWS = 2**20  # rows converted to Arrow and written at a time (a Parquet row group each, as pyarrow's default)
+
+
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    """Write a frame as Parquet without its index."""
-    with atomic_file(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    """Write a frame as Parquet without its index, a row group at a time.
+
+    Converting a whole frame to Arrow at once holds a second copy of it; slices keep that copy small. The
+    schema comes from the whole frame, so a slice whose text column happens to be all empty keeps its type.
+    """
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    write_parquet_chunks(
+        path, (frame.iloc[start : start + CHUNK_ROWS] for start in range(0, max(len(frame), 1), CHUNK_ROWS)), schema
+    )
 
 
-def write_parquet_chunks(path: Path, chunks: Iterable[pd.DataFrame]) -> None:
+def write_parquet_chunks(path: Path, chunks: Iterable[pd.DataFrame], schema: Any = None) -> None:
     """Write frames with the same columns as one Parquet file, a row group each, holding one chunk at a time.
 
     For outputs much larger than their input (one-hot encoding, upsampling), so the whole output never has to
     sit in memory next to its Arrow copy.
+
+    Args:
+        path: The file to write (atomically).
+        chunks: Frames with the same columns and dtypes.
+        schema: The Arrow schema; by default the first chunk's.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -96,7 +112,7 @@ def write_parquet_chunks(path: Path, chunks: Iterable[pd.DataFrame]) -> None:
         writer = None
         try:
             for chunk in chunks:
-                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
@@ -113,7 +129,11 @@ def read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise PipelineError(f"{path}: file not found (run the stage that writes it first)")
     try:
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+
+        # split_blocks + self_destruct free each Arrow column as it is converted, so reading a table never holds
+        # it twice (once as Arrow, once as pandas); the result equals pd.read_parquet's
+        return pq.read_table(path).to_pandas(split_blocks=True, self_destruct=True)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         raise PipelineError(f"{path}: expected a Parquet file, got an unreadable one ({exc})") from None
 

@@ -95,7 +95,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     repeated = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
     if repeated:
         raise PipelineError(f"{path}: duplicate column name(s) {repeated}; expected each column once")
-    return table.to_pandas()
+    return table.to_pandas(split_blocks=True, self_destruct=True)  # frees each Arrow column once converted
 
 
 def load(source: str, root: Path = Path(".")) -> pd.DataFrame:

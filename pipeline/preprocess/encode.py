@@ -41,22 +41,24 @@ class FeatureEncoder:
             raise PipelineError(f"scale.encoding: expected one of {ENCODINGS}, got {self.encoding!r}")
         self.numeric_ = list(numeric)
         self.categorical_ = list(categorical)
-        values = frame[self.numeric_].to_numpy(dtype="float64")
-        if np.isnan(values).any():
-            bad = [c for c in self.numeric_ if frame[c].isna().any()]
+        bad = [c for c in self.numeric_ if frame[c].isna().any()]
+        if bad:
             raise PipelineError(f"columns {bad}: expected no missing values after clean, got some")
-        if self.method == "standard":
-            offset, spread = values.mean(axis=0), values.std(axis=0)
-        elif self.method == "minmax":
-            offset, spread = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
-        elif self.method == "robust":
-            q25, offset, q75 = np.percentile(values, [25, 50, 75], axis=0)
-            spread = q75 - q25
-        else:
-            offset, spread = np.zeros(len(self.numeric_)), np.ones(len(self.numeric_))
-        spread = np.where(spread > 0, spread, 1.0)
-        self.offset_ = [float(v) for v in offset]
-        self.spread_ = [float(v) for v in spread]
+        offset, spread = [], []
+        for name in self.numeric_:  # a column at a time: no second copy of the whole numeric block
+            values = frame[name].to_numpy(dtype="float64")
+            if self.method == "standard":
+                center, scale = values.mean(), values.std()
+            elif self.method == "minmax":
+                center, scale = values.min(), values.max() - values.min()
+            elif self.method == "robust":
+                q25, center, q75 = np.percentile(values, [25, 50, 75])
+                scale = q75 - q25
+            else:
+                center, scale = 0.0, 1.0
+            offset.append(float(center))
+            spread.append(float(scale) if scale > 0 else 1.0)
+        self.offset_, self.spread_ = offset, spread
         self.categories_ = {c: sorted(as_category(frame[c]).dropna().unique().tolist()) for c in self.categorical_}
         return self
 

@@ -108,8 +108,12 @@ def clean(
             for name, frame in {**splits, "train": train}.items()
         },
     }
-    cleaned = {"train": imputer.transform(train), "val": imputer.transform(splits["val"]),
-               "test": imputer.transform(splits["test"])}
+    cleaned = {}
+    for name in ("train", "val", "test"):  # each typed split is dropped once cleaned: one extra copy at a time
+        cleaned[name] = imputer.transform(train if name == "train" else splits[name])
+        splits[name] = None
+        if name == "train":
+            train = None
     classification = schema.task == "classification"
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
     labels = (lambda f: seq.series_labels(f, schema.sequence_id, schema.target)) if sequences else (

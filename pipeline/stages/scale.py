@@ -25,7 +25,8 @@ from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args
 
-CHUNK_ROWS = 65_536  # rows encoded and written at a time (a Parquet row group each)
+CHUNK_ROWS = 65_536  # rows encoded and written at a time: the dense one-hot output is the widest table there is
+
 
 
 def scale(
