@@ -93,6 +93,18 @@ BAD_VALUES = [
     ("unknown-monitor", ("train", "early_stopping", "monitor"), "val/f1", ["train.early_stopping.monitor = 'val/f1'"]),
     ("unknown-scale-method", ("scale", "method"), "zscore", ["scale.method = 'zscore'", "'standard'"]),
     ("section-not-mapping", ("train",), None, ["train = None", "dictionary"]),
+    ("unknown-imbalance", ("clean", "imbalance"), "oversample", ["clean.imbalance = 'oversample'", "'smote'", "'class_weight'"]),
+    ("unknown-numeric-fill", ("clean", "numeric"), "zero", ["clean.numeric = 'zero'", "'knn'", "'interpolate'"]),
+    ("unknown-split-method", ("split", "method"), "shuffle", ["split.method = 'shuffle'", "'random' or 'time'"]),
+    ("ffill-on-a-table", ("clean", "numeric"), "ffill",
+     ["clean.numeric = 'ffill' with tabular data", "(filling along time needs data.sequence)"]),
+    ("time-split-without-column", ("split", "method"), "time",
+     ["split.method = 'time': expected split.time_column to name the column to order by"]),
+    ("sequence-id-without-time", ("data", "sequence"), {"id": "device", "time": None},
+     ["data.sequence: id = 'device', time = None: expected both columns named"]),
+    ("gunpoint-without-sequence-columns", ("data", "source"), "gunpoint",
+     ["data.source = 'gunpoint' holds long-format sequences: expected data.sequence.id: series"]),
+    ("npz-outside-inputs", ("data", "source"), "scans.npz", ["data.source = 'scans.npz'", "a .csv/.parquet/.npz file under inputs/"]),
 ]
 
 
@@ -257,3 +269,34 @@ def test_file_sources_name_the_experiment_and_model_after_the_file(default_param
     assert params.data.name == "my churn"
     assert params.experiment_name == "my churn"
     assert params.registered_model_name == "my-churn-fnn"  # registry names allow no spaces
+
+
+def test_modality_follows_the_source_and_data_sequence(default_params: dict[str, Any]) -> None:
+    assert parse_params(default_params).data.modality == "tabular"
+    images = _with(_with(default_params, ("data", "source"), "inputs/scans.npz"), ("data", "target"), "y")
+    assert parse_params(images).data.modality == "image"
+    sequences = _with(default_params, ("data", "sequence"), {"id": "device", "time": "at"})
+    assert parse_params(sequences).data.modality == "sequence"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({("data", "source"): "digits", ("split", "method"): "time"},
+         "split.method = 'time' with image data: expected 'random'"),
+        ({("data", "source"): "digits", ("data", "sequence"): {"id": "a", "time": "b"}},
+         "data.sequence.id = 'a' with data.source = 'digits', an image source: expected data.sequence.id and"),
+        ({("data", "sequence"): {"id": "a", "time": "b"}, ("clean", "imbalance"): "smote"},
+         "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight"),
+    ],
+    ids=["time-split-of-images", "images-with-sequence-columns", "smote-on-sequences"],
+)
+def test_settings_that_do_not_fit_the_modality_are_refused(
+    default_params: dict[str, Any], changes: dict[tuple[str, ...], Any], fragment: str
+) -> None:
+    doc = default_params
+    for path, value in changes.items():
+        doc = _with(doc, path, value)
+    with pytest.raises(PipelineError) as caught:
+        parse_params(doc)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value)

@@ -81,3 +81,36 @@ def test_regression_split_is_random_not_stratified() -> None:
     parts = split(frame, "y", val=0.25, test=0.25, seed=0, stratify=False)
     assert [len(parts[name]) for name in ("train", "val", "test")] == [20, 10, 10]
     assert sorted(pd.concat(parts.values())["x"]) == list(range(40))
+
+
+def _time_params(default_params: dict, column: str | None = "when") -> object:
+    from pipeline.config import parse_params
+
+    default_params["split"].update(method="time", time_column=column, val=0.2, test=0.2)
+    return parse_params(default_params)
+
+
+def test_time_split_of_a_table_puts_the_latest_rows_in_test(default_params: dict) -> None:
+    from pipeline.preprocess.schema import Schema
+    from pipeline.stages.split import split_any
+
+    # 10 rows out of time order; ISO dates as text, as ingest keeps them
+    days = [5, 1, 9, 3, 7, 2, 8, 4, 10, 6]
+    frame = pd.DataFrame({"when": [f"2024-01-{d:02d}" for d in days], "x": days, "label": ["a", "b"] * 5})
+    schema = Schema("label", (("when", "date"), ("x", "numeric")), "classification")
+    parts, images = split_any(frame, None, schema, _time_params(default_params))
+    assert images is None
+    assert sorted(parts["train"]["x"]) == [1, 2, 3, 4, 5, 6]
+    assert sorted(parts["val"]["x"]) == [7, 8] and sorted(parts["test"]["x"]) == [9, 10]
+    assert parts["train"]["x"].tolist() == [5, 1, 3, 2, 4, 6]  # original order kept within a part
+
+
+def test_time_split_names_a_time_column_that_is_not_there(default_params: dict) -> None:
+    from pipeline.preprocess.schema import Schema
+    from pipeline.stages.split import split_any
+
+    frame = pd.DataFrame({"x": range(10), "label": ["a", "b"] * 5})
+    schema = Schema("label", (("x", "numeric"),), "classification")
+    with pytest.raises(PipelineError, match=r"^split.time_column = 'when': column not found in the ingested data; "
+                                            r"expected one of \['x', 'label'\]$"):
+        split_any(frame, None, schema, _time_params(default_params))
