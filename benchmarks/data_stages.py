@@ -213,13 +213,16 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> None:
           f"{'bare RSS MiB':>12} {'RSS/table':>9} {'growth/table':>12}\n" + "-" * 96)
     for size, sides in results.items():
         pipe, bare = sides["pipeline"], sides["bare"]
-        if "killed" in pipe or "killed" in bare:
-            print(f"{size:>10,}  pipeline: {pipe.get('killed', 'completed')}; bare: {bare.get('killed', 'completed')}")
+        if "killed" in pipe:
+            print(f"{size:>10,}  pipeline: {pipe['killed']}; bare: {bare.get('killed', 'completed')}")
             continue
         table = pipe["table"] / MIB
-        ratio = pipe["total"] / bare["total"]
-        print(f"{size:>10,} {table:>9,.0f} {pipe['total']:>10.2f} {bare['total']:>8.2f} {ratio:>6.2f} "
-              f"{pipe['peak']:>12,.0f} {bare['peak']:>12,.0f} {pipe['peak'] / table:>9.2f} "
+        if "killed" in bare:  # the pipeline's own figures still stand; there is no ratio to give
+            bare_s, ratio, bare_rss = "killed", "-", "killed"
+        else:
+            bare_s, ratio, bare_rss = f"{bare['total']:.2f}", f"{pipe['total'] / bare['total']:.2f}", f"{bare['peak']:,.0f}"
+        print(f"{size:>10,} {table:>9,.0f} {pipe['total']:>10.2f} {bare_s:>8} {ratio:>6} "
+              f"{pipe['peak']:>12,.0f} {bare_rss:>12} {pipe['peak'] / table:>9.2f} "
               f"{(pipe['peak'] - pipe['base']) / table:>12.2f}")
     print("RSS/table: pipeline peak RSS / table in-memory size; growth/table: the same less the RSS after imports")
     print("\nper stage: seconds (peak RSS MiB by the end of the stage); scaled train rows x columns")

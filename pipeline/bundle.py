@@ -24,7 +24,7 @@ from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
 from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
-from pipeline.preprocess.schema import Schema
+from pipeline.preprocess.schema import Schema, as_category
 
 WEIGHTS = "weights.safetensors"
 
@@ -142,12 +142,17 @@ class ModelBundle:
         absent = [name for name in (series, time) if name not in frame.columns]
         if absent:
             raise PipelineError(f"{source}: missing sequence column(s) {absent}; expected {self.input_features}")
-        keys = frame[[series, time]]
-        if keys.isna().any().any():
+        ids = as_category(frame[series])  # the text form ingest gave ids; a blank id is a missing one
+        if ids.isna().any() or frame[time].isna().any():
             raise PipelineError(f"{source}: columns {[series, time]}: expected a series id and a time on every row")
         features = self.schema.coerce(frame, source, skip=self.imputer.dropped_)
-        features.insert(0, time, seq.as_time(keys[time], time, source))
-        features.insert(0, series, keys[series].astype("str"))
+        features.insert(0, time, seq.as_time(frame[time], time, source))
+        features.insert(0, series, ids)
+        repeated = features.duplicated([series, time])
+        if repeated.any():
+            row = features.loc[repeated].iloc[0]
+            raise PipelineError(f"{source}: series {row[series]!r} has time {row[time]} on more than one row; "
+                                "expected one row per (series, time step)")
         ordered = seq.order(features, series, time)
         encoded = pd.DataFrame(self.features.transform(self.imputer.transform(ordered)), copy=False)
         encoded.insert(0, series, ordered[series].to_numpy())

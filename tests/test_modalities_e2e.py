@@ -71,6 +71,22 @@ def test_bundled_gunpoint_splits_by_series_and_predicts_per_series(tmp_path: Pat
     parts["test"].drop(columns=["label"]).sample(frac=1.0, random_state=0).to_csv(rows, index=False)  # any row order
     _same(_predict(project, rows), recorded, key="series")
 
+    one = parts["test"].loc[parts["test"]["series"] == parts["test"]["series"].iloc[0]].drop(columns=["label"])
+    longer = pd.concat([one, one.assign(step=one["step"] + 150)])
+    bad = {
+        "repeated step": (pd.concat([one, one.head(1)]), "has time 0 on more than one row; expected one row per"),
+        "longer than any train series": (longer, "has 300 steps; expected at most 150, the longest series"),
+        "no time column": (one.drop(columns=["step"]), "missing sequence column(s) ['step']; expected ['series', 'step', 'x']"),
+    }
+    for what, (frame, expected) in bad.items():
+        path = tmp_path / "bad.csv"
+        frame.to_csv(path, index=False)
+        done = run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(path), "--output", "o.csv"],
+                   project, check=False)
+        assert done.returncode == 1, what
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"pipeline: error: {path}: ") and expected in line, (what, line)
+
 
 def test_users_npz_images_with_text_labels_duplicates_and_unlabelled(tmp_path: Path) -> None:
     x, y = sources.load_images("digits", "digit")
