@@ -103,7 +103,7 @@ def test_predict_reproduces_evaluate_predictions(project: Path, tmp_path: Path) 
 
 def test_predict_rejects_bad_rows_with_one_line(project: Path, tmp_path: Path) -> None:
     cases = {
-        "island,bill_length_mm\nDream,40\n": "missing feature column(s) ['bill_depth_mm'",
+        "island,bill_length_mm\nDream,40\n": "missing input column(s) ['bill_depth_mm'",
         "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\nDream,abc,18,190,3500,male,2008\n":
             "column 'bill_length_mm': expected numbers, got 'abc'",
     }

@@ -118,7 +118,7 @@ def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame | np.ndarray, s
         expected = schema.input_names()
         missing = [name for name in expected if name not in rows.columns]
         if missing:
-            raise PipelineError(f"{source}: missing feature column(s) {missing}; expected {expected}")
+            raise PipelineError(f"{source}: missing input column(s) {missing}; expected {expected}")
     try:
         return model.predict(rows)
     except mlflow.exceptions.MlflowException as exc:
