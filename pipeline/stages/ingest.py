@@ -300,6 +300,10 @@ def run_ingest(data: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, Schem
     return kept, None, schema, profile
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def main() -> None:
     """Load ``data.source`` and write ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "out")
@@ -322,9 +326,9 @@ def main() -> None:
     elif schema.modality == "sequence":
         length = profile["series_length"]
         what = (f"{profile['series']} series of {length['min']}-{length['max']} steps ({profile['rows']} rows), "
-                f"{len(schema.features)} features")
+                f"{_count(len(schema.features), 'feature')}")
     else:
-        what = f"{profile['rows']} rows, {len(schema.features)} features"
+        what = f"{profile['rows']} rows, {_count(len(schema.features), 'feature')}"
     print(f"ingest: {data.source}: {what}, {dropped} rows dropped; "
           f"task {schema.task} ({profile['task_reason']}); {target}{left_out}{dates}")
 

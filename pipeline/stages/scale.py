@@ -132,7 +132,8 @@ def main() -> None:
                 write_parquet_chunks(out / f"{name}.parquet", chunks(read_parquet(args.clean / f"{name}.parquet")))
             write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict(),
                                               "sequence": sequence})
-        what = f"{len(features.feature_names_out_)} features ({params.scale.method}, {params.scale.encoding})"
+        n = len(features.feature_names_out_)
+        what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
         if sequence:
             what += f" per step, series padded to {sequence['length']} steps"
     target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
