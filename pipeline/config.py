@@ -144,13 +144,35 @@ class ScaleConfig(_Section):
     encoding: Literal["onehot", "ordinal"]
 
 
+class CnnConfig(_Section):
+    """Convolution blocks (``model.kind: cnn``): Conv2d over images, Conv1d over time for sequences."""
+
+    channels: Annotated[tuple[PositiveInt, ...], Field(strict=False, min_length=1)]
+    kernel: PositiveInt
+    stride: PositiveInt
+    padding: Annotated[int, Field(ge=0)]
+    pool: Literal["max", "avg", "none"]
+    batch_norm: bool
+
+
+class RnnConfig(_Section):
+    """The recurrent encoder (``model.kind: rnn``)."""
+
+    cell: Literal["rnn", "lstm", "gru"]
+    hidden_size: PositiveInt
+    layers: PositiveInt
+    bidirectional: bool
+
+
 class ModelConfig(_Section):
     """The network architecture."""
 
-    kind: Literal["fnn"]
+    kind: Literal["fnn", "cnn", "rnn"]
     hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)]  # YAML lists become tuples
     activation: Literal["relu", "leaky_relu", "sigmoid", "tanh"]
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    cnn: CnnConfig
+    rnn: RnnConfig
 
 
 class EarlyStoppingConfig(_Section):
@@ -226,6 +248,11 @@ class Params(_Section):
         if self.data.task != "auto":
             check_task(self, self.data.task)
         modality = self.data.modality
+        if self.model.kind != "fnn" and modality == "tabular":
+            raise ValueError(
+                f"model.kind = {self.model.kind!r} with tabular data: expected 'fnn' (convolutions and recurrences "
+                "need images or sequences)"
+            )
         if self.clean.numeric in SEQUENCE_FILLS and modality != "sequence":
             raise ValueError(
                 f"clean.numeric = {self.clean.numeric!r} with {modality} data: expected one of "

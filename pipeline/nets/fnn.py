@@ -15,6 +15,22 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def head(in_features: int, hidden: Sequence[int], out_features: int, activation: str, dropout: float) -> nn.Sequential:
+    """Linear -> activation -> [dropout] per hidden layer, then a linear layer to the logits.
+
+    The whole of the FNN, and the dense head of the CNN and RNN.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    for units in hidden:
+        layers += [nn.Linear(width, units), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = units
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
 class FNN(nn.Module):
     """Linear -> activation -> dropout blocks, then a linear output layer producing logits.
 
@@ -37,15 +53,7 @@ class FNN(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        layers: list[nn.Module] = []
-        width = in_features
-        for units in hidden:
-            layers += [nn.Linear(width, units), ACTIVATIONS[activation]()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = units
-        layers.append(nn.Linear(width, out_features))
-        self.layers = nn.Sequential(*layers)
+        self.layers = head(in_features, hidden, out_features, activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` of shape (B, *) with prod(*) == in_features to logits of shape (B, out_features)."""

@@ -26,7 +26,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.nets import build_net  # noqa: E402
+from pipeline.nets import build_net, net_spec  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
 from pipeline.training.data import ScaledDataModule  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
@@ -88,14 +88,7 @@ def fit(
     torch.use_deterministic_algorithms(True)
     data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
     data.setup()
-    spec = {
-        "kind": params.model.kind,
-        "in_features": int(data.n_features),
-        "hidden": list(params.model.hidden),
-        "out_features": n_outputs,
-        "activation": params.model.activation,
-        "dropout": params.model.dropout,
-    }
+    spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
     module = LitModel(build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight)
     stop = cfg.early_stopping
     history = EpochHistory(sink)

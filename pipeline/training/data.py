@@ -14,6 +14,14 @@ from pipeline.io import read_json, read_npy, read_parquet
 from pipeline.preprocess import sequence as seq
 
 
+def modality(folder: Path) -> str:
+    """``image``, ``sequence`` or ``tabular``: what the scale stage wrote into ``folder``."""
+    encoder = read_json(Path(folder) / "encoder.json")
+    if encoder["features"].get("kind") == "image":
+        return "image"
+    return "sequence" if encoder.get("sequence") else "tabular"
+
+
 def load_xy(folder: Path, split: str, target: str, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
     """Read one split of the scale stage's output as network inputs and targets.
 
@@ -66,7 +74,8 @@ class ScaledDataModule(L.LightningDataModule):
             return
         self.train_set = TensorDataset(*load_xy(self.folder, "train", self.target, self.task))
         self.val_set = TensorDataset(*load_xy(self.folder, "val", self.target, self.task))
-        self.input_shape = tuple(self.train_set.tensors[0].shape[1:])
+        self.input_shape = tuple(int(v) for v in self.train_set.tensors[0].shape[1:])
+        self.modality = modality(self.folder)
         self.n_features = int(np.prod(self.input_shape))  # what a feed-forward net sees once it flattens
 
     def train_dataloader(self) -> DataLoader:

@@ -36,7 +36,7 @@ def test_flattens_multidimensional_input() -> None:
 def test_build_net_from_spec_and_refuses_unknown_kind() -> None:
     net = build_net({"kind": "fnn", "in_features": 3, "hidden": [2], "out_features": 2, "activation": "sigmoid", "dropout": 0.0})
     assert isinstance(net.layers[1], nn.Sigmoid)
-    with pytest.raises(PipelineError, match="model.kind.*'cnn'"):
-        build_net({"kind": "cnn"})
+    with pytest.raises(PipelineError, match="model.kind.*'cnn', 'fnn', 'rnn'"):
+        build_net({"kind": "transformer"})
     with pytest.raises(PipelineError, match="net spec for 'fnn'"):
         build_net({"kind": "fnn", "in_features": 3})

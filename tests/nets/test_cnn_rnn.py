@@ -1,0 +1,104 @@
+"""The CNN and RNN: shapes per modality, padding that never changes a series' output, and the specs train builds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from pipeline.config import parse_params
+from pipeline.errors import PipelineError
+from pipeline.nets import build_net, net_spec
+from pipeline.nets.cnn import CNN
+from pipeline.nets.rnn import RNN
+from tests.conftest import PARAMS_FILE
+
+
+def _series(lengths: list[int], features: int, pad_to: int, seed: int = 0) -> torch.Tensor:
+    """Padded series (B, pad_to, features + 1) with random values on real steps and the mask last."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(len(lengths), pad_to, features + 1)
+    for i, n in enumerate(lengths):
+        x[i, :n, :features] = torch.randn(n, features, generator=g)
+        x[i, :n, features] = 1.0
+    return x
+
+
+def test_cnn_on_images_has_the_configured_blocks_and_gives_logits() -> None:
+    net = CNN(in_channels=3, dims=2, channels=[4, 8], out_features=5, pool="avg", batch_norm=True, hidden=[6],
+              dropout=0.1)
+    kinds = [type(m) for m in net.features]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d, nn.Dropout] * 2
+    assert net.features[0].bias is None  # batch norm's shift replaces the conv bias
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 5)
+    # ceil-mode pooling: a 1x1 map survives a third block instead of vanishing
+    assert CNN(1, 2, [2, 2, 2, 2], 3)(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_cnn_over_time_ignores_padding() -> None:
+    torch.manual_seed(0)
+    net = CNN(in_channels=3, dims=1, channels=[4], out_features=2, pool="none", batch_norm=False, padding=0,
+              kernel=1).eval()
+    x = _series([5, 3], features=2, pad_to=5)
+    longer = torch.cat([x, torch.zeros(2, 7, 3)], dim=1)  # the same series padded to 12 steps
+    assert torch.allclose(net(x), net(longer), atol=1e-6)
+
+
+def test_rnn_packs_each_series_by_its_length() -> None:
+    torch.manual_seed(0)
+    for cell in ("rnn", "lstm", "gru"):
+        net = RNN(input_size=2, hidden_size=5, out_features=3, cell=cell, layers=2, bidirectional=True).eval()
+        x = _series([4, 2, 6], features=2, pad_to=6)
+        out = net(x)
+        assert out.shape == (3, 3)
+        alone = net(x[1:2, :2])  # the second series with no padding at all
+        assert torch.allclose(out[1:2], alone, atol=1e-6), cell
+        garbage = x.clone()
+        garbage[1, 2:, :2] = 99.0  # values on padded steps must not reach the output
+        assert torch.allclose(net(garbage), out, atol=1e-6), cell
+
+
+def test_rnn_reads_images_row_by_row() -> None:
+    net = RNN(input_size=2 * 8, hidden_size=4, out_features=10, images=True)
+    assert net(torch.randn(3, 2, 5, 8)).shape == (3, 10)
+    assert net.recurrent.input_size == 16
+
+
+def test_unknown_cell_or_pool_is_refused() -> None:
+    with pytest.raises(ValueError, match="cell: expected one of"):
+        RNN(2, 3, 2, cell="transformer")
+    with pytest.raises(ValueError, match="pool: expected 'max', 'avg' or 'none'"):
+        CNN(1, 2, [2], 2, pool="median")
+
+
+def _model(kind: str):
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw["model"]["kind"] = kind
+    raw["data"].update(source="digits", target="digit")
+    return parse_params(raw).model
+
+
+@pytest.mark.parametrize(
+    ("kind", "modality", "shape", "expected"),
+    [
+        ("fnn", "sequence", (150, 2), {"in_features": 300}),
+        ("cnn", "image", (1, 8, 8), {"in_channels": 1, "dims": 2, "channels": [32, 64]}),
+        ("cnn", "sequence", (150, 2), {"in_channels": 2, "dims": 1}),
+        ("rnn", "sequence", (150, 3), {"input_size": 2, "images": False, "cell": "gru"}),
+        ("rnn", "image", (1, 8, 8), {"input_size": 8, "images": True}),
+    ],
+)
+def test_net_spec_fits_the_input_and_builds(kind: str, modality: str, shape: tuple, expected: dict) -> None:
+    spec = net_spec(_model(kind), modality, shape, 4)
+    assert spec["kind"] == kind and {k: spec[k] for k in expected} == expected
+    net = build_net(spec).eval()
+    x = torch.randn(2, *shape)
+    if modality == "sequence":
+        x[..., -1] = 1.0  # the mask: every step real
+    assert net(x).shape == (2, 4)
+
+
+def test_cnn_or_rnn_on_a_table_is_refused() -> None:
+    with pytest.raises(PipelineError, match=r"model.kind = 'cnn' with tabular data: expected 'fnn'"):
+        net_spec(_model("cnn"), "tabular", (10,), 3)
