@@ -89,7 +89,8 @@ def fit(
     data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
     data.setup()
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
-    module = LitModel(build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight)
+    module = LitModel(build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
+                      cfg.batch_size)
     stop = cfg.early_stopping
     history = EpochHistory(sink)
     best = BestWeights(stop.monitor, stop.mode, stop.min_delta)

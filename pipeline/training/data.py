@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from pipeline.errors import PipelineError
 from pipeline.io import read_json, read_npy, read_parquet
@@ -78,9 +79,55 @@ class ScaledDataModule(L.LightningDataModule):
         self.modality = modality(self.folder)
         self.n_features = int(np.prod(self.input_shape))  # what a feed-forward net sees once it flattens
 
-    def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=max(len(self.val_set), 1))
+    def train_dataloader(self) -> EpochPasses:
+        x, y = self.train_set.tensors
+        return EpochPasses(x, y, self.seed, self._device())
+
+    def val_dataloader(self) -> FullBatch:
+        x, y = self.val_set.tensors
+        return FullBatch(x, y, self._device())  # validation is one forward pass over every row
+
+
+class EpochPasses:
+    """The train split as one item per epoch: the tensors, held on the training device, and a fresh permutation.
+
+    The LightningModule walks the permutation in mini-batches itself (see ``LitModel.training_step``), slicing
+    by index as a hand-written loop does. A ``DataLoader`` over a ``TensorDataset`` instead fetches and
+    collates every row, and Lightning's per-step machinery then costs more than a small network's step; one
+    Lightning step per epoch keeps both out of the inner loop. The permutation generator is seeded once, so
+    the batch order is reproducible and differs between epochs.
+
+    Args:
+        x: Inputs (N, ...).
+        y: Targets (N,).
+        seed: Seeds the permutation generator.
+        device: Where the tensors live during training.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int, device: torch.device) -> None:
+        self.x, self.y = x.to(device), y.to(device)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.y), generator=self.generator).to(self.x.device)
+        yield self.x, self.y, order
+
+
+class FullBatch:
+    """A split as a single batch on the training device (a plain list would read as several loaders)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+        self.x, self.y = x.to(device), y.to(device)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield self.x, self.y

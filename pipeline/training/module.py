@@ -22,6 +22,7 @@ class LitModel(L.LightningModule):
         momentum: SGD momentum (0 for plain SGD).
         weight_decay: L2 penalty coefficient.
         class_weight: Optional per-class loss weights (K,), in class-index order (upweighting rare classes).
+        batch_size: Rows per optimizer step.
     """
 
     def __init__(
@@ -33,8 +34,12 @@ class LitModel(L.LightningModule):
         momentum: float,
         weight_decay: float,
         class_weight: list[float] | None = None,
+        batch_size: int = 32,
     ) -> None:
         super().__init__()
+        # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
+        self.automatic_optimization = False
+        self.batch_size = batch_size
         self.net = net
         self.task = task
         # a buffer moves to the training device with the module and is not a trainable parameter
@@ -48,28 +53,59 @@ class LitModel(L.LightningModule):
         """Logits for a batch."""
         return self.net(x)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch  # (B, F), (B,) class indices or standardised targets
-        out = self.net(x)  # (B, K) logits or (B, 1)
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
-            loss = F.cross_entropy(out, y, weight=self.class_weight)
-            metric = {f"{stage}/acc": (out.argmax(dim=1) == y).float().mean()}
-        else:
-            prediction = out.squeeze(1)  # (B,)
-            loss = F.mse_loss(prediction, y)
-            metric = {f"{stage}/mae": (prediction - y).abs().mean()}
-        # on_epoch with batch_size weights each batch by its rows, so the epoch figure is the true mean.
-        self.log_dict({f"{stage}/loss": loss, **metric}, on_step=False, on_epoch=True, batch_size=len(y))
+            return F.cross_entropy(out, y, weight=self.class_weight)
+        return F.mse_loss(out.squeeze(1), y)
+
+    def _metric(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch of correct predictions (classification) or absolute errors (regression)."""
+        if self.task == "classification":
+            return (out.argmax(dim=1) == y).sum()
+        return (out.squeeze(1) - y).abs().sum()
+
+    def _log_epoch(self, stage: str, loss_sum: torch.Tensor, metric_sum: torch.Tensor, n: int) -> None:
+        name = "acc" if self.task == "classification" else "mae"
+        self.log_dict({f"{stage}/loss": loss_sum / n, f"{stage}/{name}": metric_sum / n}, on_step=False,
+                      on_epoch=True, batch_size=n)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """One epoch: mini-batches of ``batch_size`` rows in the order given, one optimizer step each.
+
+        This is the loop a hand-written PyTorch script runs: it steps the torch optimizer and calls
+        ``backward`` directly, because Lightning's per-step wrappers cost more than a small network's step.
+        Autocast from ``precision`` still applies (Lightning wraps the whole step). Sums stay on the device
+        and are logged once, so nothing waits for the device inside the loop. Multi-device strategies wrap
+        the network for one backward per forward and need a different loop.
+        """
+        x, y, order = batch  # (N, ...), (N,), (N,) a permutation of the rows
+        optimizer = self.optimizers().optimizer  # the torch optimizer itself: Lightning's wrapper costs per step
+        loss_sum = torch.zeros((), device=x.device)
+        metric_sum = torch.zeros((), device=x.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            xb, yb = x[idx], y[idx]  # (B, ...), (B,)
+            out = self.net(xb)  # (B, K) logits or (B, 1)
+            loss = self._loss(out, yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            metric_sum += self._metric(out.detach(), yb)
+        self._log_epoch("train", loss_sum, metric_sum, len(order))
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        out = self.net(x)
+        loss = self._loss(out, y)
+        self._log_epoch(stage, loss * len(y), self._metric(out, y).float(), len(y))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val")
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test")
+        return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_name == "sgd":

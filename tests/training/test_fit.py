@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -105,10 +106,10 @@ def test_class_weight_reaches_the_loss() -> None:
     w = torch.tensor([0.75, 1.5])[y]
     expected = (per_row * w).sum() / w.sum()  # PyTorch's weighted mean
     weighted.log_dict = lambda *a, **k: None  # logging needs a Trainer; the loss itself does not
-    assert torch.allclose(weighted._shared_step((x, y), "train"), expected)
+    assert torch.allclose(weighted._evaluate((x, y), "val"), expected)
     plain = LitModel(net, "classification", "adam", 0.1, 0.0, 0.0)
     plain.log_dict = lambda *a, **k: None
-    assert not torch.allclose(plain._shared_step((x, y), "train"), expected)
+    assert not torch.allclose(plain._evaluate((x, y), "val"), expected)
 
 
 def test_regression_loss_is_mean_squared_error_on_the_single_output() -> None:
@@ -117,7 +118,7 @@ def test_regression_loss_is_mean_squared_error_on_the_single_output() -> None:
     x, y = torch.randn(5, 3), torch.randn(5)
     module = LitModel(net, "regression", "adam", 0.1, 0.0, 0.0)
     module.log_dict = lambda *a, **k: None
-    assert torch.allclose(module._shared_step((x, y), "train"), ((net(x)[:, 0] - y) ** 2).mean())
+    assert torch.allclose(module._evaluate((x, y), "val"), ((net(x)[:, 0] - y) ** 2).mean())
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,29 @@ def test_cnn_and_rnn_train_bit_identically_twice(scaled_images: Path, kind: str)
     for key in first.state_dict:
         assert torch.equal(first.state_dict[key], second.state_dict[key]), key
     assert first.history[-1]["val/acc"] >= 0.75  # the halves are easy to tell apart: it learned something
+
+
+def test_an_epoch_takes_one_optimizer_step_per_mini_batch_in_the_given_order() -> None:
+    from pipeline.training.data import EpochPasses
+
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    steps: list[torch.Tensor] = []
+    module = LitModel(FNN(4, [], 3), "classification", "sgd", 0.1, 0.0, 0.0, batch_size=4)
+    module.log_dict = lambda *a, **k: None  # logging and optimizers() need a Trainer; the loop itself does not
+
+    class Recorder(torch.optim.SGD):
+        def step(self, closure=None):  # noqa: ANN001, ANN201
+            steps.append(module.net.layers[0].weight.grad.clone())
+            return super().step(closure)
+
+    optimizer = Recorder(module.parameters(), lr=0.1)
+    module.optimizers = lambda: SimpleNamespace(optimizer=optimizer)  # Lightning's wrapper exposes .optimizer
+    order = next(iter(EpochPasses(x, y, seed=0, device=torch.device("cpu"))))[2]
+    assert sorted(order.tolist()) == list(range(10))
+    reference = FNN(4, [], 3)
+    reference.load_state_dict(module.net.state_dict())
+    module.training_step((x, y, order), 0)
+    assert len(steps) == 3  # batches of 4, 4 and 2 rows
+    idx = order[:4]  # the first step's gradient is the first four rows' loss, from the starting weights
+    torch.nn.functional.cross_entropy(reference(x[idx]), y[idx]).backward()
+    assert torch.allclose(steps[0], reference.layers[0].weight.grad)
