@@ -169,7 +169,9 @@ class ModelConfig(_Section):
 
     kind: Literal["fnn", "cnn", "rnn"]
     hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)]  # YAML lists become tuples
-    activation: Literal["relu", "leaky_relu", "sigmoid", "tanh"]
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
+    init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
+    bias: bool
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
     cnn: CnnConfig
     rnn: RnnConfig
@@ -188,27 +190,45 @@ class EarlyStoppingConfig(_Section):
         return "min" if self.monitor.endswith("loss") else "max"
 
 
+class GradientClipConfig(_Section):
+    """Clip gradients before each optimizer step (a guard against exploding gradients)."""
+
+    mode: Literal["none", "norm", "value"]
+    max: Annotated[float, Field(gt=0.0)]
+
+
 class TrainConfig(_Section):
     """Optimisation and hardware settings."""
 
-    optimizer: Literal["sgd", "adam"]
+    optimizer: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
     lr: Annotated[float, Field(gt=0.0, le=10.0)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
     weight_decay: Annotated[float, Field(ge=0.0)]
+    l1: Annotated[float, Field(ge=0.0)]
+    gradient_clip: GradientClipConfig
+    update: Literal["mini_batch", "full_batch", "stochastic"]
     batch_size: PositiveInt
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
+    regression_loss: Literal["mse", "mae", "huber"]
     max_epochs: PositiveInt
     early_stopping: EarlyStoppingConfig
     accelerator: Literal["auto", "cpu", "gpu"]
     cpu_threads: PositiveInt
 
     @model_validator(mode="after")
-    def _momentum_needs_sgd(self) -> TrainConfig:
-        if self.momentum > 0 and self.optimizer != "sgd":
+    def _momentum_fits_the_optimizer(self) -> TrainConfig:
+        if self.momentum > 0 and self.optimizer not in ("sgd", "nesterov", "rmsprop"):
             raise ValueError(
                 f"train.momentum = {self.momentum:g} with train.optimizer = {self.optimizer!r}: "
-                "expected momentum 0 unless the optimizer is 'sgd'"
+                "expected momentum 0 unless the optimizer is 'sgd', 'nesterov' or 'rmsprop'"
             )
+        if self.optimizer == "nesterov" and self.momentum == 0:
+            raise ValueError("train.optimizer = 'nesterov' with train.momentum = 0: expected a momentum above 0")
         return self
+
+    def rows_per_step(self, n_rows: int) -> int:
+        """Rows per optimizer step: all of them (full batch), ``batch_size`` (mini-batch) or 1 (stochastic)."""
+        return {"full_batch": max(n_rows, 1), "mini_batch": self.batch_size, "stochastic": 1}[self.update]
 
 
 class EvaluateConfig(_Section):

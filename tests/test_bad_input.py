@@ -15,7 +15,7 @@ from tests.project import dvc, make_project, run
     ("overrides", "expected"),
     [
         ({"train__lr": -1}, "params.yaml: train.lr = -1: expected greater than 0"),
-        ({"model__activation": "swish"}, "model.activation = 'swish': expected 'relu', 'leaky_relu', 'sigmoid' or 'tanh'"),
+        ({"model__activation": "swish"}, "model.activation = 'swish': expected 'relu', 'leaky_relu', 'elu', 'gelu', 'sigmoid' or 'tanh'"),
         ({"split__val": 0.5, "split__test": 0.5}, "split.val + split.test = 1: expected a sum below 1"),
         ({"data__target": "beak"}, "data.target = 'beak': column not found in penguins"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from pipeline.config import ModelConfig
@@ -29,7 +30,7 @@ def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], ou
         PipelineError: If the network cannot take the modality (a CNN or RNN on plain rows).
     """
     common = {"out_features": out_features, "hidden": list(model.hidden), "activation": model.activation,
-              "dropout": model.dropout}
+              "dropout": model.dropout, "bias": model.bias, "init": model.init}
     if model.kind == "fnn":
         return {"kind": "fnn", "in_features": int(math.prod(input_shape)), **common}
     if modality == "tabular":
@@ -49,17 +50,67 @@ def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], ou
             "layers": rnn.layers, "bidirectional": rnn.bidirectional, "images": modality == "image", **common}
 
 
+INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
+
+
+def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
+    """Re-draw every weight matrix with ``scheme`` (from the global torch RNG) and zero every bias.
+
+    ``default`` keeps PyTorch's own initialisation. Xavier/Glorot and Kaiming/He use the gain of
+    ``activation`` (GELU and ELU counted as ReLU); ``orthogonal`` suits recurrent weights, and a recurrent
+    layer's hidden-to-hidden weights are orthogonal under every scheme but ``default``, since repeated
+    multiplication by them is what makes gradients vanish or explode. Norm layers keep weight 1 and bias 0.
+    """
+    if scheme == "default":
+        return
+    if scheme not in INITS:
+        raise PipelineError(f"model.init: expected one of {INITS}, got {scheme!r}")
+    nonlinearity = activation if activation in ("relu", "leaky_relu", "tanh", "sigmoid") else "relu"
+    gain = nn.init.calculate_gain(nonlinearity)
+
+    def draw(weight: torch.Tensor) -> None:
+        if scheme == "xavier_uniform":
+            nn.init.xavier_uniform_(weight, gain=gain)
+        elif scheme == "xavier_normal":
+            nn.init.xavier_normal_(weight, gain=gain)
+        elif scheme == "kaiming_uniform":
+            nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity)
+        elif scheme == "kaiming_normal":
+            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+        else:
+            nn.init.orthogonal_(weight, gain=gain)
+
+    for module in net.modules():
+        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
+            draw(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.RNNBase):
+            for name, parameter in module.named_parameters():
+                if name.startswith("weight_hh"):
+                    for gate in parameter.chunk(parameter.shape[0] // module.hidden_size):  # one block per gate
+                        nn.init.orthogonal_(gate)
+                elif name.startswith("weight_ih"):
+                    draw(parameter)
+                else:
+                    nn.init.zeros_(parameter)
+
+
 def build_net(spec: dict[str, Any]) -> nn.Module:
-    """Instantiate the network a spec describes.
+    """Instantiate the network a spec describes, initialised as its ``init`` says.
 
     Raises:
         PipelineError: On an unknown kind or arguments the network does not take.
     """
     kwargs = dict(spec)
     kind = kwargs.pop("kind", None)
+    init = kwargs.pop("init", "default")
     if kind not in NETS:
         raise PipelineError(f"model.kind: expected one of {sorted(NETS)}, got {kind!r}")
     try:
-        return NETS[kind](**kwargs)
+        net = NETS[kind](**kwargs)
     except TypeError as exc:
         raise PipelineError(f"net spec for {kind!r}: {exc}") from None
+    with torch.no_grad():
+        initialise(net, init, kwargs.get("activation", "relu"))
+    return net

@@ -32,6 +32,7 @@ class CNN(nn.Module):
         hidden: Units per hidden layer of the dense head.
         activation: One of :data:`ACTIVATIONS`.
         dropout: Drop probability after each block and each head layer.
+        bias: Give convs (without batch norm, whose shift replaces it) and head layers a bias.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class CNN(nn.Module):
         hidden: Sequence[int] = (),
         activation: str = "relu",
         dropout: float = 0.0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if dims not in (1, 2):
@@ -66,7 +68,7 @@ class CNN(nn.Module):
         blocks: list[nn.Module] = []
         width = in_channels
         for out in channels:
-            blocks.append(conv(width, out, kernel, stride=stride, padding=padding, bias=not batch_norm))
+            blocks.append(conv(width, out, kernel, stride=stride, padding=padding, bias=bias and not batch_norm))
             if batch_norm:
                 blocks.append(norm(out))
             blocks.append(ACTIVATIONS[activation]())
@@ -76,7 +78,7 @@ class CNN(nn.Module):
                 blocks.append(nn.Dropout(dropout))
             width = out
         self.features = nn.Sequential(*blocks)
-        self.head = head(width, hidden, out_features, activation, dropout)
+        self.head = head(width, hidden, out_features, activation, dropout, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) or sequences (B, T, F + 1) -> logits (B, out_features)."""

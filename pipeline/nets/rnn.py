@@ -31,6 +31,7 @@ class RNN(nn.Module):
         hidden: Units per hidden layer of the dense head.
         activation: Activation of the head, one of :data:`ACTIVATIONS`.
         dropout: Drop probability between recurrent layers and in the head.
+        bias: Give the recurrent cells and head layers biases.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class RNN(nn.Module):
         hidden: Sequence[int] = (),
         activation: str = "relu",
         dropout: float = 0.0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -54,10 +56,10 @@ class RNN(nn.Module):
         self.images = images
         self.directions = 2 if bidirectional else 1
         self.recurrent = CELLS[cell](
-            input_size, hidden_size, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+            input_size, hidden_size, num_layers=layers, bias=bias, batch_first=True, bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,  # torch applies it between layers only
         )
-        self.head = head(hidden_size * self.directions, hidden, out_features, activation, dropout)
+        self.head = head(hidden_size * self.directions, hidden, out_features, activation, dropout, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sequences (B, T, F + 1) or images (B, C, H, W) -> logits (B, out_features)."""

@@ -89,8 +89,11 @@ def fit(
     data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
     data.setup()
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
-    module = LitModel(build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
-                      cfg.batch_size)
+    module = LitModel(
+        build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
+        batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
+        clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
+    )
     stop = cfg.early_stopping
     history = EpochHistory(sink)
     best = BestWeights(stop.monitor, stop.mode, stop.min_delta)

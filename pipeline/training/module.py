@@ -1,4 +1,4 @@
-"""One LightningModule around any network, for classification or regression; train, val and test share one step."""
+"""One LightningModule around any network, for classification or regression; train, val and test share one loss."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+
+
 class LitModel(L.LightningModule):
-    """Train a network: cross-entropy on class logits, or mean squared error on one regression output.
+    """Train a network: cross-entropy on class logits, or MSE / MAE / Huber on one regression output.
 
     Logs ``<stage>/loss`` and ``<stage>/acc`` (classification) or ``<stage>/mae`` (regression, in standardised
     target units) per epoch, for ``stage`` in train, val, test.
@@ -17,12 +20,18 @@ class LitModel(L.LightningModule):
     Args:
         net: The network; its output is (B, n_classes) logits, or (B, 1) for regression.
         task: ``classification`` or ``regression``.
-        optimizer: ``sgd`` or ``adam``.
+        optimizer: ``sgd``, ``nesterov``, ``adam``, ``adamw`` or ``rmsprop``.
         lr: Learning rate.
-        momentum: SGD momentum (0 for plain SGD).
-        weight_decay: L2 penalty coefficient.
+        momentum: Momentum for ``sgd``, ``nesterov`` and ``rmsprop`` (0: none).
+        weight_decay: L2 penalty coefficient (decoupled for ``adamw``).
         class_weight: Optional per-class loss weights (K,), in class-index order (upweighting rare classes).
         batch_size: Rows per optimizer step.
+        l1: L1 penalty on the weights (not biases or norm layers), added to the train loss.
+        clip: ``none``, ``norm`` (rescale to a total L2 norm of at most ``clip_max``) or ``value`` (clamp each
+            gradient element to +/- ``clip_max``), before each optimizer step.
+        clip_max: The clipping threshold.
+        label_smoothing: Classification: the share of each target spread over the other classes.
+        regression_loss: Regression: ``mse``, ``mae`` or ``huber``.
     """
 
     def __init__(
@@ -35,6 +44,11 @@ class LitModel(L.LightningModule):
         weight_decay: float,
         class_weight: list[float] | None = None,
         batch_size: int = 32,
+        l1: float = 0.0,
+        clip: str = "none",
+        clip_max: float = 1.0,
+        label_smoothing: float = 0.0,
+        regression_loss: str = "mse",
     ) -> None:
         super().__init__()
         # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
@@ -48,6 +62,14 @@ class LitModel(L.LightningModule):
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.l1 = l1
+        self.clip, self.clip_max = clip, clip_max
+        self.label_smoothing = label_smoothing
+        if regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(f"train.regression_loss: expected one of {sorted(REGRESSION_LOSSES)}, got {regression_loss!r}")
+        self.regression_loss = regression_loss
+        # weights of linear, conv and recurrent layers: what an L1 penalty shrinks (biases and norm scales are not)
+        self._penalised = [p for name, p in net.named_parameters() if "weight" in name and p.dim() > 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch."""
@@ -55,8 +77,20 @@ class LitModel(L.LightningModule):
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
-            return F.cross_entropy(out, y, weight=self.class_weight)
-        return F.mse_loss(out.squeeze(1), y)
+            return F.cross_entropy(out, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
+        return REGRESSION_LOSSES[self.regression_loss](out.squeeze(1), y)
+
+    def _penalty(self) -> torch.Tensor | float:
+        """The L1 term added to the train loss (the L2 term is the optimizer's weight decay)."""
+        if self.l1 == 0:
+            return 0.0
+        return self.l1 * sum(p.abs().sum() for p in self._penalised)
+
+    def _clip(self) -> None:
+        if self.clip == "norm":
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip_max)
+        elif self.clip == "value":
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), self.clip_max)
 
     def _metric(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum over the batch of correct predictions (classification) or absolute errors (regression)."""
@@ -88,7 +122,8 @@ class LitModel(L.LightningModule):
             out = self.net(xb)  # (B, K) logits or (B, 1)
             loss = self._loss(out, yb)
             optimizer.zero_grad()
-            loss.backward()
+            (loss + self._penalty()).backward()
+            self._clip()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
             metric_sum += self._metric(out.detach(), yb)
@@ -108,10 +143,16 @@ class LitModel(L.LightningModule):
         return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(
-                self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-            )
+        params, lr, decay = self.parameters(), self.lr, self.weight_decay
+        if self.optimizer_name in ("sgd", "nesterov"):
+            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=decay,
+                                   nesterov=self.optimizer_name == "nesterov")
         if self.optimizer_name == "adam":
-            return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        raise ValueError(f"train.optimizer: expected 'sgd' or 'adam', got {self.optimizer_name!r}")
+            return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+        if self.optimizer_name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+        if self.optimizer_name == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, momentum=self.momentum, weight_decay=decay)
+        raise ValueError(
+            f"train.optimizer: expected 'sgd', 'nesterov', 'adam', 'adamw' or 'rmsprop', got {self.optimizer_name!r}"
+        )

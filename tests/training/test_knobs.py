@@ -1,0 +1,146 @@
+"""Every training knob reaches the network, the optimizer or the loss: checked on the objects, not the params."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from pipeline.config import parse_params
+from pipeline.nets import build_net
+from pipeline.training.module import LitModel
+from tests.conftest import PARAMS_FILE
+
+
+def _fnn(**extra: object) -> nn.Module:
+    torch.manual_seed(0)
+    spec = {"kind": "fnn", "in_features": 400, "hidden": [300], "out_features": 3, "activation": "relu",
+            "dropout": 0.0, **extra}
+    return build_net(spec)
+
+
+def _module(net: nn.Module | None = None, **kwargs: object) -> LitModel:
+    args = {"task": "classification", "optimizer": "adam", "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, **kwargs}
+    return LitModel(net or _fnn(), **args)
+
+
+@pytest.mark.parametrize(
+    ("name", "momentum", "cls", "expected"),
+    [
+        ("sgd", 0.5, torch.optim.SGD, {"momentum": 0.5, "nesterov": False}),
+        ("nesterov", 0.9, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+        ("adam", 0.0, torch.optim.Adam, {}),
+        ("adamw", 0.0, torch.optim.AdamW, {}),
+        ("rmsprop", 0.3, torch.optim.RMSprop, {"momentum": 0.3}),
+    ],
+)
+def test_optimizer_and_its_hyperparameters(name: str, momentum: float, cls: type, expected: dict) -> None:
+    optimizer = _module(optimizer=name, lr=0.05, momentum=momentum, weight_decay=0.02).configure_optimizers()
+    assert type(optimizer) is cls
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.05 and group["weight_decay"] == 0.02
+    assert {k: group[k] for k in expected} == expected
+
+
+def test_xavier_uniform_draws_within_glorots_bound_and_zeroes_biases() -> None:
+    net = _fnn(init="xavier_uniform")
+    first = net.layers[0]
+    bound = math.sqrt(2.0) * math.sqrt(6.0 / (400 + 300))  # ReLU gain
+    assert first.weight.abs().max() <= bound and first.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(first.bias) == 0
+
+
+def test_kaiming_normal_has_he_spread() -> None:
+    weight = _fnn(init="kaiming_normal").layers[0].weight
+    assert weight.std().item() == pytest.approx(math.sqrt(2.0 / 400), rel=0.03)
+    default = _fnn().layers[0].weight  # PyTorch's default: uniform, std 1/sqrt(3 * fan_in)
+    assert default.std().item() == pytest.approx(1 / math.sqrt(3 * 400), rel=0.03)
+
+
+def test_orthogonal_weights_and_recurrent_weights() -> None:
+    weight = _fnn(init="orthogonal").layers[0].weight  # (300, 400): orthonormal rows, scaled by the ReLU gain
+    gram = weight @ weight.T / 2.0
+    assert torch.allclose(gram, torch.eye(300), atol=1e-4)
+    torch.manual_seed(0)
+    rnn = build_net({"kind": "rnn", "input_size": 4, "hidden_size": 8, "out_features": 2, "cell": "lstm",
+                     "init": "xavier_uniform"})
+    hh = rnn.recurrent.weight_hh_l0  # 4 gates of (8, 8), each orthogonal
+    for gate in hh.chunk(4):
+        assert torch.allclose(gate @ gate.T, torch.eye(8), atol=1e-5)
+    assert torch.count_nonzero(rnn.recurrent.bias_ih_l0) == 0
+
+
+def test_bias_off_and_new_activations_reach_every_net() -> None:
+    for spec in (
+        {"kind": "fnn", "in_features": 4, "hidden": [3], "out_features": 2, "activation": "gelu"},
+        {"kind": "cnn", "in_channels": 1, "dims": 2, "channels": [2], "out_features": 2, "batch_norm": False,
+         "activation": "elu"},
+        {"kind": "rnn", "input_size": 4, "hidden_size": 3, "out_features": 2, "hidden": [5], "activation": "elu"},
+    ):
+        net = build_net({**spec, "bias": False})
+        assert not [name for name, _ in net.named_parameters() if "bias" in name], spec["kind"]
+        wanted = nn.GELU if spec["activation"] == "gelu" else nn.ELU
+        assert any(isinstance(m, wanted) for m in net.modules()), spec["kind"]
+
+
+def test_l1_penalty_sums_absolute_weights_but_not_biases() -> None:
+    net = _fnn()
+    module = _module(net, l1=0.01)
+    weights = net.layers[0].weight.abs().sum() + net.layers[2].weight.abs().sum()
+    assert torch.allclose(module._penalty(), 0.01 * weights)
+    assert _module(net, l1=0.0)._penalty() == 0.0
+
+
+def _one_epoch(module: LitModel, x: torch.Tensor, y: torch.Tensor) -> None:
+    module.log_dict = lambda *a, **k: None
+    optimizer = module.configure_optimizers()
+    module.optimizers = lambda: SimpleNamespace(optimizer=optimizer)
+    module.training_step((x, y, torch.arange(len(y))), 0)
+
+
+def test_l1_shrinks_weights_during_training() -> None:
+    torch.manual_seed(1)
+    x, y = torch.randn(64, 400), torch.randint(0, 3, (64,))
+    plain = _module(_fnn(), optimizer="sgd", lr=0.05, batch_size=4)
+    sparse = _module(_fnn(), optimizer="sgd", lr=0.05, batch_size=4, l1=0.05)  # 16 steps of 0.0025 towards 0
+    _one_epoch(plain, x, y)
+    _one_epoch(sparse, x, y)
+    assert sparse.net.layers[0].weight.abs().sum() < 0.9 * plain.net.layers[0].weight.abs().sum()
+
+
+@pytest.mark.parametrize(("mode", "limit"), [("norm", 0.01), ("value", 0.001)])
+def test_gradient_clipping_bounds_the_gradients_the_optimizer_sees(mode: str, limit: float) -> None:
+    module = _module(clip=mode, clip_max=limit)
+    x, y = torch.randn(16, 400) * 50, torch.randint(0, 3, (16,))
+    F.cross_entropy(module.net(x), y).backward()
+    grads = [p.grad for p in module.net.parameters()]
+    before = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert before > limit * 10  # large enough that clipping has something to do
+    module._clip()
+    if mode == "norm":
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in module.net.parameters()]))
+        assert total <= limit * 1.0001
+    else:
+        assert max(p.grad.abs().max() for p in module.net.parameters()) <= limit
+
+
+def test_label_smoothing_and_regression_losses_are_the_ones_asked_for() -> None:
+    out, y = torch.randn(8, 3), torch.randint(0, 3, (8,))
+    assert torch.allclose(_module(label_smoothing=0.2)._loss(out, y), F.cross_entropy(out, y, label_smoothing=0.2))
+    assert not torch.allclose(_module()._loss(out, y), F.cross_entropy(out, y, label_smoothing=0.2))
+    pred, target = torch.randn(8, 1) * 3, torch.randn(8)
+    for name, fn in (("mse", F.mse_loss), ("mae", F.l1_loss), ("huber", F.huber_loss)):
+        module = _module(task="regression", regression_loss=name)
+        assert torch.allclose(module._loss(pred, target), fn(pred[:, 0], target)), name
+
+
+@pytest.mark.parametrize(("update", "expected"), [("mini_batch", 32), ("full_batch", 500), ("stochastic", 1)])
+def test_update_mode_sets_rows_per_optimizer_step(update: str, expected: int) -> None:
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw["train"]["update"] = update
+    assert parse_params(raw).train.rows_per_step(500) == expected
