@@ -190,6 +190,25 @@ class EarlyStoppingConfig(_Section):
         return "min" if self.monitor.endswith("loss") else "max"
 
 
+class ScheduleConfig(_Section):
+    """The learning-rate schedule, with an optional linear warm-up (``step`` and ``cosine`` only)."""
+
+    kind: Literal["none", "step", "cosine", "onecycle", "plateau"]
+    step_size: PositiveInt  # step: epochs between decays
+    gamma: Annotated[float, Field(gt=0.0, lt=1.0)]  # step and plateau: the decay factor
+    patience: PositiveInt  # plateau: epochs without a val/loss improvement before decaying
+    warmup_epochs: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScheduleConfig:
+        if self.warmup_epochs > 0 and self.kind in ("onecycle", "plateau"):
+            raise ValueError(
+                f"train.schedule.warmup_epochs = {self.warmup_epochs} with train.schedule.kind = {self.kind!r}: "
+                "expected 0 (onecycle warms up by itself; plateau reacts to val/loss instead)"
+            )
+        return self
+
+
 class GradientClipConfig(_Section):
     """Clip gradients before each optimizer step (a guard against exploding gradients)."""
 
@@ -205,6 +224,7 @@ class TrainConfig(_Section):
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
     weight_decay: Annotated[float, Field(ge=0.0)]
     l1: Annotated[float, Field(ge=0.0)]
+    schedule: ScheduleConfig
     gradient_clip: GradientClipConfig
     update: Literal["mini_batch", "full_batch", "stochastic"]
     batch_size: PositiveInt

@@ -93,6 +93,7 @@ def fit(
         build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
         batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
         clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
+        schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs,
     )
     stop = cfg.early_stopping
     history = EpochHistory(sink)

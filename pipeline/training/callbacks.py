@@ -26,7 +26,9 @@ class EpochHistory(L.Callback):
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
         }
-        metrics["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        # the rate the epoch trained with, as the module logged it (a schedule may already have moved on)
+        logged = trainer.callback_metrics.get("lr")
+        metrics["lr"] = float(logged) if logged is not None else float(trainer.optimizers[0].param_groups[0]["lr"])
         epoch = trainer.current_epoch
         self.history.append({"epoch": epoch, **metrics})
         if self.sink is not None:

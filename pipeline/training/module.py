@@ -32,6 +32,9 @@ class LitModel(L.LightningModule):
         clip_max: The clipping threshold.
         label_smoothing: Classification: the share of each target spread over the other classes.
         regression_loss: Regression: ``mse``, ``mae`` or ``huber``.
+        schedule: The ``train.schedule`` settings as a dict (``kind``, ``step_size``, ``gamma``, ``patience``,
+            ``warmup_epochs``); None or kind ``none`` keeps the learning rate constant.
+        max_epochs: Epochs the schedule spans (``cosine``, ``onecycle``).
     """
 
     def __init__(
@@ -49,6 +52,8 @@ class LitModel(L.LightningModule):
         clip_max: float = 1.0,
         label_smoothing: float = 0.0,
         regression_loss: str = "mse",
+        schedule: dict | None = None,
+        max_epochs: int = 1,
     ) -> None:
         super().__init__()
         # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
@@ -68,6 +73,9 @@ class LitModel(L.LightningModule):
         if regression_loss not in REGRESSION_LOSSES:
             raise ValueError(f"train.regression_loss: expected one of {sorted(REGRESSION_LOSSES)}, got {regression_loss!r}")
         self.regression_loss = regression_loss
+        self.schedule = dict(schedule or {"kind": "none"})
+        self.max_epochs = max_epochs
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         # weights of linear, conv and recurrent layers: what an L1 penalty shrinks (biases and norm scales are not)
         self._penalised = [p for name, p in net.named_parameters() if "weight" in name and p.dim() > 1]
 
@@ -114,6 +122,9 @@ class LitModel(L.LightningModule):
         """
         x, y, order = batch  # (N, ...), (N,), (N,) a permutation of the rows
         optimizer = self.optimizers().optimizer  # the torch optimizer itself: Lightning's wrapper costs per step
+        if self.scheduler is None and self.schedule["kind"] != "none":
+            self.scheduler = self.make_scheduler(optimizer, -(-len(order) // self.batch_size))
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch starts with (onecycle moves it per batch)
         loss_sum = torch.zeros((), device=x.device)
         metric_sum = torch.zeros((), device=x.device)
         for start in range(0, len(order), self.batch_size):
@@ -125,14 +136,48 @@ class LitModel(L.LightningModule):
             (loss + self._penalty()).backward()
             self._clip()
             optimizer.step()
+            if self.schedule["kind"] == "onecycle":
+                self.scheduler.step()
             loss_sum += loss.detach() * len(idx)
             metric_sum += self._metric(out.detach(), yb)
         self._log_epoch("train", loss_sum, metric_sum, len(order))
+        self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
+        if self.schedule["kind"] in ("step", "cosine"):
+            self.scheduler.step()
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau:
+        """The schedule ``self.schedule`` describes; epoch-based except ``onecycle``, which moves every batch."""
+        cfg, sched = self.schedule, torch.optim.lr_scheduler
+        kind, warmup = cfg["kind"], int(cfg.get("warmup_epochs", 0))
+        if kind == "onecycle":
+            return sched.OneCycleLR(optimizer, max_lr=self.lr, total_steps=max(steps_per_epoch * self.max_epochs, 1))
+        if kind == "plateau":
+            return sched.ReduceLROnPlateau(optimizer, mode="min", factor=cfg["gamma"], patience=cfg["patience"])
+        if kind == "step":
+            main = sched.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
+        elif kind == "cosine":
+            main = sched.CosineAnnealingLR(optimizer, T_max=max(self.max_epochs - warmup, 1))
+        else:
+            raise ValueError(f"train.schedule.kind: expected none, step, cosine, onecycle or plateau, got {kind!r}")
+        if warmup == 0:
+            return main
+        ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup)
+        return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.schedule["kind"] == "plateau" and self.scheduler is not None and self._val_loss is not None:
+            self.scheduler.step(float(self._val_loss))
+
+    _val_loss: torch.Tensor | None = None
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         out = self.net(x)
         loss = self._loss(out, y)
+        if stage == "val":
+            self._val_loss = loss.detach()  # what a plateau schedule reacts to
         self._log_epoch(stage, loss * len(y), self._metric(out, y).float(), len(y))
         return loss
 

@@ -161,7 +161,7 @@ def test_an_epoch_takes_one_optimizer_step_per_mini_batch_in_the_given_order() -
     x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
     steps: list[torch.Tensor] = []
     module = LitModel(FNN(4, [], 3), "classification", "sgd", 0.1, 0.0, 0.0, batch_size=4)
-    module.log_dict = lambda *a, **k: None  # logging and optimizers() need a Trainer; the loop itself does not
+    module.log_dict = module.log = lambda *a, **k: None  # logging and optimizers() need a Trainer; the loop does not
 
     class Recorder(torch.optim.SGD):
         def step(self, closure=None):  # noqa: ANN001, ANN201
@@ -179,3 +179,28 @@ def test_an_epoch_takes_one_optimizer_step_per_mini_batch_in_the_given_order() -
     idx = order[:4]  # the first step's gradient is the first four rows' loss, from the starting weights
     torch.nn.functional.cross_entropy(reference(x[idx]), y[idx]).backward()
     assert torch.allclose(steps[0], reference.layers[0].weight.grad)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"kind": "step", "step_size": 2, "gamma": 0.5}, [0.01, 0.01, 0.005, 0.005]),
+        ({"kind": "cosine", "warmup_epochs": 1}, [0.005, 0.01, 0.0075, 0.0025]),
+    ],
+    ids=["step", "cosine-after-warmup"],
+)
+def test_schedule_moves_the_rate_epoch_by_epoch_in_a_real_fit(scaled: Path, schedule: dict, expected: list) -> None:
+    raw = _params()
+    raw["train"]["schedule"].update(schedule)
+    result = fit(parse_params(raw), scaled, n_outputs=3)
+    assert [row["lr"] for row in result.history] == pytest.approx(expected)
+
+
+def test_plateau_reacts_to_val_loss_in_a_real_fit(scaled: Path) -> None:
+    raw = _params(max_epochs=6, lr=1e-7)  # so small that val/loss improves by less than the 1e-4 threshold
+    raw["train"]["schedule"].update(kind="plateau", patience=1, gamma=0.5)
+    raw["train"]["early_stopping"]["patience"] = 20
+    result = fit(parse_params(raw), scaled, n_outputs=3)
+    lrs = [row["lr"] for row in result.history]
+    # epochs 0, 1 and 2 do not improve on the first by enough: after patience + 1 of them the rate halves
+    assert lrs == pytest.approx([1e-7, 1e-7, 1e-7, 5e-8, 5e-8, 2.5e-8])

@@ -97,10 +97,63 @@ def test_l1_penalty_sums_absolute_weights_but_not_biases() -> None:
 
 
 def _one_epoch(module: LitModel, x: torch.Tensor, y: torch.Tensor) -> None:
+    module.log_dict = module.log = lambda *a, **k: None  # logging needs a Trainer; the loop does not
+    if not hasattr(module, "_optimizer"):
+        module._optimizer = module.configure_optimizers()
+        module.optimizers = lambda: SimpleNamespace(optimizer=module._optimizer)
+    module.training_step((x, y, torch.arange(len(y))), 0)
+
+
+def _lrs(schedule: dict, epochs: int, val_losses: list[float] | None = None) -> list[float]:
+    """The learning rate each epoch trains with, as the module logs it; 8 rows in batches of 4 (two steps)."""
+    torch.manual_seed(0)
+    module = _module(_fnn(), optimizer="sgd", lr=0.1, batch_size=4, max_epochs=epochs,
+                     schedule={"step_size": 2, "gamma": 0.5, "patience": 1, "warmup_epochs": 0, **schedule})
+    x, y = torch.randn(8, 400), torch.randint(0, 3, (8,))
+    logged: list[float] = []
     module.log_dict = lambda *a, **k: None
+    module.log = lambda name, value, **k: logged.append(value) if name == "lr" else None
     optimizer = module.configure_optimizers()
     module.optimizers = lambda: SimpleNamespace(optimizer=optimizer)
-    module.training_step((x, y, torch.arange(len(y))), 0)
+    for epoch in range(epochs):
+        module.training_step((x, y, torch.arange(len(y))), 0)
+        if val_losses is not None:
+            module._val_loss = torch.tensor(val_losses[epoch])
+            module.on_validation_epoch_end()
+    return logged
+
+
+def test_step_schedule_decays_every_step_size_epochs() -> None:
+    assert _lrs({"kind": "step"}, 6) == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_warmup_ramps_linearly_then_hands_over() -> None:
+    assert _lrs({"kind": "step", "warmup_epochs": 3, "step_size": 100}, 5) == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_cosine_falls_to_zero_at_max_epochs() -> None:
+    lrs = _lrs({"kind": "cosine"}, 4)
+    assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+
+
+def test_onecycle_rises_to_lr_and_falls_within_training() -> None:
+    lrs = _lrs({"kind": "onecycle"}, 10)
+    assert lrs[0] < 0.01 and max(lrs) > 0.09 and lrs[-1] < 0.02  # starts low (lr/25), peaks near lr, ends low
+    assert lrs.index(max(lrs)) in (2, 3)  # the peak comes at 30% of the steps
+
+
+def test_plateau_decays_after_patience_epochs_without_improvement() -> None:
+    lrs = _lrs({"kind": "plateau"}, 6, val_losses=[1.0, 0.9, 0.9, 0.9, 0.9, 0.9])
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+
+
+def test_warmup_with_onecycle_is_refused() -> None:
+    from pipeline.errors import PipelineError
+
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw["train"]["schedule"].update(kind="onecycle", warmup_epochs=2)
+    with pytest.raises(PipelineError, match=r"train.schedule.warmup_epochs = 2 with train.schedule.kind = 'onecycle'"):
+        parse_params(raw)
 
 
 def test_l1_shrinks_weights_during_training() -> None:
