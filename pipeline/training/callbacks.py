@@ -24,8 +24,11 @@ class EpochHistory(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))
+            k: float(v) for k, v in trainer.callback_metrics.items()
+            if k.startswith(("train/", "val/", "grad_norm/", "dead_relu/"))
         }
+        if "train/loss" in metrics and "val/loss" in metrics:  # overfitting shows as a widening gap
+            metrics["gap/loss"] = metrics["val/loss"] - metrics["train/loss"]
         # the rate the epoch trained with, as the module logged it (a schedule may already have moved on)
         logged = trainer.callback_metrics.get("lr")
         metrics["lr"] = float(logged) if logged is not None else float(trainer.optimizers[0].param_groups[0]["lr"])

@@ -134,6 +134,8 @@ class LitModel(L.LightningModule):
             loss = self._loss(out, yb)
             optimizer.zero_grad()
             (loss + self._penalty()).backward()
+            if start + self.batch_size >= len(order):  # the epoch's last step: sample the gradients, unclipped
+                self.log_dict(self._grad_norms(), on_step=False, on_epoch=True, batch_size=1)
             self._clip()
             optimizer.step()
             if self.schedule["kind"] == "onecycle":
@@ -166,11 +168,38 @@ class LitModel(L.LightningModule):
         ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup)
         return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
 
-    def on_validation_epoch_end(self) -> None:
-        if self.schedule["kind"] == "plateau" and self.scheduler is not None and self._val_loss is not None:
-            self.scheduler.step(float(self._val_loss))
+
 
     _val_loss: torch.Tensor | None = None
+
+    def _grad_norms(self) -> dict[str, torch.Tensor]:
+        """L2 norm of each weight's gradient (``grad_norm/<parameter>``): vanishing or exploding, layer by layer."""
+        return {f"grad_norm/{name}": torch.linalg.vector_norm(p.grad.detach())
+                for name, p in self.net.named_parameters() if "weight" in name and p.grad is not None}
+
+    def on_validation_epoch_start(self) -> None:
+        """Watch every ReLU during validation: a unit that is never positive on any val row is dead."""
+        self._alive: dict[str, torch.Tensor] = {}
+        self._hooks = [module.register_forward_hook(self._watch(name))
+                       for name, module in self.net.named_modules() if isinstance(module, nn.ReLU)]
+
+    def _watch(self, name: str):  # noqa: ANN202 - a forward hook
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            # a unit is a feature (B, F), a channel (B, C, ...) over all positions
+            positive = (output > 0).reshape(output.shape[0], output.shape[1], -1).any(dim=2).any(dim=0)  # (units,)
+            seen = self._alive.get(name)
+            self._alive[name] = positive if seen is None else seen | positive
+        return hook
+
+    def on_validation_epoch_end(self) -> None:
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+        self._hooks = []
+        if getattr(self, "_alive", None):
+            self.log_dict({f"dead_relu/{name}": 1.0 - alive.float().mean() for name, alive in self._alive.items()},
+                          on_step=False, on_epoch=True, batch_size=1)
+        if self.schedule["kind"] == "plateau" and self.scheduler is not None and self._val_loss is not None:
+            self.scheduler.step(float(self._val_loss))
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch

@@ -204,3 +204,33 @@ def test_plateau_reacts_to_val_loss_in_a_real_fit(scaled: Path) -> None:
     lrs = [row["lr"] for row in result.history]
     # epochs 0, 1 and 2 do not improve on the first by enough: after patience + 1 of them the rate halves
     assert lrs == pytest.approx([1e-7, 1e-7, 1e-7, 5e-8, 5e-8, 2.5e-8])
+
+
+def test_history_carries_gradient_norms_dead_relus_and_the_train_val_gap(scaled: Path) -> None:
+    raw = _params()
+    raw["model"]["hidden"] = [8, 4]
+    result = fit(parse_params(raw), scaled, n_outputs=3)
+    row = result.history[-1]
+    assert {k for k in row if k.startswith("grad_norm/")} == {
+        "grad_norm/layers.0.weight", "grad_norm/layers.3.weight", "grad_norm/layers.6.weight"}  # linear, relu, dropout
+    assert all(row[k] > 0 for k in row if k.startswith("grad_norm/"))
+    assert {k for k in row if k.startswith("dead_relu/")} == {"dead_relu/layers.1", "dead_relu/layers.4"}
+    assert all(0.0 <= row[k] <= 1.0 for k in row if k.startswith("dead_relu/"))
+    assert row["gap/loss"] == pytest.approx(row["val/loss"] - row["train/loss"])
+
+
+def test_a_relu_that_never_fires_is_reported_dead(scaled: Path) -> None:
+    from pipeline.training.module import LitModel
+
+    net = FNN(4, [5], 3)
+    with torch.no_grad():
+        net.layers[0].weight.zero_()
+        net.layers[0].bias.fill_(-1.0)  # every hidden unit outputs relu(-1) = 0
+    module = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0)
+    logged: dict[str, torch.Tensor] = {}
+    module.log_dict = lambda values, **k: logged.update(values)
+    module.on_validation_epoch_start()
+    module._evaluate((torch.randn(16, 4), torch.randint(0, 3, (16,))), "val")
+    module.on_validation_epoch_end()
+    assert float(logged["dead_relu/layers.1"]) == 1.0
+    assert not net.layers[1]._forward_hooks  # the watch is removed after validation
