@@ -25,3 +25,9 @@ def run_main(main: Callable[[], None], name: str) -> None:
     except PipelineError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so messages read ``1`` rather than ``np.int64(1)``."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value

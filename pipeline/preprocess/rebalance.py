@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, plain
 
 STRATEGIES = ("none", "downsample", "upsample", "smote", "class_weight")
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python value it holds, so messages read ``1`` rather than ``np.int64(1)``."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def class_weights(labels: pd.Series) -> dict[str, float]:
@@ -38,7 +33,7 @@ def smote(
     counts = frame[target].value_counts()
     if counts.min() <= neighbors:
         raise PipelineError(
-            f"clean.smote_neighbors = {neighbors}: class {_plain(counts.idxmin())!r} has {counts.min()} train rows, "
+            f"clean.smote_neighbors = {neighbors}: class {plain(counts.idxmin())!r} has {counts.min()} train rows, "
             f"expected more than {neighbors} (lower clean.smote_neighbors or use upsample)"
         )
     x = frame[numeric + categorical].copy()
@@ -72,7 +67,7 @@ def smote_arrays(x: np.ndarray, labels: np.ndarray, neighbors: int, seed: int) -
     classes, counts = np.unique(labels, return_counts=True)
     if counts.min() <= neighbors:
         raise PipelineError(
-            f"clean.smote_neighbors = {neighbors}: class {_plain(classes[counts.argmin()])!r} has {counts.min()} train images, "
+            f"clean.smote_neighbors = {neighbors}: class {plain(classes[counts.argmin()])!r} has {counts.min()} train images, "
             f"expected more than {neighbors} (lower clean.smote_neighbors or use upsample)"
         )
     flat = x.reshape(len(x), -1)

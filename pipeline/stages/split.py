@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError, run_main
+from pipeline.errors import PipelineError, plain, run_main
 from pipeline.io import atomic_dir, read_npy, read_parquet, write_json, write_npy
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.schema import Schema
@@ -39,7 +39,7 @@ def assign(labels: np.ndarray, val: float, test: float, seed: int, stratify: boo
         if len(rows) - n_test - n_val < 1:
             raise PipelineError(
                 f"split.val = {val:g}, split.test = {test:g}: "
-                + (f"class {_plain(cls)!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
+                + (f"class {plain(cls)!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
                 + ", expected at least one left for train"
             )
         parts["test"].append(rows[:n_test])
@@ -73,11 +73,6 @@ def assign_by_time(when: pd.Series, labels: np.ndarray | None, val: float, test:
                 "in train (use split.method: random, or smaller split.val/split.test)"
             )
     return parts
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python value it holds, so messages read ``1`` rather than ``np.int64(1)``."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _checked(parts: dict[str, np.ndarray], total: int) -> dict[str, np.ndarray]:
