@@ -30,7 +30,7 @@ def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], ou
         PipelineError: If the network cannot take the modality (a CNN or RNN on plain rows).
     """
     common = {"out_features": out_features, "hidden": list(model.hidden), "activation": model.activation,
-              "dropout": model.dropout, "bias": model.bias, "init": model.init}
+              "dropout": model.dropout, "bias": model.bias, "norm": model.norm, "init": model.init}
     if model.kind == "fnn":
         return {"kind": "fnn", "in_features": int(math.prod(input_shape)), **common}
     if modality == "tabular":

@@ -33,6 +33,7 @@ class CNN(nn.Module):
         activation: One of :data:`ACTIVATIONS`.
         dropout: Drop probability after each block and each head layer.
         bias: Give convs (without batch norm, whose shift replaces it) and head layers a bias.
+        norm: ``none``, ``batch`` or ``layer`` normalisation in the dense head.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class CNN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         bias: bool = True,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if dims not in (1, 2):
@@ -61,7 +63,7 @@ class CNN(nn.Module):
         if not channels:
             raise ValueError("channels: expected at least one conv block, got none")
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
-        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+        batch_norm_layer = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
         pooling = {"max": nn.MaxPool2d if dims == 2 else nn.MaxPool1d,
                    "avg": nn.AvgPool2d if dims == 2 else nn.AvgPool1d}.get(pool)
         self.dims = dims
@@ -70,7 +72,7 @@ class CNN(nn.Module):
         for out in channels:
             blocks.append(conv(width, out, kernel, stride=stride, padding=padding, bias=bias and not batch_norm))
             if batch_norm:
-                blocks.append(norm(out))
+                blocks.append(batch_norm_layer(out))
             blocks.append(ACTIVATIONS[activation]())
             if pooling is not None:
                 blocks.append(pooling(2, ceil_mode=True))
@@ -78,7 +80,7 @@ class CNN(nn.Module):
                 blocks.append(nn.Dropout(dropout))
             width = out
         self.features = nn.Sequential(*blocks)
-        self.head = head(width, hidden, out_features, activation, dropout, bias)
+        self.head = head(width, hidden, out_features, activation, dropout, bias, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) or sequences (B, T, F + 1) -> logits (B, out_features)."""

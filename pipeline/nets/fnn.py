@@ -17,17 +17,35 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def head(
-    in_features: int, hidden: Sequence[int], out_features: int, activation: str, dropout: float, bias: bool = True
-) -> nn.Sequential:
-    """Linear -> activation -> [dropout] per hidden layer, then a linear layer to the logits.
+NORMS = ("none", "batch", "layer")
 
-    The whole of the FNN, and the dense head of the CNN and RNN.
+
+def head(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    activation: str,
+    dropout: float,
+    bias: bool = True,
+    norm: str = "none",
+) -> nn.Sequential:
+    """Linear -> [batch or layer norm] -> activation -> [dropout] per hidden layer, then a linear layer to the logits.
+
+    The whole of the FNN, and the dense head of the CNN and RNN. The norm sits before the activation, as in
+    Ioffe and Szegedy (2015), so each activation sees inputs centred whatever the earlier layers drift to; a
+    linear layer followed by a norm needs no bias of its own (the norm's shift replaces it).
     """
+    if norm not in NORMS:
+        raise ValueError(f"model.norm: expected one of {NORMS}, got {norm!r}")
     layers: list[nn.Module] = []
     width = in_features
     for units in hidden:
-        layers += [nn.Linear(width, units, bias=bias), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(width, units, bias=bias and norm == "none"))
+        if norm == "batch":
+            layers.append(nn.BatchNorm1d(units))
+        elif norm == "layer":
+            layers.append(nn.LayerNorm(units))
+        layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = units
@@ -44,7 +62,8 @@ class FNN(nn.Module):
         out_features: Number of classes (logits out).
         activation: One of :data:`ACTIVATIONS`.
         dropout: Drop probability after each hidden activation; 0 adds no dropout layer.
-        bias: Give every linear layer a bias.
+        bias: Give every linear layer a bias (hidden layers followed by a norm never have one).
+        norm: ``none``, ``batch`` or ``layer`` normalisation after each hidden linear layer.
     """
 
     def __init__(
@@ -55,11 +74,12 @@ class FNN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         bias: bool = True,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.layers = head(in_features, hidden, out_features, activation, dropout, bias)
+        self.layers = head(in_features, hidden, out_features, activation, dropout, bias, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` of shape (B, *) with prod(*) == in_features to logits of shape (B, out_features)."""

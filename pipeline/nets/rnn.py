@@ -32,6 +32,7 @@ class RNN(nn.Module):
         activation: Activation of the head, one of :data:`ACTIVATIONS`.
         dropout: Drop probability between recurrent layers and in the head.
         bias: Give the recurrent cells and head layers biases.
+        norm: ``none``, ``batch`` or ``layer`` normalisation in the dense head.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class RNN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         bias: bool = True,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -59,7 +61,7 @@ class RNN(nn.Module):
             input_size, hidden_size, num_layers=layers, bias=bias, batch_first=True, bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,  # torch applies it between layers only
         )
-        self.head = head(hidden_size * self.directions, hidden, out_features, activation, dropout, bias)
+        self.head = head(hidden_size * self.directions, hidden, out_features, activation, dropout, bias, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sequences (B, T, F + 1) or images (B, C, H, W) -> logits (B, out_features)."""

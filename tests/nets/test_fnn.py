@@ -40,3 +40,41 @@ def test_build_net_from_spec_and_refuses_unknown_kind() -> None:
         build_net({"kind": "transformer"})
     with pytest.raises(PipelineError, match="net spec for 'fnn'"):
         build_net({"kind": "fnn", "in_features": 3})
+
+
+@pytest.mark.parametrize(("norm", "layer"), [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm)])
+def test_norm_sits_between_each_hidden_linear_and_its_activation(norm: str, layer: type) -> None:
+    net = FNN(5, [8, 4], 3, activation="relu", dropout=0.1, norm=norm)
+    kinds = [type(m) for m in net.layers]
+    assert kinds == [nn.Linear, layer, nn.ReLU, nn.Dropout, nn.Linear, layer, nn.ReLU, nn.Dropout, nn.Linear]
+    hidden = [m for m in net.layers if isinstance(m, nn.Linear)][:-1]
+    assert all(m.bias is None for m in hidden)  # the norm's shift does a bias's job
+    assert net.layers[-1].bias is not None
+    torch.manual_seed(0)
+    net.train()
+    before = net.layers[0](torch.randn(64, 5) * 10 + 3)
+    normed = net.layers[1](before)
+    # batch norm: each unit centred over the batch; layer norm: each row centred over its units
+    axis = 0 if norm == "batch" else 1
+    assert normed.mean(dim=axis).abs().max() < 1e-5
+    assert normed.var(dim=axis, unbiased=False).sub(1).abs().max() < 1e-3
+
+
+def test_norm_reaches_the_dense_head_of_every_net_through_the_spec() -> None:
+    from pipeline.config import ModelConfig, parse_params
+    from pipeline.nets import net_spec
+    from tests.conftest import PARAMS_FILE
+    import yaml
+
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
+    raw["model"].update(norm="layer", hidden=[6])
+    model: ModelConfig = parse_params(raw).model
+    for kind, modality, shape in (("fnn", "tabular", (5,)), ("cnn", "image", (1, 8, 8)), ("rnn", "sequence", (7, 3))):
+        spec = net_spec(model.model_copy(update={"kind": kind}), modality, shape, 2)
+        net = build_net(spec)
+        assert sum(isinstance(m, nn.LayerNorm) for m in net.modules()) == 1, kind
+
+
+def test_unknown_norm_is_refused() -> None:
+    with pytest.raises(ValueError, match="model.norm: expected one of"):
+        FNN(3, [4], 2, norm="group")
