@@ -172,6 +172,7 @@ class ModelConfig(_Section):
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
     init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
     bias: bool
+    norm: Literal["none", "batch", "layer"]
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
     cnn: CnnConfig
     rnn: RnnConfig
@@ -180,14 +181,25 @@ class ModelConfig(_Section):
 class EarlyStoppingConfig(_Section):
     """Stop when the monitored validation metric stops improving."""
 
-    monitor: Literal["val/loss", "val/acc"]
+    monitor: Literal["val/loss", "val/acc", "val/mae"]
+    mode: Literal["auto", "min", "max"]
     patience: PositiveInt
     min_delta: Annotated[float, Field(ge=0.0)]
 
+    @model_validator(mode="after")
+    def _mode_fits_the_monitor(self) -> EarlyStoppingConfig:
+        natural = self.direction
+        if self.mode not in ("auto", natural):
+            raise ValueError(
+                f"train.early_stopping.mode = {self.mode!r} with monitor {self.monitor!r}: expected 'auto' or "
+                f"{natural!r} ({self.monitor} improves {'upward' if natural == 'max' else 'downward'})"
+            )
+        return self
+
     @property
-    def mode(self) -> Literal["min", "max"]:
-        """Loss is minimised, accuracy maximised."""
-        return "min" if self.monitor.endswith("loss") else "max"
+    def direction(self) -> Literal["min", "max"]:
+        """``min`` or ``max``, ``auto`` resolved: loss and MAE are minimised, accuracy maximised."""
+        return "max" if self.monitor == "val/acc" else "min"
 
 
 class ScheduleConfig(_Section):
@@ -216,6 +228,14 @@ class GradientClipConfig(_Section):
     max: Annotated[float, Field(gt=0.0)]
 
 
+class AugmentConfig(_Section):
+    """Random changes to each training mini-batch (never to val or test), drawn from the seeded torch RNG."""
+
+    flip: Literal["none", "horizontal", "vertical", "both"]  # images: mirror each with probability 0.5
+    shift: Annotated[int, Field(ge=0)]  # images: translate by up to this many pixels per axis, zero-filled
+    noise: Annotated[float, Field(ge=0.0)]  # any data: Gaussian noise of this std on the scaled features
+
+
 class TrainConfig(_Section):
     """Optimisation and hardware settings."""
 
@@ -232,7 +252,12 @@ class TrainConfig(_Section):
     regression_loss: Literal["mse", "mae", "huber"]
     max_epochs: PositiveInt
     early_stopping: EarlyStoppingConfig
+    augment: AugmentConfig
+    lr_find: bool
+    checkpoint_every: Annotated[int, Field(ge=0)]
     accelerator: Literal["auto", "cpu", "gpu"]
+    devices: PositiveInt
+    precision: Literal["32-true", "bf16-mixed"]
     cpu_threads: PositiveInt
 
     @model_validator(mode="after")
@@ -244,6 +269,16 @@ class TrainConfig(_Section):
             )
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise ValueError("train.optimizer = 'nesterov' with train.momentum = 0: expected a momentum above 0")
+        if self.devices != 1:
+            raise ValueError(
+                f"train.devices = {self.devices}: expected 1 (the training loop runs on one device; several devices "
+                "need a distributed strategy, which this version does not have)"
+            )
+        if self.precision == "bf16-mixed" and self.accelerator == "cpu":
+            raise ValueError(
+                "train.precision = 'bf16-mixed' with train.accelerator = 'cpu': expected '32-true' "
+                "(bf16 mixed precision is for GPUs)"
+            )
         return self
 
     def rows_per_step(self, n_rows: int) -> int:
@@ -304,6 +339,17 @@ class Params(_Section):
                 "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight "
                 "(SMOTE interpolates fixed-width rows, not series of different lengths)"
             )
+        augment = self.train.augment
+        if modality != "image" and (augment.flip != "none" or augment.shift > 0):
+            raise ValueError(
+                f"train.augment flip = {augment.flip!r}, shift = {augment.shift} with {modality} data: expected flip "
+                "'none' and shift 0 (flips and shifts are for images; noise works on any data)"
+            )
+        if self.model.norm == "batch" and self.train.update == "stochastic":
+            raise ValueError(
+                "model.norm = 'batch' with train.update = 'stochastic': expected 'layer' or 'none' (batch statistics "
+                "need more than one row per step)"
+            )
         if self.split.method == "time":
             if modality == "image":
                 raise ValueError("split.method = 'time' with image data: expected 'random' (images carry no time)")
@@ -353,8 +399,13 @@ def check_task(params: Params, task: str) -> None:
         raise ValueError(
             f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected one of {metrics}"
         )
-    if task == "regression" and params.train.early_stopping.monitor == "val/acc":
-        raise ValueError("train.early_stopping.monitor = 'val/acc' with a regression task: expected 'val/loss'")
+    monitor = params.train.early_stopping.monitor
+    if task == "regression" and monitor == "val/acc":
+        raise ValueError("train.early_stopping.monitor = 'val/acc' with a regression task: expected 'val/loss' or 'val/mae'")
+    if task == "classification" and monitor == "val/mae":
+        raise ValueError(
+            "train.early_stopping.monitor = 'val/mae' with a classification task: expected 'val/loss' or 'val/acc'"
+        )
 
 
 def require_task(params: Params, task: str) -> None:

@@ -40,7 +40,7 @@ def test_default_params_file_parses_to_its_values(default_params: dict[str, Any]
     assert params.model.hidden == (64, 32)
     assert params.train.optimizer == "adam"
     assert params.train.early_stopping.monitor == "val/loss"
-    assert params.train.early_stopping.mode == "min"
+    assert params.train.early_stopping.direction == "min"
     assert params.tracking.register_model is True
 
 
@@ -64,7 +64,7 @@ def test_sgd_with_momentum_is_accepted(default_params: dict[str, Any]) -> None:
 
 def test_val_acc_monitor_is_maximised(default_params: dict[str, Any]) -> None:
     doc = _with(default_params, ("train", "early_stopping", "monitor"), "val/acc")
-    assert parse_params(doc).train.early_stopping.mode == "max"
+    assert parse_params(doc).train.early_stopping.direction == "max"
 
 
 BAD_VALUES = [
@@ -111,6 +111,18 @@ BAD_VALUES = [
     ("gunpoint-without-sequence-columns", ("data", "source"), "gunpoint",
      ["data.source = 'gunpoint' holds long-format sequences: expected data.sequence.id: series"]),
     ("npz-outside-inputs", ("data", "source"), "scans.npz", ["data.source = 'scans.npz'", "a .csv/.parquet/.npz file under inputs/"]),
+    ("unknown-norm", ("model", "norm"), "group", ["model.norm = 'group'", "'batch' or 'layer'"]),
+    ("loss-maximised", ("train", "early_stopping", "mode"), "max",
+     ["train.early_stopping.mode = 'max' with monitor 'val/loss': expected 'auto' or 'min'"]),
+    ("unknown-stopping-mode", ("train", "early_stopping", "mode"), "down", ["train.early_stopping.mode = 'down'"]),
+    ("flip-on-a-table", ("train", "augment", "flip"), "horizontal",
+     ["train.augment flip = 'horizontal', shift = 0 with tabular data: expected flip 'none' and shift 0"]),
+    ("negative-shift", ("train", "augment", "shift"), -1, ["train.augment.shift = -1"]),
+    ("negative-noise", ("train", "augment", "noise"), -0.1, ["train.augment.noise = -0.1"]),
+    ("two-devices", ("train", "devices"), 2, ["train.devices = 2: expected 1"]),
+    ("precision-as-number", ("train", "precision"), 16, ["train.precision = 16", "'32-true' or 'bf16-mixed'"]),
+    ("negative-checkpoint-every", ("train", "checkpoint_every"), -1, ["train.checkpoint_every = -1"]),
+    ("lr-find-as-text", ("train", "lr_find"), "yes", ["train.lr_find = 'yes'", "boolean"]),
 ]
 
 
@@ -175,6 +187,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "model.activation": "relu",
         "model.init": "default",
         "model.bias": True,
+        "model.norm": "none",
         "model.dropout": 0.1,
         "model.cnn.channels": [32, 64],
         "model.cnn.kernel": 3,
@@ -204,9 +217,17 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.regression_loss": "mse",
         "train.max_epochs": 200,
         "train.early_stopping.monitor": "val/loss",
+        "train.early_stopping.mode": "auto",
         "train.early_stopping.patience": 20,
         "train.early_stopping.min_delta": 0.0,
+        "train.augment.flip": "none",
+        "train.augment.shift": 0,
+        "train.augment.noise": 0.0,
+        "train.lr_find": False,
+        "train.checkpoint_every": 1,
         "train.accelerator": "auto",
+        "train.devices": 1,
+        "train.precision": "32-true",
         "train.cpu_threads": 1,
         "evaluate.primary_metric": "accuracy",
         "tracking.experiment": "auto",
@@ -268,6 +289,37 @@ def test_load_params_on_schema_error_names_the_file(tmp_path: Path, default_para
         load_params(path)
     assert str(caught.value).startswith(f"{path}: train.lr = '0.01'")
 
+
+
+CONTRADICTIONS = [
+    # (id, changes, the message's expectation)
+    ("batch-norm-with-one-row-steps", {("model", "norm"): "batch", ("train", "update"): "stochastic"},
+     "model.norm = 'batch' with train.update = 'stochastic': expected 'layer' or 'none'"),
+    ("bf16-on-cpu", {("train", "precision"): "bf16-mixed", ("train", "accelerator"): "cpu"},
+     "train.precision = 'bf16-mixed' with train.accelerator = 'cpu': expected '32-true'"),
+    ("shift-on-sequences", {("data", "source"): "gunpoint", ("data", "target"): "label",
+                            ("data", "sequence"): {"id": "series", "time": "step"}, ("train", "augment", "shift"): 2},
+     "train.augment flip = 'none', shift = 2 with sequence data: expected flip 'none' and shift 0"),
+]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [c[1:] for c in CONTRADICTIONS], ids=[c[0] for c in CONTRADICTIONS])
+def test_contradictory_settings_are_refused(default_params: dict[str, Any], changes: dict, expected: str) -> None:
+    doc = default_params
+    for path, value in changes.items():
+        doc = _with(doc, path, value)
+    with pytest.raises(PipelineError) as caught:
+        parse_params(doc)
+    assert expected in str(caught.value)
+
+
+def test_augmentation_and_batch_norm_are_accepted_where_they_fit(default_params: dict[str, Any]) -> None:
+    doc = _with(_with(default_params, ("data", "source"), "digits"), ("data", "target"), "digit")
+    doc = _with(doc, ("train", "augment"), {"flip": "both", "shift": 1, "noise": 0.05})
+    doc = _with(doc, ("model", "norm"), "batch")
+    params = parse_params(doc)
+    assert params.train.augment.shift == 1 and params.model.norm == "batch"
+    assert parse_params(_with(default_params, ("train", "augment", "noise"), 0.1)).train.augment.noise == 0.1
 
 
 def test_scientific_notation_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path: Path) -> None:

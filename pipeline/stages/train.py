@@ -6,11 +6,14 @@ run id that evaluate continues, and a summary of the fit).
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import json
 import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,17 @@ import torch  # noqa: E402
 
 from pipeline.nets import build_net, net_spec  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
+from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
 from pipeline.training.data import ScaledDataModule  # noqa: E402
+from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
+
+# The code a checkpoint's fingerprint covers, with this module: a change to any of these makes an old checkpoint someone else's.
+TRAINING_CODE = (
+    "pipeline.training.module", "pipeline.training.data", "pipeline.training.callbacks",
+    "pipeline.training.checkpoints", "pipeline.training.augment", "pipeline.nets", "pipeline.nets.fnn",
+    "pipeline.nets.cnn", "pipeline.nets.rnn",
+)
 
 
 @dataclass
@@ -43,6 +55,8 @@ class FitResult:
     best_value: float
     epochs: int
     device: str
+    resumed_from: int | None = None  # the first epoch this process trained, when it resumed a checkpoint
+    lr_finding: LRFinding | None = field(default=None, repr=False)
 
 
 def quiet_lightning() -> None:
@@ -54,10 +68,35 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def check_accelerator(accelerator: str) -> None:
-    """Refuse ``gpu`` where CUDA is absent, before any run is opened or time is spent."""
-    if accelerator == "gpu" and not torch.cuda.is_available():
+def check_accelerator(accelerator: str, precision: str = "32-true") -> None:
+    """Refuse ``gpu``, or bf16 mixed precision, where CUDA is absent, before any run is opened or time is spent."""
+    cuda = torch.cuda.is_available()
+    if accelerator == "gpu" and not cuda:
         raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
+    if precision == "bf16-mixed" and (accelerator == "cpu" or not cuda or not torch.cuda.is_bf16_supported()):
+        where = "train.accelerator = 'cpu'" if accelerator == "cpu" else "no CUDA device with bfloat16 support"
+        raise PipelineError(f"train.precision = 'bf16-mixed' with {where}: expected '32-true' (bf16 is for GPUs)")
+
+
+def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str) -> str:
+    """What a training is of: the settings that change its weights, the data it reads and the code it runs.
+
+    A checkpoint is resumed only under the same fingerprint. ``checkpoint_every`` and ``lr_find`` are left out:
+    neither changes the weights.
+    """
+    from pipeline.tracking import file_md5
+
+    train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find"})
+    settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
+                "target": params.data.target, "n_outputs": n_outputs, "class_weight": class_weight, "task": task,
+                "torch": torch.__version__, "lightning": L.__version__}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in sorted(Path(scaled_dir).iterdir()):
+        if path.name.startswith(("train.", "val.", "encoder.")):
+            digest.update(f"{path.name}:{file_md5(path)}".encode())
+    for path in (__file__, *(importlib.import_module(name).__file__ for name in TRAINING_CODE)):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 def fit(
@@ -67,8 +106,13 @@ def fit(
     sink: Any = None,
     class_weight: list[float] | None = None,
     task: str = "classification",
+    checkpoints: Path | None = None,
 ) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
+
+    With ``checkpoints``, the whole training state is saved there every ``train.checkpoint_every`` epochs, and
+    an unfinished training of the same params, data and code left there is resumed where it stopped; on the
+    CPU the result is bit-identical to an uninterrupted run.
 
     Args:
         params: The validated params (reads ``seed``, ``model`` and ``train``).
@@ -77,11 +121,13 @@ def fit(
         sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
         class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
         task: ``classification`` or ``regression``.
+        checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
     """
     cfg = params.train
+    check_accelerator(cfg.accelerator, cfg.precision)
     quiet_lightning()
     torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(params.seed, workers=True, verbose=False)
@@ -93,18 +139,33 @@ def fit(
         build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
         batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
         clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
-        schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs,
+        schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs, augment=cfg.augment.model_dump(),
+        modality=data.modality,
     )
+    finding = None
+    if cfg.lr_find:
+        x, y = data.train_set.tensors
+        finding = find_lr(module.net, module._loss, module.make_optimizer, x, y, module.batch_size, params.seed)
     stop = cfg.early_stopping
     history = EpochHistory(sink)
-    best = BestWeights(stop.monitor, stop.mode, stop.min_delta)
+    best = BestWeights(stop.monitor, stop.direction, stop.min_delta)
     early = L.pytorch.callbacks.EarlyStopping(
-        monitor=stop.monitor, mode=stop.mode, patience=stop.patience, min_delta=stop.min_delta, check_finite=False
+        monitor=stop.monitor, mode=stop.direction, patience=stop.patience, min_delta=stop.min_delta,
+        check_finite=False,
     )
-    check_accelerator(cfg.accelerator)
+    callbacks: list[L.Callback] = [history, best, early]
+    resume = None
+    if checkpoints is not None and cfg.checkpoint_every > 0:
+        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task)
+        resume = resumable(checkpoints, mark)
+        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
+        if resume is not None:
+            print(f"train: resuming from {resume[0]}: {resume[1]} of {cfg.max_epochs} epochs done", flush=True)
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
-        devices=1,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        plugins=[SafeCheckpointIO()],
         max_epochs=cfg.max_epochs,
         deterministic=True,
         logger=False,
@@ -112,20 +173,38 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[history, best, early],
+        callbacks=callbacks,
     )
-    trainer.fit(module, datamodule=data)
-    if best.state_dict is None:
+    trainer.fit(module, datamodule=data, ckpt_path=None if resume is None else resume[0])
+    if best.weights is None:
         raise PipelineError(f"train: {stop.monitor} was never finite; nothing to save")
     return FitResult(
         spec=spec,
-        state_dict=best.state_dict,
+        state_dict=best.weights,
         history=history.history,
         best_epoch=int(best.best_epoch),
         best_value=float(best.best_value),
         epochs=trainer.current_epoch,
         device=str(trainer.strategy.root_device),
+        resumed_from=None if resume is None else resume[1],
+        lr_finding=finding,
     )
+
+
+def log_lr_finding(finding: LRFinding, params: Params) -> None:
+    """Record the learning-rate range test in the active MLflow run: the suggestion, the curve and its plot."""
+    import tempfile
+
+    import mlflow
+
+    from pipeline.training.lr_find import lr_find_png
+
+    mlflow.log_metric("lr_find/suggestion", finding.suggestion)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "lr_find.png"
+        lr_find_png(png, finding, params.train.lr, f"{params.data.name} {params.model.kind}: learning-rate range test")
+        mlflow.log_artifact(str(png), artifact_path="lr_find")
+    print(f"train: lr_find suggests train.lr = {finding.suggestion:.3g} (training used {params.train.lr:g})")
 
 
 def main() -> None:
@@ -135,9 +214,9 @@ def main() -> None:
     from pipeline import tracking
     from pipeline.bundle import write_bundle
 
-    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "info")
+    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "info", "checkpoints")
     params = load_params(args.params)
-    check_accelerator(params.train.accelerator)
+    check_accelerator(params.train.accelerator, params.train.precision)
     root = Path.cwd()
     task = read_json(args.raw / "schema.json")["task"]
     require_task(params, task)
@@ -162,8 +241,13 @@ def main() -> None:
         for name in ("params.yaml", "dvc.yaml"):
             if (root / name).is_file():
                 mlflow.log_artifact(str(root / name), artifact_path="config")
-        result = fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight, task)
+        result = fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight, task,
+                     checkpoints=args.checkpoints)
         mlflow.set_tags({**tracking.environment_tags(), "device": result.device})
+        if result.resumed_from is not None:
+            mlflow.set_tag("resumed_from_epoch", str(result.resumed_from))
+        if result.lr_finding is not None:
+            log_lr_finding(result.lr_finding, params)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
         with atomic_dir(args.out) as out:
@@ -176,6 +260,11 @@ def main() -> None:
             "epochs": result.epochs,
             "best_epoch": result.best_epoch,
             f"best_{params.train.early_stopping.monitor.replace('/', '_')}": result.best_value,
+            "resumed_from_epoch": result.resumed_from,
+            "lr_find": None if result.lr_finding is None else {
+                "suggestion": result.lr_finding.suggestion, "lrs": result.lr_finding.lrs,
+                "losses": result.lr_finding.losses,
+            },
             "history": result.history,
         })
     last = result.history[-1]

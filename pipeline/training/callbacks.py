@@ -1,9 +1,14 @@
-"""Callbacks: per-epoch metric history (with a finiteness check) and keeping the best weights in memory."""
+"""Callbacks: per-epoch metric history (with a finiteness check) and keeping the best weights in memory.
+
+Both carry their state in training checkpoints, so a resumed training ends with the whole history and the
+best weights of all its epochs, not only of those after the resume.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -21,6 +26,16 @@ class EpochHistory(L.Callback):
     def __init__(self, sink: Callable[[dict[str, float], int], None] | None = None) -> None:
         self.sink = sink
         self.history: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the epochs of an interrupted run, handing them to ``sink`` again (a new MLflow run gets them too)."""
+        self.history = [dict(row) for row in state_dict["history"]]
+        if self.sink is not None:
+            for row in self.history:
+                self.sink({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = {
@@ -56,7 +71,14 @@ class BestWeights(L.Callback):
         self.min_delta = min_delta
         self.best_value: float | None = None
         self.best_epoch: int | None = None
-        self.state_dict: dict[str, torch.Tensor] | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_value, self.best_epoch = state_dict["best_value"], state_dict["best_epoch"]
+        self.weights = state_dict["weights"]
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
@@ -66,4 +88,4 @@ class BestWeights(L.Callback):
             return
         if self.best_value is None or self.sign * (value - self.best_value) < -self.min_delta:
             self.best_value, self.best_epoch = value, trainer.current_epoch
-            self.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in module.net.state_dict().items()}
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in module.net.state_dict().items()}

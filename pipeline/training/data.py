@@ -85,7 +85,18 @@ class ScaledDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> EpochPasses:
         x, y = self.train_set.tensors
-        return EpochPasses(x, y, self.seed, self._device())
+        self._passes = EpochPasses(x, y, self.seed, self._device())
+        if getattr(self, "_generator_state", None) is not None:  # resuming: the batch order goes on, not over
+            self._passes.generator.set_state(self._generator_state)
+        return self._passes
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The batch-order generator's state, for a training checkpoint."""
+        passes = getattr(self, "_passes", None)
+        return {} if passes is None else {"generator": passes.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self._generator_state = state_dict.get("generator")
 
     def val_dataloader(self) -> FullBatch:
         x, y = self.val_set.tensors

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.training.augment import augment
+
 
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
+
+
+def batch_starts(n_rows: int, batch_size: int) -> list[int]:
+    """Boundaries of an epoch's mini-batches: ``[0, b, 2b, ..., n_rows]``.
+
+    A last batch of a single row joins the one before it: batch normalisation cannot take the statistics of
+    one row, and one row's gradient would count as much as a whole batch's. With ``batch_size`` 1
+    (stochastic updates) every batch is one row, as asked.
+    """
+    starts = list(range(0, n_rows, batch_size)) + [n_rows]
+    if batch_size > 1 and len(starts) > 2 and starts[-1] - starts[-2] == 1:
+        del starts[-2]
+    return starts
 
 
 class LitModel(L.LightningModule):
@@ -35,6 +52,9 @@ class LitModel(L.LightningModule):
         schedule: The ``train.schedule`` settings as a dict (``kind``, ``step_size``, ``gamma``, ``patience``,
             ``warmup_epochs``); None or kind ``none`` keeps the learning rate constant.
         max_epochs: Epochs the schedule spans (``cosine``, ``onecycle``).
+        augment: The ``train.augment`` settings as a dict (``flip``, ``shift``, ``noise``), applied to each
+            training mini-batch; None: no augmentation.
+        modality: ``tabular``, ``image`` or ``sequence``: what the inputs are (for augmentation).
     """
 
     def __init__(
@@ -54,6 +74,8 @@ class LitModel(L.LightningModule):
         regression_loss: str = "mse",
         schedule: dict | None = None,
         max_epochs: int = 1,
+        augment: dict | None = None,
+        modality: str = "tabular",
     ) -> None:
         super().__init__()
         # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
@@ -75,6 +97,10 @@ class LitModel(L.LightningModule):
         self.regression_loss = regression_loss
         self.schedule = dict(schedule or {"kind": "none"})
         self.max_epochs = max_epochs
+        self.augment = dict(augment or {"flip": "none", "shift": 0, "noise": 0.0})
+        self.modality = modality
+        self._augmenting = self.augment["flip"] != "none" or self.augment["shift"] > 0 or self.augment["noise"] > 0
+        self._scheduler_state: dict[str, Any] | None = None  # from a checkpoint, applied once the schedule exists
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         # weights of linear, conv and recurrent layers: what an L1 penalty shrinks (biases and norm scales are not)
         self._penalised = [p for name, p in net.named_parameters() if "weight" in name and p.dim() > 1]
@@ -122,19 +148,28 @@ class LitModel(L.LightningModule):
         """
         x, y, order = batch  # (N, ...), (N,), (N,) a permutation of the rows
         optimizer = self.optimizers().optimizer  # the torch optimizer itself: Lightning's wrapper costs per step
+        starts = batch_starts(len(order), self.batch_size)
         if self.scheduler is None and self.schedule["kind"] != "none":
-            self.scheduler = self.make_scheduler(optimizer, -(-len(order) // self.batch_size))
+            # a resumed optimizer's rate (and one-cycle's momentum), which making a schedule resets
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+            self.scheduler = self.make_scheduler(optimizer, len(starts) - 1)
+            if self._scheduler_state is not None:
+                self.scheduler.load_state_dict(self._scheduler_state)
+                for group, saved in zip(optimizer.param_groups, settings):
+                    group.update(saved)
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch starts with (onecycle moves it per batch)
         loss_sum = torch.zeros((), device=x.device)
         metric_sum = torch.zeros((), device=x.device)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for start, end in zip(starts[:-1], starts[1:]):
+            idx = order[start:end]
             xb, yb = x[idx], y[idx]  # (B, ...), (B,)
+            if self._augmenting:
+                xb = augment(xb, self.modality, **self.augment)
             out = self.net(xb)  # (B, K) logits or (B, 1)
             loss = self._loss(out, yb)
             optimizer.zero_grad()
             (loss + self._penalty()).backward()
-            if start + self.batch_size >= len(order):  # the epoch's last step: sample the gradients, unclipped
+            if end == len(order):  # the epoch's last step: sample the gradients, unclipped
                 self.log_dict(self._grad_norms(), on_step=False, on_epoch=True, batch_size=1)
             self._clip()
             optimizer.step()
@@ -146,6 +181,23 @@ class LitModel(L.LightningModule):
         self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
         if self.schedule["kind"] in ("step", "cosine"):
             self.scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add what Lightning does not save: the RNG states (dropout, augmentation) and the lazily made schedule."""
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.scheduler is not None:
+            checkpoint["schedule"] = self.scheduler.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states and keep the schedule's state for when the schedule is made."""
+        rng = checkpoint.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._scheduler_state = checkpoint.get("schedule")
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer, steps_per_epoch: int
@@ -167,8 +219,6 @@ class LitModel(L.LightningModule):
             return main
         ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup)
         return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
-
-
 
     _val_loss: torch.Tensor | None = None
 
@@ -217,7 +267,11 @@ class LitModel(L.LightningModule):
         return self._evaluate(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params, lr, decay = self.parameters(), self.lr, self.weight_decay
+        return self.make_optimizer(self.parameters())
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        """The configured optimizer over ``params`` (also what the learning-rate finder trains a copy with)."""
+        lr, decay = self.lr, self.weight_decay
         if self.optimizer_name in ("sgd", "nesterov"):
             return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=decay,
                                    nesterov=self.optimizer_name == "nesterov")

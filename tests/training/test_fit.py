@@ -234,3 +234,66 @@ def test_a_relu_that_never_fires_is_reported_dead(scaled: Path) -> None:
     module.on_validation_epoch_end()
     assert float(logged["dead_relu/layers.1"]) == 1.0
     assert not net.layers[1]._forward_hooks  # the watch is removed after validation
+
+
+def test_early_stopping_on_val_mae_for_regression(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for name, n in (("train", 40), ("val", 20)):
+        x = rng.normal(size=(n, 3)).astype("float32")
+        frame = pd.DataFrame(x, columns=["a", "b", "c"])
+        frame["y"] = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.1, size=n)).astype("float32")
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    write_json(tmp_path / "encoder.json", TABLE_ENCODER)
+    raw = _params(max_epochs=30, early_stopping={"monitor": "val/mae", "mode": "min", "patience": 3, "min_delta": 0.0})
+    raw["data"].update(source="diabetes", target="y", task="regression")
+    raw["evaluate"]["primary_metric"] = "mae"
+    result = fit(parse_params(raw), tmp_path, n_outputs=1, task="regression")
+    maes = [row["val/mae"] for row in result.history]
+    assert result.best_epoch == int(np.argmin(maes)) and result.best_value == pytest.approx(min(maes))
+
+
+def test_lr_find_records_a_suggestion_and_leaves_training_as_it_was(scaled: Path) -> None:
+    plain = fit(parse_params(_params()), scaled, n_outputs=3)
+    found = fit(parse_params(_params(lr_find=True)), scaled, n_outputs=3)
+    assert plain.lr_finding is None
+    finding = found.lr_finding
+    assert 1e-6 < finding.suggestion < 1.0 and finding.suggestion in finding.lrs
+    assert len(finding.lrs) == len(finding.losses) >= 10
+    for key in plain.state_dict:
+        assert torch.equal(plain.state_dict[key], found.state_dict[key]), key
+
+
+def test_bf16_mixed_precision_autocasts_the_training_step() -> None:
+    """Lightning's bf16 autocast wraps the whole manual epoch loop (run here on the CPU, which Lightning allows;
+    the pipeline itself keeps bf16 for GPUs)."""
+    import lightning as L
+
+    from pipeline.training.data import EpochPasses
+
+    torch.manual_seed(0)
+    net = FNN(4, [8], 2)
+    seen: list[torch.dtype] = []
+    net.layers[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    module = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, batch_size=8)
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_epochs=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=EpochPasses(x, y, 0, torch.device("cpu")))
+    assert seen and set(seen) == {torch.bfloat16}
+    assert net.layers[0].weight.dtype == torch.float32  # mixed: the weights stay float32
+
+
+def test_bf16_without_cuda_is_refused_before_training(scaled: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(PipelineError, match="train.precision = 'bf16-mixed' with no CUDA device"):
+        fit(parse_params(_params(precision="bf16-mixed")), scaled, n_outputs=3)
+
+
+@pytest.mark.parametrize(("n", "batch", "expected"), [
+    (10, 4, [0, 4, 8, 10]), (9, 4, [0, 4, 9]), (1, 4, [0, 1]), (5, 1, [0, 1, 2, 3, 4, 5]), (8, 8, [0, 8]),
+])
+def test_a_last_batch_of_one_row_joins_the_one_before(n: int, batch: int, expected: list[int]) -> None:
+    from pipeline.training.module import batch_starts
+
+    assert batch_starts(n, batch) == expected

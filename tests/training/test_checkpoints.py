@@ -1,0 +1,209 @@
+"""Checkpoints: a safe file format, and a training interrupted midway that resumes to the very same weights."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline.config import parse_params
+from pipeline.errors import PipelineError
+from pipeline.io import write_json
+from pipeline.stages.train import fit
+from pipeline.training import checkpoints
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Interrupted(Exception):
+    """Raised from the per-epoch sink: the training stops midway, as when MLflow logging fails."""
+
+
+def _params(model: dict | None = None, **train: object):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update({"max_epochs": 10, "batch_size": 8, **train})
+    raw["model"].update(model or {})
+    return raw
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("scaled")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 49), ("val", 16)):  # 49: the last mini-batch of one row joins the one before
+        x = rng.normal(size=(n, 4)).astype("float32")
+        frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+        frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    write_json(folder / "encoder.json", {"features": {"kind": "table"}, "target": {}, "sequence": None})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scaled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 40), ("val", 12)):
+        x = rng.normal(size=(n, 1, 8, 8)).astype("float32")
+        labels = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype("int64")
+        np.save(folder / f"{name}.npy", x)
+        pd.DataFrame({"digit": labels}).to_parquet(folder / f"{name}.parquet", index=False)
+    write_json(folder / "encoder.json", {"features": {"kind": "image"}, "target": {}, "sequence": None})
+    return folder
+
+
+def _interrupt_at(epoch: int):
+    def sink(metrics: dict, at: int) -> None:
+        if at == epoch:
+            raise Interrupted(f"stopped at epoch {at}")
+    return sink
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+RESUME_CASES = {
+    "step-with-warmup-batch-norm-noise": ({"norm": "batch"}, {
+        "schedule": {"kind": "step", "step_size": 3, "gamma": 0.5, "patience": 5, "warmup_epochs": 1},
+        "augment": {"flip": "none", "shift": 0, "noise": 0.1}}),
+    "onecycle-adam-moves-rate-and-momentum-per-batch": ({}, {
+        "schedule": {"kind": "onecycle", "step_size": 3, "gamma": 0.5, "patience": 1, "warmup_epochs": 0}}),
+    "plateau-sgd-momentum-layer-norm": ({"norm": "layer"}, {
+        "optimizer": "sgd", "momentum": 0.9,
+        "schedule": {"kind": "plateau", "step_size": 3, "gamma": 0.5, "patience": 1, "warmup_epochs": 0}}),
+}
+
+
+@pytest.mark.parametrize(("model", "train"), RESUME_CASES.values(), ids=RESUME_CASES.keys())
+def test_interrupted_training_resumes_to_bit_identical_weights(
+    scaled: Path, tmp_path: Path, model: dict, train: dict
+) -> None:
+    params = parse_params(_params(model, **train))
+    whole = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        fit(params, scaled, n_outputs=3, sink=_interrupt_at(6), checkpoints=tmp_path / "cut")
+    assert checkpoints.load(tmp_path / "cut" / "last.ckpt")["epoch"] == 5  # epoch 6 never finished
+    resumed = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "cut")
+    assert resumed.resumed_from == 6 and whole.resumed_from is None
+    assert _same(whole.state_dict, resumed.state_dict)
+    assert resumed.history == whole.history  # the epochs before the interruption came back from the checkpoint
+    assert resumed.best_epoch == whole.best_epoch
+
+
+def test_cnn_with_flips_and_shifts_resumes_to_bit_identical_weights(scaled_images: Path, tmp_path: Path) -> None:
+    raw = _params({"kind": "cnn", "hidden": [], "cnn": {"channels": [4], "kernel": 3, "stride": 1, "padding": 1,
+                                                       "pool": "max", "batch_norm": True}},
+                  max_epochs=6, augment={"flip": "both", "shift": 2, "noise": 0.05})
+    raw["data"].update(source="digits", target="digit")
+    params = parse_params(raw)
+    whole = fit(params, scaled_images, n_outputs=2, checkpoints=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        fit(params, scaled_images, n_outputs=2, sink=_interrupt_at(3), checkpoints=tmp_path / "cut")
+    resumed = fit(params, scaled_images, n_outputs=2, checkpoints=tmp_path / "cut")
+    assert resumed.resumed_from == 3
+    assert _same(whole.state_dict, resumed.state_dict)
+
+
+def test_augmentation_changes_training(scaled_images: Path) -> None:
+    raw = _params({"kind": "cnn", "hidden": [], "cnn": {"channels": [4], "kernel": 3, "stride": 1, "padding": 1,
+                                                       "pool": "max", "batch_norm": True}}, max_epochs=2)
+    raw["data"].update(source="digits", target="digit")
+    plain = fit(parse_params(raw), scaled_images, n_outputs=2)
+    raw["train"]["augment"] = {"flip": "horizontal", "shift": 0, "noise": 0.0}
+    flipped = fit(parse_params(raw), scaled_images, n_outputs=2)
+    assert plain.history[0]["train/loss"] != flipped.history[0]["train/loss"]
+    assert plain.history[0]["val/loss"] != flipped.history[0]["val/loss"]
+
+
+def test_a_finished_training_is_trained_afresh_not_resumed(scaled: Path, tmp_path: Path) -> None:
+    params = parse_params(_params(max_epochs=4))
+    first = fit(params, scaled, n_outputs=3, checkpoints=tmp_path)
+    again = fit(params, scaled, n_outputs=3, checkpoints=tmp_path)
+    assert again.resumed_from is None and again.epochs == 4
+    assert _same(first.state_dict, again.state_dict)
+
+
+def test_a_checkpoint_of_other_params_is_discarded(scaled: Path, tmp_path: Path) -> None:
+    with pytest.raises(Interrupted):
+        fit(parse_params(_params()), scaled, n_outputs=3, sink=_interrupt_at(5), checkpoints=tmp_path / "cut")
+    other = parse_params(_params(lr=0.02))
+    resumed = fit(other, scaled, n_outputs=3, checkpoints=tmp_path / "cut")
+    fresh = fit(other, scaled, n_outputs=3)
+    assert resumed.resumed_from is None
+    assert _same(resumed.state_dict, fresh.state_dict)
+
+
+def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Path) -> None:
+    result = fit(parse_params(_params(max_epochs=8, checkpoint_every=3)), scaled, n_outputs=3, checkpoints=tmp_path)
+    best = checkpoints.load(tmp_path / "best.ckpt")
+    assert best["epoch"] == result.best_epoch
+    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
+    assert _same(weights, result.state_dict)
+    last = checkpoints.load(tmp_path / "last.ckpt")
+    assert last["callbacks"]["Checkpoints"]["finished"] is True  # saved once more when training ended
+    assert len(last["callbacks"]["EpochHistory"]["history"]) == 8
+
+
+def test_no_checkpoints_when_every_is_zero(scaled: Path, tmp_path: Path) -> None:
+    fit(parse_params(_params(max_epochs=2, checkpoint_every=0)), scaled, n_outputs=3, checkpoints=tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()
+
+
+def test_round_trip_keeps_types_keys_and_special_floats(tmp_path: Path) -> None:
+    state = {
+        "epoch": 3, "name": "x", "flag": True, "none": None, "best": math.inf, "nan": math.nan,
+        "betas": (0.9, 0.999), "groups": [{"lr": 0.1, "params": [0, 1]}],
+        "state": {0: {"exp_avg": torch.randn(3, 2)}, 1: {"step": torch.tensor(4.0)}},
+        "rng": torch.get_rng_state(), "mask": torch.tensor([True, False]),
+    }
+    checkpoints.save(state, tmp_path / "a.ckpt")
+    back = checkpoints.load(tmp_path / "a.ckpt")
+    assert back["betas"] == (0.9, 0.999) and isinstance(back["betas"], tuple)
+    assert set(back["state"]) == {0, 1}  # integer keys stay integers
+    assert torch.equal(back["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
+    assert torch.equal(back["rng"], state["rng"]) and back["mask"].dtype == torch.bool
+    assert back["best"] == math.inf and math.isnan(back["nan"])
+    assert {k: back[k] for k in ("epoch", "name", "flag", "none", "groups")} == {
+        "epoch": 3, "name": "x", "flag": True, "none": None, "groups": [{"lr": 0.1, "params": [0, 1]}]}
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_an_object_it_cannot_store_is_refused_by_path() -> None:
+    with pytest.raises(TypeError, match=r"checkpoint\.optimizer\.fn: expected tensors, numbers"):
+        checkpoints._encode({"optimizer": {"fn": print}}, {}, "")
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this writes the marker file
+        return (Path.write_text, (self.marker, "executed"))
+
+
+def test_a_pickled_checkpoint_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    planted = tmp_path / "last.ckpt"
+    planted.write_bytes(pickle.dumps({"epoch": 1, "payload": _Payload(marker)}))
+    with pytest.raises(PipelineError, match=f"{planted}: expected a training checkpoint written by this pipeline"):
+        checkpoints.load(planted)
+    assert not marker.exists()
+    assert checkpoints.resumable(tmp_path, "any") is None and not planted.exists()  # removed, never resumed
+    assert not marker.exists()
+
+
+def test_a_truncated_checkpoint_names_the_file(tmp_path: Path) -> None:
+    checkpoints.save({"w": torch.randn(100)}, tmp_path / "last.ckpt")
+    data = (tmp_path / "last.ckpt").read_bytes()
+    (tmp_path / "last.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(PipelineError, match="last.ckpt: expected a training checkpoint"):
+        checkpoints.load(tmp_path / "last.ckpt")
+    shutil.rmtree(tmp_path)
