@@ -5,6 +5,7 @@
     python -m pipeline models pin 3 --alias champion
     python -m pipeline summary
     python -m pipeline ui
+    python -m pipeline preset digits [--run]
 """
 
 from __future__ import annotations
@@ -124,6 +125,24 @@ def cmd_ui(args: argparse.Namespace) -> None:
     os.execv(sys.executable, command)
 
 
+def cmd_preset(args: argparse.Namespace) -> None:
+    import shlex
+    import subprocess
+
+    from pipeline.presets import dvc_set_args, preset
+
+    overrides = preset(args.name, args.params, args.presets)
+    local = Path(sys.executable).with_name("dvc")  # this environment's dvc, as `make run` uses
+    command = ["dvc", "exp", "run", *dvc_set_args(overrides), *args.dvc_args]
+    if not args.run:
+        print(shlex.join(command))
+        return
+    print(f"preset: {shlex.join(command)}", flush=True)
+    done = subprocess.run([str(local) if local.exists() else "dvc", *command[1:]], check=False)
+    if done.returncode != 0:
+        raise PipelineError(f"preset {args.name!r}: dvc exp run exited {done.returncode}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     top = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
@@ -157,6 +176,13 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
+
+    presets = commands.add_parser("preset", help="print (or --run) the `dvc exp run` of a measured preset")
+    presets.add_argument("name", help="a preset in presets.yaml: penguins, diabetes, digits, gunpoint")
+    presets.add_argument("--run", action="store_true", help="run the experiment instead of printing the command")
+    presets.add_argument("--presets", type=Path, default=Path("presets.yaml"), help="presets file")
+    presets.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more `dvc exp run` arguments, after --")
+    presets.set_defaults(func=cmd_preset)
     return top
 
 
