@@ -177,18 +177,27 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
 
-    presets = commands.add_parser("preset", help="print (or --run) the `dvc exp run` of a measured preset")
+    presets = commands.add_parser(
+        "preset", help="print (or --run) the `dvc exp run` of a measured preset",
+        epilog="Arguments after a lone -- go to `dvc exp run` as they are, e.g. preset digits --run -- --name d1",
+    )
     presets.add_argument("name", help="a preset in presets.yaml: penguins, diabetes, digits, gunpoint")
     presets.add_argument("--run", action="store_true", help="run the experiment instead of printing the command")
     presets.add_argument("--presets", type=Path, default=Path("presets.yaml"), help="presets file")
-    presets.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more `dvc exp run` arguments, after --")
     presets.set_defaults(func=cmd_preset)
     return top
 
 
 def main() -> None:
     """Parse the command line and run the chosen command."""
-    args = parser().parse_args()
+    argv = sys.argv[1:]
+    passed: list[str] = []
+    if "--" in argv:  # what follows a lone -- goes to `dvc exp run` untouched (argparse would read it as options)
+        argv, passed = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    args = parser().parse_args(argv)
+    if passed and args.command != "preset":
+        raise PipelineError(f"{args.command}: expected no arguments after --, got {' '.join(passed)}")
+    args.dvc_args = passed
     args.func(args)
 
 

@@ -53,9 +53,14 @@ def test_a_preset_with_a_bad_value_is_refused_naming_the_preset(tmp_path: Path) 
 
 def test_the_cli_prints_the_dvc_command_and_refuses_an_unknown_preset() -> None:
     run = [sys.executable, "-m", "pipeline", "preset"]
-    done = subprocess.run([*run, "digits", "--", "--name", "d1"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # options before the lone -- are the command's own; everything after it goes to dvc untouched
+    done = subprocess.run([*run, "digits", "--presets", "presets.yaml", "--", "--name", "d1"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ("dvc exp run -S data.source=digits -S data.target=digit -S model.kind=cnn "
                                    "-S 'model.hidden=[]' --name d1")
+    stray = subprocess.run([sys.executable, "-m", "pipeline", "summary", "--", "x"], cwd=ROOT, capture_output=True,
+                           text=True, check=False)
+    assert stray.returncode != 0 and "summary: expected no arguments after --, got x" in stray.stderr
     bad = subprocess.run([*run, "mnist"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert bad.returncode != 0
     assert bad.stderr.strip() == ("pipeline: error: presets.yaml: preset 'mnist': expected one of "
