@@ -4,6 +4,7 @@ ends with the same weights as a training that was never interrupted (CPU, real p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -59,3 +60,13 @@ def test_sigkill_mid_training_then_repro_resumes_to_identical_weights(tmp_path_f
     again = dvc(cut, "repro")
     assert f"resuming from models/checkpoints/last.ckpt: {killed_at + 1} of 150 epochs done" in again.stdout
     assert _weights_md5(cut) == expected
+
+    # the resumed run carries the whole training: the epochs before the kill were replayed into it
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{cut / 'mlflow.db'}")
+    info = json.loads((cut / "models" / "train.json").read_text())
+    run = client.get_run(info["run_id"])
+    assert run.data.tags["resumed_from_epoch"] == str(killed_at + 1) and info["resumed_from_epoch"] == killed_at + 1
+    steps = [m.step for m in client.get_metric_history(info["run_id"], "val/loss")]
+    assert sorted(steps) == list(range(150))
