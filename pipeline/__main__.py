@@ -3,6 +3,8 @@
     python -m pipeline predict --model champion --input rows.csv --output preds.csv
     python -m pipeline models list
     python -m pipeline models pin 3 --alias champion
+    python -m pipeline models show champion
+    python -m pipeline runs cleanup
     python -m pipeline summary
     python -m pipeline ui
     python -m pipeline preset digits [--run]
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.config import DEFAULT_PARAMS, load_params
@@ -74,14 +77,54 @@ def cmd_models_list(args: argparse.Namespace) -> None:
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
     if not versions:
         raise PipelineError(f"model {name!r}: no registered versions in {tracking.tracking_uri(Path.cwd())}")
-    print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test metric':<20}  {'git commit':<12}")
+    print(f"{'version':>7}  {'aliases':<18} {'run id':<32}  {'test metric':<20}  {'train data md5':<14}  "
+          f"{'git commit':<12}  experiment")
     for v in versions:
         run = client.get_run(v.run_id)
         metric = f"test/{run.data.params.get('evaluate.primary_metric', 'accuracy')}"
         value = run.data.metrics.get(metric)
         shown = f"{metric.removeprefix('test/')} {value:.4f}" if value is not None else "-"
+        tags = run.data.tags
         print(f"{v.version:>7}  {','.join(v.aliases) or '-':<18} {v.run_id:<32}  {shown:<20}  "
-              f"{run.data.tags.get('git.commit', '-')[:12]:<12}")
+              f"{tags.get('data.md5.train', '-')[:14]:<14}  {tags.get('git.commit', '-')[:12]:<12}  "
+              f"{tags.get('dvc.experiment', '-')}")
+
+
+def cmd_models_show(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+    from pipeline.serving import registry
+
+    client = tracking.configure(Path.cwd(), must_exist=True)
+    name = _model_name(args)
+    version = registry.model_version(client, name, args.version)
+    run = client.get_run(version.run_id)
+    registered = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=timezone.utc)
+    print(f"{name} version {version.version}  aliases: {', '.join(version.aliases) or '-'}  "
+          f"registered {registered:%Y-%m-%d %H:%M} UTC")
+    print(f"  run        {run.info.run_id} ({run.info.status}) in experiment {run.info.experiment_id}")
+    print(f"  source     {version.source}")
+    sections = (
+        ("test metrics", {k: f"{v:.4f}" for k, v in sorted(run.data.metrics.items()) if k.startswith("test/")}),
+        ("lineage", {k: v for k, v in sorted(run.data.tags.items())
+                     if k.startswith(("git.", "dvc.", "data.md5", "seed", "device", "resumed"))}),
+        ("environment", {k: v for k, v in sorted(run.data.tags.items()) if k.startswith("env.")}),
+        ("params", dict(sorted(run.data.params.items()))),
+    )
+    for title, entries in sections:
+        print(f"  {title}:")
+        for key, value in entries.items():
+            print(f"    {key:<34} {value}")
+
+
+def cmd_runs_cleanup(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+
+    client = tracking.configure(Path.cwd(), must_exist=True)
+    done = tracking.cleanup_runs(client)
+    for run_id, what in done:
+        print(f"runs: {run_id} {what}")
+    if not done:
+        print("runs: no run is left RUNNING")
 
 
 def cmd_models_pin(args: argparse.Namespace) -> None:
@@ -168,6 +211,15 @@ def parser() -> argparse.ArgumentParser:
     pin.add_argument("--alias", default="champion")
     pin.add_argument("--name", help="registered model name (default: from params.yaml)")
     pin.set_defaults(func=cmd_models_pin)
+
+    show = models.add_parser("show", help="a version's run, metrics, lineage, environment and params")
+    show.add_argument("version", help="a version number or an alias")
+    show.add_argument("--name", help="registered model name (default: from params.yaml)")
+    show.set_defaults(func=cmd_models_show)
+
+    runs = commands.add_parser("runs", help="housekeeping of MLflow runs").add_subparsers(dest="action", required=True)
+    cleanup = runs.add_parser("cleanup", help="mark KILLED the runs left RUNNING by a process that no longer exists")
+    cleanup.set_defaults(func=cmd_runs_cleanup)
 
     summary = commands.add_parser("summary", help="print the last run's test metrics and registered version")
     summary.set_defaults(func=cmd_summary)

@@ -13,8 +13,16 @@ class PipelineError(Exception):
     """
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (see :func:`pipeline.tracking.tracked_run`) so cleanup code runs.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` swallows it.
+    """
+
+
 def run_main(main: Callable[[], None], name: str) -> None:
-    """Run a stage's or command's ``main`` and exit 1 with one line on a :class:`PipelineError`.
+    """Run a stage's or command's ``main``: exit 1 with one line on a :class:`PipelineError`, and 130 / 143
+    with one line on Ctrl-C / SIGTERM (the conventional 128 + signal number).
 
     Args:
         main: The function to run.
@@ -25,6 +33,15 @@ def run_main(main: Callable[[], None], name: str) -> None:
     except PipelineError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        print(f"{name}: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        sys.exit(0)
 
 
 def plain(value: object) -> object:

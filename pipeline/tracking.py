@@ -1,58 +1,176 @@
 """MLflow plumbing shared by train, evaluate and the CLI: the store, experiments, lineage and environment tags.
 
-The store is the SQLite database ``mlflow.db`` at the project root unless ``MLFLOW_TRACKING_URI`` points
-elsewhere (a server, say). Artifacts of local runs go to ``mlruns/`` beside it.
+The store is the SQLite database ``mlflow.db`` at the workspace root unless ``MLFLOW_TRACKING_URI`` points
+elsewhere (a server, say). Artifacts of local runs go to ``mlruns/`` beside it. The workspace is where
+``dvc.yaml`` lives; ``dvc exp run --temp`` and queued experiments run in a copy under ``.dvc/tmp/exps``, and
+DVC tells them the workspace in ``DVC_ROOT``, so every experiment lands in the one store the user looks at.
+Several experiments may write at once: the store runs in SQLite's WAL mode with a busy timeout, and creating
+the store or an experiment happens under a file lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import platform
+import re
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, Terminated
+
+BUSY_TIMEOUT_S = 60  # how long a writer waits for another's SQLite transaction before failing
+
+
+def workspace(cwd: Path | None = None) -> Path:
+    """The DVC workspace: ``DVC_ROOT`` when a DVC command runs us (its temp copies included), else ``cwd``."""
+    return Path(os.environ.get("DVC_ROOT") or cwd or Path.cwd()).resolve()
 
 
 def tracking_uri(root: Path) -> str:
-    """The tracking URI: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<root>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    """The tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the SQLite store ``<workspace>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace(root) / 'mlflow.db'}"
+
+
+def _local_store(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+
+@contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Serialise creating the local store and experiments between processes (parallel DVC experiments)."""
+    store = _local_store(tracking_uri(root))
+    if store is None:  # a server serialises by itself
+        yield
+        return
+    with open(store.with_name(".mlflow.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def configure(root: Path, must_exist: bool = False) -> MlflowClient:
     """Point MLflow at this project's store and return a client.
 
+    A new local store is created under :func:`store_lock` and switched to WAL mode (persistent in the file),
+    so readers never block the writer and concurrent writers queue instead of failing; the URI carries a busy
+    timeout for the same reason.
+
     Args:
-        root: The project root (where ``dvc.yaml`` lives).
+        root: The project root (where ``dvc.yaml`` lives), or a temporary copy of it that DVC runs.
         must_exist: Refuse to create a new local store (for commands that only read one).
 
     Raises:
         PipelineError: If ``must_exist`` and there is no local store yet.
     """
     uri = tracking_uri(root)
-    if must_exist and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise PipelineError(
-            f"{uri.removeprefix('sqlite:///')}: no MLflow store here; run `make run` (or `dvc repro`) first, "
-            "or set MLFLOW_TRACKING_URI"
-        )
+    store = _local_store(uri)
+    if store is not None:
+        if must_exist and not store.is_file():
+            raise PipelineError(
+                f"{store}: no MLflow store here; run `make run` (or `dvc repro`) first, or set MLFLOW_TRACKING_URI"
+            )
+        with store_lock(root):
+            with sqlite3.connect(store, timeout=BUSY_TIMEOUT_S) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+            uri = f"sqlite:///{store}?timeout={BUSY_TIMEOUT_S}"
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates (migrates) the schema now, under the lock
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
 
-def experiment_id(client: MlflowClient, name: str) -> str:
+def experiment_id(client: MlflowClient, name: str, root: Path | None = None) -> str:
     """Return the id of experiment ``name``, creating it if needed.
 
-    With the local SQLite store, MLflow keeps a new experiment's artifacts in ``mlruns/<id>`` under the
-    working directory, which for a stage is the project root.
+    A new experiment in a local store keeps its artifacts in ``<workspace>/mlruns/<name>``: MLflow's default
+    (``mlruns/<id>`` under the working directory) would put them in DVC's temporary copy for a queued
+    experiment, which DVC deletes afterwards.
     """
-    found = client.get_experiment_by_name(name)
-    return found.experiment_id if found is not None else client.create_experiment(name)
+    with store_lock(root or Path.cwd()):
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if _local_store(tracking_uri(root or Path.cwd())) is not None:
+            location = (workspace(root) / "mlruns" / re.sub(r"[^A-Za-z0-9_.-]", "-", name)).as_uri()
+        return client.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def tracked_run(**start: object) -> Iterator[mlflow.ActiveRun]:
+    """``mlflow.start_run(**start)`` that ends FAILED on an exception and KILLED on Ctrl-C or SIGTERM.
+
+    MLflow alone marks an interrupted run FAILED, and a SIGTERM would end the process with the run left
+    RUNNING; here SIGTERM becomes :class:`Terminated` in the main thread so the run is closed as KILLED. The
+    run is tagged with this process's ``pid`` and ``host``: a SIGKILL leaves it RUNNING, and
+    ``python -m pipeline runs cleanup`` later finds that process gone.
+    """
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with mlflow.start_run(**start) as run:
+            mlflow.set_tags({"pid": str(os.getpid()), "host": socket.gethostname()})
+            try:
+                yield run
+            except (KeyboardInterrupt, Terminated):
+                mlflow.end_run("KILLED")
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running pipeline process (a pid reused by another program does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    try:
+        return b"pipeline" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the signal check
+
+
+def cleanup_runs(client: MlflowClient) -> list[tuple[str, str]]:
+    """Mark KILLED every RUNNING run whose process (tags ``pid``, ``host``) is gone from this host.
+
+    Returns:
+        (run id, what was done) for each RUNNING run found.
+    """
+    here = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    done: list[tuple[str, str]] = []
+    if not experiments:
+        return done
+    for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'"):
+        pid, host = run.data.tags.get("pid"), run.data.tags.get("host")
+        if host != here or pid is None:
+            done.append((run.info.run_id, f"left RUNNING: started on host {host!r}, this is {here!r}"))
+        elif alive(int(pid)):
+            done.append((run.info.run_id, f"left RUNNING: process {pid} is still running"))
+        else:
+            client.set_terminated(run.info.run_id, "KILLED")
+            done.append((run.info.run_id, f"marked KILLED: process {pid} is gone"))
+    return done
 
 
 def file_md5(path: Path) -> str:
@@ -62,6 +180,34 @@ def file_md5(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def dvc_tags(root: Path) -> dict[str, str]:
+    """The DVC experiment running us (if any) and the md5 of every stage output ``dvc.lock`` records so far.
+
+    Train runs after ingest, split, clean and scale have been locked, so their output hashes say exactly which
+    data this run saw.
+    """
+    import yaml
+
+    tags = {f"dvc.{key}": os.environ[env] for key, env in
+            (("experiment", "DVC_EXP_NAME"), ("baseline_rev", "DVC_EXP_BASELINE_REV")) if os.environ.get(env)}
+    lock = Path(root) / "dvc.lock"
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
+    except (OSError, yaml.YAMLError):
+        stages = {}
+    for stage, entry in stages.items():
+        for out in entry.get("outs", []) or []:
+            if "md5" in out:
+                tags[f"dvc.out.{out['path']}"] = out["md5"]
+    return tags
+
+
+def git_diff(root: Path) -> str:
+    """``git diff HEAD`` of tracked files (what a dirty run's code differs by); empty outside git."""
+    done = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
 
 
 def git_tags(root: Path) -> dict[str, str]:
@@ -77,18 +223,49 @@ def git_tags(root: Path) -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no")))}
 
 
-def environment_tags() -> dict[str, str]:
-    """Python, OS, key package versions, torch build and the accelerator this process can see."""
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux; ``platform`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_driver() -> str:
+    """The NVIDIA driver version, or ``none`` without one (torch reports CUDA's version, not the driver's)."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "none"
+
+
+def pip_freeze() -> str:
+    """Every installed distribution as ``name==version`` lines, sorted (what ``pip freeze`` lists)."""
+    names = {(d.metadata["Name"] or "").lower(): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(names.items()))
+
+
+def environment_tags(root: Path | None = None) -> dict[str, str]:
+    """Python, OS, CPU, key package versions, torch build, GPU and driver, and the lock file's hash."""
     import torch
 
+    lock = Path(root or Path.cwd()) / "requirements.lock"
     tags = {
         "env.python": sys.version.split()[0],
         "env.platform": platform.platform(),
-        "env.cpu": platform.processor() or platform.machine(),
+        "env.cpu": cpu_model(),
+        "env.cpu_count": str(os.cpu_count()),
         "env.torch_threads": str(torch.get_num_threads()),
         "env.cuda": torch.version.cuda or "cpu",
         "env.cudnn": str(torch.backends.cudnn.version()) if torch.cuda.is_available() else "cpu",
         "env.gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "env.gpu_driver": gpu_driver() if torch.cuda.is_available() else "none",
+        "env.requirements_lock_md5": file_md5(lock) if lock.is_file() else "missing",
     }
     for package in ("torch", "lightning", "mlflow", "dvc", "pandas", "scikit-learn", "numpy"):
         try:

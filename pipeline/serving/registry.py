@@ -127,6 +127,16 @@ def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame | np.ndarray, s
         raise PipelineError(str(exc).replace(MODEL_INPUT, source, 1)) from None
 
 
+def model_version(client: MlflowClient, name: str, version: str) -> mlflow.entities.model_registry.ModelVersion:
+    """Version ``version`` (a number or an alias) of registered model ``name``, or a clear error."""
+    try:
+        if version.isdigit():
+            return client.get_model_version(name, version)
+        return client.get_model_version_by_alias(name, version)
+    except mlflow.exceptions.MlflowException:
+        raise PipelineError(f"model {name!r}: no version or alias {version!r} in the registry") from None
+
+
 def set_alias(client: MlflowClient, name: str, version: str, alias: str) -> None:
     """Point ``alias`` at ``version`` of ``name``."""
     try:

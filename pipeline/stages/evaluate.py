@@ -99,7 +99,7 @@ def main() -> None:
     tracking.configure(root)
     name = params.registered_model_name
     registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id, "modality": bundle.modality}
-    with mlflow.start_run(run_id=run_id):
+    with tracking.tracked_run(run_id=run_id):
         mlflow.log_metrics(flat)
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")
@@ -112,9 +112,12 @@ def main() -> None:
             version = mlflow.register_model(info.model_uri, name)
             registered.update(version=int(version.version), uri=f"models:/{name}/{version.version}")
             mlflow.set_tags({"registered_model": name, "registered_version": version.version})
-        write_json(args.reports / "metrics.json", metrics)
+        # the run id beside the metrics: `dvc exp show` then links each experiment to its MLflow run
+        write_json(args.reports / "metrics.json", {**metrics, "mlflow_run_id": run_id})
         write_json(args.reports / "model.json", registered)
         mlflow.log_artifact(str(args.reports / "metrics.json"), artifact_path="evaluation")
+        if (root / "dvc.lock").is_file():  # the lock as it stands after train: every input's hash
+            mlflow.log_artifact(str(root / "dvc.lock"), artifact_path="config")
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
     others = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k not in (primary, "per_class"))
     unit = {"tabular": "rows", "image": "images", "sequence": "series"}[bundle.modality]

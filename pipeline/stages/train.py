@@ -207,6 +207,34 @@ def log_lr_finding(finding: LRFinding, params: Params) -> None:
     print(f"train: lr_find suggests train.lr = {finding.suggestion:.3g} (training used {params.train.lr:g})")
 
 
+def log_lineage(root: Path, raw: Path) -> None:
+    """Log what the run was made from: the config and lock files, the data profile, the environment, the diff."""
+    from pipeline import tracking
+
+    import mlflow
+
+    for folder, files in (("config", [root / n for n in ("params.yaml", "dvc.yaml", "dvc.lock")]),
+                          ("data", [raw / n for n in ("profile.json", "schema.json")])):
+        for path in files:
+            if path.is_file():
+                mlflow.log_artifact(str(path), artifact_path=folder)
+    mlflow.log_text(tracking.pip_freeze(), "environment/pip-freeze.txt")
+    diff = tracking.git_diff(root)
+    if diff:  # a dirty run: the uncommitted change to tracked files is part of what made it
+        mlflow.log_text(diff, "git/diff.patch")
+
+
+def model_summary(spec: dict[str, Any]) -> str:
+    """The network, layer by layer with parameter counts, and its spec: what ``print(model)`` would not total."""
+    net = build_net(spec)
+    lines = [f"{'layer':<40} {'shape':<20} {'parameters':>12}"]
+    for name, parameter in net.named_parameters():
+        lines.append(f"{name:<40} {str(tuple(parameter.shape)):<20} {parameter.numel():>12,}")
+    total = sum(p.numel() for p in net.parameters())
+    lines += [f"{'total (trainable)':<61} {total:>12,}", "", str(net), "", json.dumps(spec, indent=2)]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Train on ``--scaled`` and write the bundle to ``--out`` and the run summary to ``--info``."""
     import mlflow
@@ -225,25 +253,25 @@ def main() -> None:
     weights = read_json(args.clean / "report.json")["class_weight"]
     class_weight = None if weights is None else [weights[str(c)] for c in target["classes_"]]
     client = tracking.configure(root)
-    experiment = tracking.experiment_id(client, params.experiment_name)
+    experiment = tracking.experiment_id(client, params.experiment_name, root)
     started = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment) as run:
+    with tracking.tracked_run(experiment_id=experiment) as run:
         mlflow.log_params(flatten(params))
         mlflow.set_tags({
             "seed": str(params.seed),
             "model.kind": params.model.kind,
             "task": task,
             **tracking.git_tags(root),
+            **tracking.dvc_tags(root),
             **{f"data.md5.{s}": tracking.file_md5(args.scaled / f"{s}.parquet") for s in ("train", "val", "test")},
             **{f"data.md5.{s}.images": tracking.file_md5(args.scaled / f"{s}.npy")
                for s in ("train", "val", "test") if (args.scaled / f"{s}.npy").is_file()},
         })
-        for name in ("params.yaml", "dvc.yaml"):
-            if (root / name).is_file():
-                mlflow.log_artifact(str(root / name), artifact_path="config")
+        log_lineage(root, args.raw)
         result = fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight, task,
                      checkpoints=args.checkpoints)
-        mlflow.set_tags({**tracking.environment_tags(), "device": result.device})
+        mlflow.set_tags({**tracking.environment_tags(root), "device": result.device})
+        mlflow.log_text(model_summary(result.spec), "model/summary.txt")
         if result.resumed_from is not None:
             mlflow.set_tag("resumed_from_epoch", str(result.resumed_from))
         if result.lr_finding is not None:
