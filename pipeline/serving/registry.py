@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -90,7 +91,13 @@ def model_uri(model: str, name: str) -> str:
 
 
 def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """Load a registered version through MLflow's own loader, with a clear error when it is not there."""
+    """Load a registered version through MLflow's own loader, with a clear error when it is not there.
+
+    MLflow would unpickle a model whose ``MLmodel`` names a cloudpickled python model (its default allows it);
+    ours never are, so a version that asks for it has been tampered with and is refused before anything in
+    it is unpickled.
+    """
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     try:
         return mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as exc:

@@ -105,7 +105,7 @@ def main() -> None:
             mlflow.log_artifact(str(image), artifact_path="plots")
         mlflow.log_artifact(str(args.reports / "predictions.csv"), artifact_path="evaluation")
         info = registry.log_bundle(bundle, args.model, registry.input_example(bundle, raw))
-        reloaded = mlflow.pyfunc.load_model(info.model_uri).predict(raw)
+        reloaded = registry.load(info.model_uri).predict(raw)
         if not same_predictions(reloaded, predictions.reset_index(drop=True)):
             raise PipelineError(f"{info.model_uri}: the reloaded MLflow model predicts differently from the bundle")
         if params.tracking.register_model:

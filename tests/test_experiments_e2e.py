@@ -1,0 +1,63 @@
+"""Experiments through DVC's own queue: parallel workers in temporary copies all land in the workspace store.
+
+Real `dvc exp run --queue` and `dvc queue start -j 2`: each experiment runs the whole pipeline in a copy under
+.dvc/tmp/exps, two at a time, writing to one SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.project import dvc, make_project
+
+pytestmark = pytest.mark.slow
+
+RATES = {"lr-002": 0.002, "lr-005": 0.005, "lr-02": 0.02}
+
+
+def _wait_for_queue(project: Path, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(2)
+    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
+
+
+def test_queued_experiments_with_two_workers_all_log_to_the_workspace_store(tmp_path: Path) -> None:
+    project = make_project(tmp_path, train__max_epochs=15, train__early_stopping__patience=5)
+    for name, lr in RATES.items():
+        dvc(project, "exp", "run", "--queue", "-n", name, "-S", f"train.lr={lr}")
+    dvc(project, "queue", "start", "-j", "2")
+    status = _wait_for_queue(project)
+    assert status.count("Success") == 3, status
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("penguins")
+    runs = client.search_runs([experiment.experiment_id])
+    by_name = {run.data.tags.get("dvc.experiment"): run for run in runs}
+    assert set(by_name) == set(RATES), [r.data.tags for r in runs]
+    for name, run in by_name.items():
+        assert run.info.status == "FINISHED"
+        assert float(run.data.params["train.lr"]) == RATES[name]
+        assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
+        assert run.data.tags["registered_model"] == "penguins-fnn"
+        artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+        assert artifacts.is_relative_to(project / "mlruns") and (artifacts / "config" / "params.yaml").is_file()
+    assert len(client.search_model_versions("name = 'penguins-fnn'")) == 3
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))  # no store was left in a temporary copy
+
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    experiments = {exp["name"]: exp for rev in shown for exp in (rev.get("experiments") or [])}
+    for name in RATES:
+        data = experiments[name]["revs"][0]["data"]
+        metrics = data["metrics"]["reports/metrics.json"]["data"]
+        assert metrics["mlflow_run_id"] == by_name[name].info.run_id  # DVC's record points at MLflow's
+        assert metrics["test"]["accuracy"] == by_name[name].data.metrics["test/accuracy"]
+        assert data["params"]["params.yaml"]["data"]["train"]["lr"] == RATES[name]
