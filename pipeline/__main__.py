@@ -4,6 +4,7 @@
     python -m pipeline models list
     python -m pipeline models pin 3 --alias champion
     python -m pipeline models show champion
+    python -m pipeline models reproduce 3
     python -m pipeline runs cleanup
     python -m pipeline summary
     python -m pipeline ui
@@ -116,6 +117,23 @@ def cmd_models_show(args: argparse.Namespace) -> None:
             print(f"    {key:<34} {value}")
 
 
+def cmd_models_reproduce(args: argparse.Namespace) -> None:
+    from pipeline import tracking
+    from pipeline.serving.reproduce import reproduce
+
+    client = tracking.configure(Path.cwd(), must_exist=True)
+    name = _model_name(args)
+    verdict = reproduce(client, name, args.version, Path.cwd(), args.keep)
+    for line in verdict.data_mismatches:
+        print(f"reproduce: data differs: {line}")
+    for line in verdict.environment_changes:
+        print(f"reproduce: environment changed: {line}")
+    if not verdict.identical:
+        raise PipelineError(f"model {name!r} version {args.version}: rebuilt weights differ (recorded md5 "
+                            f"{verdict.expected_md5}, rebuilt {verdict.reproduced_md5})")
+    print(f"reproduce: {name} version {args.version}: weights bit-identical (md5 {verdict.reproduced_md5})")
+
+
 def cmd_runs_cleanup(args: argparse.Namespace) -> None:
     from pipeline import tracking
 
@@ -216,6 +234,12 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("version", help="a version number or an alias")
     show.add_argument("--name", help="registered model name (default: from params.yaml)")
     show.set_defaults(func=cmd_models_show)
+
+    again = models.add_parser("reproduce", help="rebuild a version from its commit and params; compare the weights")
+    again.add_argument("version", help="a version number or an alias")
+    again.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temporary one)")
+    again.add_argument("--name", help="registered model name (default: from params.yaml)")
+    again.set_defaults(func=cmd_models_reproduce)
 
     runs = commands.add_parser("runs", help="housekeeping of MLflow runs").add_subparsers(dest="action", required=True)
     cleanup = runs.add_parser("cleanup", help="mark KILLED the runs left RUNNING by a process that no longer exists")

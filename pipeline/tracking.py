@@ -204,6 +204,32 @@ def dvc_tags(root: Path) -> dict[str, str]:
     return tags
 
 
+def run_name(root: Path, params: dict[str, object]) -> str | None:
+    """A run name that says what changed: ``<dvc experiment>: train.lr=0.003 model.dropout=0.2``.
+
+    ``params`` (flattened) are compared with ``params.yaml`` at the experiment's baseline commit (or HEAD
+    outside an experiment), so runs of a grid search read apart in the MLflow UI. None (MLflow picks a name)
+    when nothing changed and DVC gave no experiment name.
+    """
+    import yaml
+
+    from pipeline.config import flatten, parse_params
+
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV") or "HEAD"
+    done = subprocess.run(["git", "show", f"{baseline}:params.yaml"], cwd=root, capture_output=True, text=True,
+                          check=False)
+    before: dict[str, object] = {}
+    if done.returncode == 0:
+        try:
+            before = flatten(parse_params(yaml.safe_load(done.stdout)))
+        except (PipelineError, yaml.YAMLError):  # an old or broken baseline only costs the name its detail
+            before = {}
+    changed = " ".join(f"{k}={v}" for k, v in params.items() if before and before.get(k) != v)
+    experiment = os.environ.get("DVC_EXP_NAME")
+    name = ": ".join(part for part in (experiment, changed) if part)
+    return name[:250] or None
+
+
 def git_diff(root: Path) -> str:
     """``git diff HEAD`` of tracked files (what a dirty run's code differs by); empty outside git."""
     done = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=False)

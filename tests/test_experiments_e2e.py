@@ -45,6 +45,7 @@ def test_queued_experiments_with_two_workers_all_log_to_the_workspace_store(tmp_
     assert set(by_name) == set(RATES), [r.data.tags for r in runs]
     for name, run in by_name.items():
         assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"{name}: train.lr={RATES[name]}"  # named after what changed
         assert float(run.data.params["train.lr"]) == RATES[name]
         assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
         assert run.data.tags["registered_model"] == "penguins-fnn"

@@ -255,8 +255,9 @@ def main() -> None:
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, params.experiment_name, root)
     started = time.perf_counter()
-    with tracking.tracked_run(experiment_id=experiment) as run:
-        mlflow.log_params(flatten(params))
+    flat = flatten(params)
+    with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flat)) as run:
+        mlflow.log_params(flat)
         mlflow.set_tags({
             "seed": str(params.seed),
             "model.kind": params.model.kind,
