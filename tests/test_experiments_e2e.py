@@ -18,6 +18,7 @@ from tests.project import dvc, make_project
 pytestmark = pytest.mark.slow
 
 RATES = {"lr-002": 0.002, "lr-005": 0.005, "lr-02": 0.02}
+TEMP = ("temp-lr-03", 0.03)  # one more through `dvc exp run --temp`, which also runs in a temporary copy
 
 
 def _wait_for_queue(project: Path, timeout: float = 600) -> str:
@@ -37,21 +38,23 @@ def test_queued_experiments_with_two_workers_all_log_to_the_workspace_store(tmp_
     dvc(project, "queue", "start", "-j", "2")
     status = _wait_for_queue(project)
     assert status.count("Success") == 3, status
+    dvc(project, "exp", "run", "--temp", "-n", TEMP[0], "-S", f"train.lr={TEMP[1]}")
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("penguins")
     runs = client.search_runs([experiment.experiment_id])
     by_name = {run.data.tags.get("dvc.experiment"): run for run in runs}
-    assert set(by_name) == set(RATES), [r.data.tags for r in runs]
+    rates = {**RATES, TEMP[0]: TEMP[1]}
+    assert set(by_name) == set(rates), [r.data.tags for r in runs]
     for name, run in by_name.items():
         assert run.info.status == "FINISHED"
-        assert run.info.run_name == f"{name}: train.lr={RATES[name]}"  # named after what changed
-        assert float(run.data.params["train.lr"]) == RATES[name]
+        assert run.info.run_name == f"{name}: train.lr={rates[name]}"  # named after what changed
+        assert float(run.data.params["train.lr"]) == rates[name]
         assert 0.0 <= run.data.metrics["test/accuracy"] <= 1.0
         assert run.data.tags["registered_model"] == "penguins-fnn"
         artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
         assert artifacts.is_relative_to(project / "mlruns") and (artifacts / "config" / "params.yaml").is_file()
-    assert len(client.search_model_versions("name = 'penguins-fnn'")) == 3
+    assert len(client.search_model_versions("name = 'penguins-fnn'")) == 4
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))  # no store was left in a temporary copy
 
     shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
