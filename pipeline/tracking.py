@@ -107,7 +107,13 @@ def experiment_id(client: MlflowClient, name: str, root: Path | None = None) -> 
         location = None
         if _local_store(tracking_uri(root or Path.cwd())) is not None:
             location = (workspace(root) / "mlruns" / re.sub(r"[^A-Za-z0-9_.-]", "-", name)).as_uri()
-        return client.create_experiment(name, artifact_location=location)
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:  # another worker made it first (a server has no file lock)
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
 
 @contextmanager
