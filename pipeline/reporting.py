@@ -1,4 +1,4 @@
-"""Test metrics and plots for a task, computed by scikit-learn and drawn by matplotlib (pure functions)."""
+"""Plots for a task, drawn by matplotlib (pure functions); the metrics are in :mod:`pipeline.evaluation.metrics`."""
 
 from __future__ import annotations
 
@@ -9,42 +9,6 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import atomic_file
-
-
-def classification_metrics(y_true: pd.Series, y_pred: pd.Series, classes: list) -> dict[str, Any]:
-    """Accuracy, macro F1 and per-class precision / recall / F1 / support."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0
-    )
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "per_class": {
-            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-        },
-    }
-
-
-def regression_metrics(y_true: pd.Series, y_pred: pd.Series) -> dict[str, Any]:
-    """Mean absolute error, root mean squared error and R^2, in the target's units."""
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
-    return {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "rmse": float(root_mean_squared_error(y_true, y_pred)),
-        "r2": float(r2_score(y_true, y_pred)),
-    }
-
-
-def flatten_metrics(metrics: dict[str, Any], prefix: str = "test") -> dict[str, float]:
-    """``{"accuracy": .., "per_class": {"A": {"f1": ..}}}`` -> ``{"test/accuracy": .., "test/f1/A": ..}`` for MLflow."""
-    flat = {f"{prefix}/{k}": float(v) for k, v in metrics.items() if k != "per_class"}
-    for cls, values in metrics.get("per_class", {}).items():
-        flat.update({f"{prefix}/{name}/{cls}": float(v) for name, v in values.items() if name != "support"})
-    return flat
 
 
 def _pyplot():

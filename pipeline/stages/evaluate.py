@@ -19,7 +19,8 @@ from pipeline.config import load_params, require_task
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_json, read_npy, read_parquet, write_json
 from pipeline.preprocess import sequence as seq
-from pipeline.reporting import classification_metrics, flatten_metrics, regression_metrics, write_plots
+from pipeline.evaluation.metrics import classification_metrics, flatten_metrics, regression_metrics
+from pipeline.reporting import write_plots
 from pipeline.stages.common import stage_args
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
@@ -37,6 +38,27 @@ def same_predictions(a: pd.DataFrame, b: pd.DataFrame) -> bool:
         elif x.tolist() != y.tolist():
             return False
     return True
+
+
+def task_metrics(bundle: Any, actual: pd.Series, predictions: pd.DataFrame) -> dict[str, Any]:
+    """The task's metrics of ``predictions`` (as the bundle reports them) against ``actual`` labels or values."""
+    if bundle.task == "regression":
+        return regression_metrics(actual, predictions["prediction"])
+    proba = predictions[[f"proba_{c}" for c in bundle.classes]].to_numpy()
+    return classification_metrics(actual, predictions["prediction"], bundle.classes, proba)
+
+
+def split_metrics(bundle: Any, scaled: Path, split: str, target: str) -> dict[str, Any]:
+    """Metrics of the network on a split as the scale stage wrote it (train after cleaning and rebalancing)."""
+    from pipeline.training.data import load_xy
+
+    x, y = load_xy(scaled, split, target, bundle.task)
+    predictions = bundle.predictions(bundle.logits(x.numpy()), pd.RangeIndex(len(y)))
+    if bundle.task == "regression":
+        actual = pd.Series(bundle.target.inverse(y.numpy()))
+    else:
+        actual = pd.Series(pd.Series(bundle.classes).to_numpy()[y.numpy()])
+    return task_metrics(bundle, actual, predictions)
 
 
 def main() -> None:
@@ -80,11 +102,14 @@ def main() -> None:
     actual = actual.loc[index] if bundle.modality == "sequence" else actual
 
     classes = bundle.classes if task == "classification" else []
-    metrics = {"test": classification_metrics(actual, predictions["prediction"], classes)
-               if task == "classification" else regression_metrics(actual, predictions["prediction"])}
+    # train and val beside test: a gap between them is over- or underfitting made visible
+    metrics = {split: split_metrics(bundle, args.scaled, split, target) for split in ("train", "val")}
+    metrics["test"] = task_metrics(bundle, actual.reset_index(drop=True), predictions.reset_index(drop=True))
     flat = flatten_metrics(metrics["test"])
     if not all(math.isfinite(v) for v in flat.values()):
         raise PipelineError(f"test metrics are not finite ({flat}); the model is not registered")
+    flat.update({k: v for split in ("train", "val") for k, v in flatten_metrics(metrics[split], f"final/{split}").items()
+                 if math.isfinite(v)})
 
     primary = params.evaluate.primary_metric
     recorded = predictions.copy()
@@ -119,9 +144,11 @@ def main() -> None:
         if (root / "dvc.lock").is_file():  # the lock as it stands after train: every input's hash
             mlflow.log_artifact(str(root / "dvc.lock"), artifact_path="config")
     where = f"registered {name} version {registered['version']}" if registered["version"] else "not registered"
-    others = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if k not in (primary, "per_class"))
+    others = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
+                       if k not in (primary, "per_class") and v is not None)
     unit = {"tabular": "rows", "image": "images", "sequence": "series"}[bundle.modality]
-    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(predictions)} {unit}; {where}")
+    print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(predictions)} {unit}; "
+          f"{primary} train {metrics['train'][primary]:.4f}, val {metrics['val'][primary]:.4f}; {where}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Evaluation: metrics for every split (this package), computed by scikit-learn and torchmetrics."""
