@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pipeline.evaluation.baselines import flat_inputs
 from pipeline.presets import load_presets, overlay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def baselines(project: Path, target: str, seed: int) -> tuple[str, int, dict[str
     (x_tr, y_tr), (x_te, y_te) = (
         (x.numpy(), y.numpy()) for x, y in (load_xy(folder, s, target, task) for s in ("train", "test")))
     sequence = x_tr.ndim == 3
-    flat = [(x[..., :-1] * x[..., -1:] if sequence else x).reshape(len(x), -1) for x in (x_tr, x_te)]
+    flat = [flat_inputs(x, sequence) for x in (x_tr, x_te)]
     if task == "classification":
         models = {"logistic": LogisticRegression(max_iter=5000),
                   "forest": RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVC()}

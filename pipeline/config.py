@@ -290,6 +290,8 @@ class EvaluateConfig(_Section):
     """Test-set evaluation."""
 
     primary_metric: Literal["accuracy", "macro_f1", "mae", "rmse", "r2"]
+    baselines: Annotated[tuple[Literal["dummy", "linear", "forest"], ...], Field(strict=False)]
+    baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
 
 
 class TrackingConfig(_Section):

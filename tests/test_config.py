@@ -123,6 +123,7 @@ BAD_VALUES = [
     ("precision-as-number", ("train", "precision"), 16, ["train.precision = 16", "'32-true' or 'bf16-mixed'"]),
     ("negative-checkpoint-every", ("train", "checkpoint_every"), -1, ["train.checkpoint_every = -1"]),
     ("lr-find-as-text", ("train", "lr_find"), "yes", ["train.lr_find = 'yes'", "boolean"]),
+    ("unknown-baseline", ("evaluate", "baselines"), ["dummy", "svm"], ["evaluate.baselines.1 = 'svm'", "'forest'"]),
 ]
 
 
@@ -230,6 +231,8 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.precision": "32-true",
         "train.cpu_threads": 1,
         "evaluate.primary_metric": "accuracy",
+        "evaluate.baselines": ["dummy", "linear", "forest"],
+        "evaluate.baseline_rows": 20000,
         "tracking.experiment": "auto",
         "tracking.model_name": "auto",
         "tracking.register_model": True,

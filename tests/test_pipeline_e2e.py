@@ -48,6 +48,12 @@ def test_outputs_written(project: Path) -> None:
     assert (project / "reports/plots/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = dvc(project, "metrics", "show").stdout
     assert "test.accuracy" in shown
+    everything = yaml.safe_load((project / "reports/metrics.json").read_text())
+    assert set(everything) >= {"train", "val", "test", "baselines", "versus_baselines", "mlflow_run_id"}
+    assert {"roc_auc", "log_loss", "ece", "balanced_accuracy"} <= set(everything["val"])
+    assert set(everything["baselines"]) == {"dummy", "linear", "forest"}
+    assert everything["baselines"]["dummy"]["accuracy"] < 0.6  # the majority class of three species
+    assert everything["versus_baselines"]["verdict"] in ("beats", "ties", "loses")
 
 
 def test_mlflow_run_records_params_metrics_and_lineage(project: Path, client: MlflowClient) -> None:
@@ -69,6 +75,14 @@ def test_mlflow_run_records_params_metrics_and_lineage(project: Path, client: Ml
     for name in ("train/loss", "val/loss", "train/acc", "val/acc"):
         assert [m.step for m in client.get_metric_history(run_.info.run_id, name)] == list(range(epochs)), name
     assert run_.data.metrics["test/accuracy"] == yaml.safe_load((project / "reports/metrics.json").read_text())["test"]["accuracy"]
+    assert "baseline/forest/accuracy" in run_.data.metrics and "final/val/accuracy" in run_.data.metrics
+    assert run_.data.tags["baseline.verdict"] in ("beats", "ties", "loses")
+    assert run_.data.tags["dvc.out.data/scaled"].endswith(".dir")  # lineage from dvc.lock
+    assert run_.data.tags["host"] and run_.data.tags["pid"].isdigit()
+    artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
+    assert {"config", "data", "environment", "model", "plots", "evaluation"} <= artifacts
+    summary = client.download_artifacts(run_.info.run_id, "model/summary.txt")
+    assert "total (trainable)" in Path(summary).read_text()
 
 
 def test_model_registered_from_the_run(project: Path, client: MlflowClient) -> None:
@@ -164,7 +178,7 @@ def test_diabetes_regression_runs_end_to_end_and_serves_identically(tmp_path_fac
     assert "task regression (the target holds 214 distinct whole numbers)" in done.stdout
     assert "clean.imbalance = 'upsample' is ignored for a regression task" in done.stdout
     metrics = yaml.safe_load((root / "reports/metrics.json").read_text())["test"]
-    assert set(metrics) == {"mae", "rmse", "r2"}
+    assert set(metrics) == {"mae", "rmse", "r2", "mape"} and metrics["mape"] > 0  # progression is never 0
     assert metrics["r2"] > 0.2  # a model that learned nothing scores about 0
     assert (root / "reports/plots/predicted_vs_actual.png").is_file() and not (root / "reports/plots/confusion.png").exists()
     rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["progression"])

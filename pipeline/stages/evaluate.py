@@ -61,6 +61,29 @@ def split_metrics(bundle: Any, scaled: Path, split: str, target: str) -> dict[st
     return task_metrics(bundle, actual, predictions)
 
 
+def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray, actual: pd.Series) -> dict[str, Any]:
+    """Test metrics of each ``evaluate.baselines`` model fitted on the network's scaled train split."""
+    from pipeline.evaluation import baselines
+    from pipeline.training.data import load_xy
+
+    if not params.evaluate.baselines:
+        return {}
+    x_train, y_train = (t.numpy() for t in load_xy(scaled, "train", params.data.target, bundle.task))
+    sequence = bundle.modality == "sequence"
+    outputs = baselines.fit_predict(
+        tuple(params.evaluate.baselines), bundle.task, baselines.flat_inputs(x_train, sequence), y_train,
+        baselines.flat_inputs(x_test, sequence), len(bundle.classes) if bundle.task == "classification" else 0,
+        params.seed, params.evaluate.baseline_rows,
+    )
+    inverse = bundle.target.inverse if bundle.task == "regression" else None
+    scores = {}
+    for name, output in outputs.items():
+        frame = baselines.as_predictions(output, bundle.classes if bundle.task == "classification" else [],
+                                         bundle.task, inverse)
+        scores[name] = {k: v for k, v in task_metrics(bundle, actual, frame).items() if k != "per_class"}
+    return scores
+
+
 def main() -> None:
     """Evaluate ``--model`` on the test split, log to its MLflow run, register, and write ``--reports``."""
     args = stage_args(__doc__.splitlines()[0], "model", "info", "split", "scaled", "reports")
@@ -110,8 +133,22 @@ def main() -> None:
         raise PipelineError(f"test metrics are not finite ({flat}); the model is not registered")
     flat.update({k: v for split in ("train", "val") for k, v in flatten_metrics(metrics[split], f"final/{split}").items()
                  if math.isfinite(v)})
-
     primary = params.evaluate.primary_metric
+    # the scaled test matrix is the raw test input through the same preprocessing (the skew guard above)
+    scores = baseline_metrics(bundle, params, args.scaled, x_scaled.numpy(), actual.reset_index(drop=True))
+    comparison = None
+    if scores:
+        from pipeline.evaluation.baselines import best, verdict
+
+        top, value = best(scores, primary)
+        comparison = {"metric": primary, "best": top, "best_value": value,
+                      "verdict": verdict(metrics["test"][primary], value, primary)}
+        metrics["baselines"] = scores
+        metrics["versus_baselines"] = comparison
+        for name, values in scores.items():
+            flat.update({f"baseline/{name}/{k}": float(v) for k, v in values.items()
+                         if v is not None and math.isfinite(v)})
+
     recorded = predictions.copy()
     recorded.insert(1 if bundle.modality == "sequence" else 0, "actual", actual.to_numpy())
     with atomic_file(args.reports / "predictions.csv") as tmp:
@@ -137,6 +174,8 @@ def main() -> None:
             version = mlflow.register_model(info.model_uri, name)
             registered.update(version=int(version.version), uri=f"models:/{name}/{version.version}")
             mlflow.set_tags({"registered_model": name, "registered_version": version.version})
+        if comparison is not None:
+            mlflow.set_tag("baseline.verdict", comparison["verdict"])
         # the run id beside the metrics: `dvc exp show` then links each experiment to its MLflow run
         write_json(args.reports / "metrics.json", {**metrics, "mlflow_run_id": run_id})
         write_json(args.reports / "model.json", registered)
@@ -149,6 +188,11 @@ def main() -> None:
     unit = {"tabular": "rows", "image": "images", "sequence": "series"}[bundle.modality]
     print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(predictions)} {unit}; "
           f"{primary} train {metrics['train'][primary]:.4f}, val {metrics['val'][primary]:.4f}; {where}")
+    if comparison is not None:
+        table = ", ".join(f"{n} {v[primary]:.4f}" for n, v in scores.items())
+        said = {"beats": "beats", "ties": "only ties", "loses": "does NOT beat"}[comparison["verdict"]]
+        print(f"evaluate: the network ({metrics['test'][primary]:.4f}) {said} the best baseline, "
+              f"{comparison['best']} ({comparison['best_value']:.4f}); baselines' test {primary}: {table}")
 
 
 if __name__ == "__main__":
