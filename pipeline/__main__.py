@@ -121,17 +121,20 @@ def cmd_models_reproduce(args: argparse.Namespace) -> None:
     from pipeline import tracking
     from pipeline.serving.reproduce import reproduce
 
+    from pipeline.serving.registry import model_version
+
     client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
-    verdict = reproduce(client, name, args.version, Path.cwd(), args.keep)
+    number = model_version(client, name, args.version).version  # an alias, resolved for the messages
+    verdict = reproduce(client, name, number, Path.cwd(), args.keep)
     for line in verdict.data_mismatches:
         print(f"reproduce: data differs: {line}")
     for line in verdict.environment_changes:
         print(f"reproduce: environment changed: {line}")
     if not verdict.identical:
-        raise PipelineError(f"model {name!r} version {args.version}: rebuilt weights differ (recorded md5 "
+        raise PipelineError(f"model {name!r} version {number}: rebuilt weights differ (recorded md5 "
                             f"{verdict.expected_md5}, rebuilt {verdict.reproduced_md5})")
-    print(f"reproduce: {name} version {args.version}: weights bit-identical (md5 {verdict.reproduced_md5})")
+    print(f"reproduce: {name} version {number}: weights bit-identical (md5 {verdict.reproduced_md5})")
 
 
 def cmd_runs_cleanup(args: argparse.Namespace) -> None:
