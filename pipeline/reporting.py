@@ -27,24 +27,30 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def confusion_png(path: Path, y_true: pd.Series, y_pred: pd.Series, classes: list, title: str) -> None:
-    """Draw the confusion matrix with counts in each cell and class names on both axes."""
+    """The confusion matrix twice: counts, and each row divided by its total (recall on the diagonal)."""
     from sklearn.metrics import confusion_matrix
 
     plt = _pyplot()
     counts = confusion_matrix(y_true, y_pred, labels=classes)
-    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 3, 1.0 * len(classes) + 2.5))
-    image = ax.imshow(counts, cmap="Blues")
-    fig.colorbar(image, ax=ax, label="rows")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    size = 1.2 * len(classes) + 3
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size, 1.0 * len(classes) + 3.3))
     names = [str(c) for c in classes]
-    ax.set_xticks(range(len(classes)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("actual class")
-    ax.set_title(title)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            dark = counts[i, j] > counts.max() / 2
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if dark else "black")
+    for ax, values, label, text in ((axes[0], counts, "rows", "{:d}"), (axes[1], shares, "share of the actual class", "{:.2f}")):
+        image = ax.imshow(values, cmap="Blues", vmin=0)
+        fig.colorbar(image, ax=ax, label=label)
+        ax.set_xticks(range(len(classes)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(classes)), names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("actual class")
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                dark = values[i, j] > values.max() / 2
+                ax.text(j, i, text.format(values[i, j]), ha="center", va="center", color="white" if dark else "black")
+    axes[0].set_title("counts")
+    axes[1].set_title("row-normalised")
+    fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
 
@@ -62,19 +68,3 @@ def predicted_vs_actual_png(path: Path, y_true: pd.Series, y_pred: pd.Series, ta
     ax.legend(loc="upper left")
     fig.tight_layout()
     _save(fig, path)
-
-
-def write_plots(
-    folder: Path, task: str, y_true: pd.Series, y_pred: pd.Series, classes: list, target: str, title: str
-) -> list[Path]:
-    """Write the task's plot data (CSV, for ``dvc plots``) and images; return the images."""
-    folder = Path(folder)
-    frame = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": y_pred.to_numpy()})
-    name = "confusion" if task == "classification" else "predicted_vs_actual"
-    with atomic_file(folder / f"{name}.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    if task == "classification":
-        confusion_png(folder / f"{name}.png", y_true, y_pred, classes, title)
-    else:
-        predicted_vs_actual_png(folder / f"{name}.png", y_true, y_pred, target, title)
-    return [folder / f"{name}.png"]

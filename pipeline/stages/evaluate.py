@@ -20,7 +20,7 @@ from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_json, read_npy, read_parquet, write_json
 from pipeline.preprocess import sequence as seq
 from pipeline.evaluation.metrics import classification_metrics, flatten_metrics, regression_metrics
-from pipeline.reporting import write_plots
+from pipeline.evaluation.plots import write_plots
 from pipeline.stages.common import stage_args
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
@@ -154,8 +154,10 @@ def main() -> None:
     with atomic_file(args.reports / "predictions.csv") as tmp:
         recorded.to_csv(tmp, index=False)
     title = f"{params.data.name} {params.model.kind}: test {primary} {metrics['test'][primary]:.3f}"
+    proba = predictions[[f"proba_{c}" for c in classes]].to_numpy() if task == "classification" else None
     images = write_plots(args.reports / "plots", task, pd.Series(actual.to_numpy()),
-                         predictions["prediction"].reset_index(drop=True), classes, target, title)
+                         predictions["prediction"].reset_index(drop=True), classes, target, title, proba,
+                         read_json(args.info).get("history"))
 
     run_id = read_json(args.info)["run_id"]
     tracking.configure(root)
