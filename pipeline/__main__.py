@@ -125,7 +125,7 @@ def cmd_models_reproduce(args: argparse.Namespace) -> None:
 
     client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
-    number = model_version(client, name, args.version).version  # an alias, resolved for the messages
+    number = str(model_version(client, name, args.version).version)  # an alias, resolved for the messages
     verdict = reproduce(client, name, number, Path.cwd(), args.keep)
     for line in verdict.data_mismatches:
         print(f"reproduce: data differs: {line}")
