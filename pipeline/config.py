@@ -254,6 +254,7 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig
     augment: AugmentConfig
     lr_find: bool
+    restarts: Annotated[int, Field(ge=1, le=100)]  # networks trained from different seeds (seed, seed + 1, ...)
     checkpoint_every: Annotated[int, Field(ge=0)]
     accelerator: Literal["auto", "cpu", "gpu"]
     devices: PositiveInt
@@ -292,6 +293,7 @@ class EvaluateConfig(_Section):
     primary_metric: Literal["accuracy", "macro_f1", "mae", "rmse", "r2"]
     baselines: Annotated[tuple[Literal["dummy", "linear", "forest"], ...], Field(strict=False)]
     baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
+    ensemble: bool  # with train.restarts > 1: the model is the restarts' average, not the best single one
 
 
 class TrackingConfig(_Section):
@@ -351,6 +353,11 @@ class Params(_Section):
             raise ValueError(
                 "model.norm = 'batch' with train.update = 'stochastic': expected 'layer' or 'none' (batch statistics "
                 "need more than one row per step)"
+            )
+        if self.evaluate.ensemble and self.train.restarts < 2:
+            raise ValueError(
+                f"evaluate.ensemble = true with train.restarts = {self.train.restarts}: expected train.restarts of "
+                "at least 2 (an ensemble averages several trained networks)"
             )
         if self.split.method == "time":
             if modality == "image":

@@ -124,6 +124,9 @@ BAD_VALUES = [
     ("negative-checkpoint-every", ("train", "checkpoint_every"), -1, ["train.checkpoint_every = -1"]),
     ("lr-find-as-text", ("train", "lr_find"), "yes", ["train.lr_find = 'yes'", "boolean"]),
     ("unknown-baseline", ("evaluate", "baselines"), ["dummy", "svm"], ["evaluate.baselines.1 = 'svm'", "'forest'"]),
+    ("no-restarts", ("train", "restarts"), 0, ["train.restarts = 0", "greater than or equal to 1"]),
+    ("ensemble-of-one", ("evaluate", "ensemble"), True,
+     ["evaluate.ensemble = true with train.restarts = 1: expected train.restarts of at least 2"]),
 ]
 
 
@@ -225,6 +228,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.augment.shift": 0,
         "train.augment.noise": 0.0,
         "train.lr_find": False,
+        "train.restarts": 1,
         "train.checkpoint_every": 1,
         "train.accelerator": "auto",
         "train.devices": 1,
@@ -233,6 +237,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "evaluate.primary_metric": "accuracy",
         "evaluate.baselines": ["dummy", "linear", "forest"],
         "evaluate.baseline_rows": 20000,
+        "evaluate.ensemble": False,
         "tracking.experiment": "auto",
         "tracking.model_name": "auto",
         "tracking.register_model": True,

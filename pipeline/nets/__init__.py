@@ -15,6 +15,7 @@ from torch import nn
 from pipeline.config import ModelConfig
 from pipeline.errors import PipelineError
 from pipeline.nets.cnn import CNN
+from pipeline.nets.ensemble import Ensemble
 from pipeline.nets.fnn import FNN
 from pipeline.nets.rnn import RNN
 
@@ -96,6 +97,27 @@ def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
                     nn.init.zeros_(parameter)
 
 
+def ensemble_spec(member: dict[str, Any], size: int, task: str) -> dict[str, Any]:
+    """The spec of ``size`` networks of spec ``member`` averaged for ``task`` (see :class:`Ensemble`)."""
+    return {"kind": "ensemble", "size": size, "task": task, "member": member}
+
+
+def ensemble_net(spec: dict[str, Any]) -> Ensemble:
+    """Instantiate an ensemble spec: ``size`` members built from ``member``.
+
+    Raises:
+        PipelineError: If the spec lacks its size, task or member, or they are not what an ensemble takes.
+    """
+    size, task, member = spec.get("size"), spec.get("task"), spec.get("member")
+    if not isinstance(size, int) or size < 1 or task not in ("classification", "regression") \
+            or not isinstance(member, dict) or member.get("kind") == "ensemble":
+        raise PipelineError(
+            f"net spec for 'ensemble': expected a size >= 1, a task and one member network's spec, got size {size!r}, "
+            f"task {task!r}, member kind {member.get('kind') if isinstance(member, dict) else member!r}"
+        )
+    return Ensemble([build_net(member) for _ in range(size)], task)
+
+
 def build_net(spec: dict[str, Any]) -> nn.Module:
     """Instantiate the network a spec describes, initialised as its ``init`` says.
 
@@ -104,6 +126,8 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
     """
     kwargs = dict(spec)
     kind = kwargs.pop("kind", None)
+    if kind == "ensemble":
+        return ensemble_net(spec)
     init = kwargs.pop("init", "default")
     if kind not in NETS:
         raise PipelineError(f"model.kind: expected one of {sorted(NETS)}, got {kind!r}")

@@ -84,9 +84,47 @@ def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray,
     return scores
 
 
+def restart_metrics(bundle: Any, model_dir: Path, restarts_file: Path, info: dict[str, Any], x: np.ndarray,
+                    index: pd.Index, actual: pd.Series, primary: str) -> dict[str, Any] | None:
+    """Each restart's test ``primary`` metric, with their mean and standard deviation; None for a single restart.
+
+    The spread across initialisations says how much of a difference between two experiments is luck of the draw.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from pipeline.nets import build_net, ensemble_spec
+
+    runs = info.get("restarts") or []
+    if len(runs) < 2:
+        return None
+    spec = read_json(Path(model_dir) / "net.json")
+    member = spec["member"] if spec["kind"] == "ensemble" else spec
+    every = build_net(ensemble_spec(member, len(runs), bundle.task))
+    try:
+        every.load_state_dict(load_file(restarts_file))
+    except Exception as exc:  # safetensors' own error types, or a shape mismatch
+        raise PipelineError(f"{restarts_file}: expected the weights of {len(runs)} restarts of net.json's network, "
+                            f"got unusable weights ({str(exc).splitlines()[0]})") from None
+    every.eval()
+    values = []
+    with torch.inference_mode():
+        for net in every.members:
+            predictions = bundle.predictions(net(torch.from_numpy(x)).numpy(), index).reset_index(drop=True)
+            values.append(float(task_metrics(bundle, actual, predictions)[primary]))
+    scores = np.array(values)
+    return {
+        "n": len(runs), "selected": "ensemble" if info.get("selected") == "ensemble" else f"restart {info['selected']}",
+        f"test_{primary}_mean": float(scores.mean()), f"test_{primary}_std": float(scores.std(ddof=1)),
+        "per_restart": {str(run["restart"]): {"seed": run["seed"], f"val_{info['monitor'].split('/')[1]}":
+                        run["best_value"], f"test_{primary}": value, "run_id": run["run_id"]}
+                        for run, value in zip(runs, values, strict=True)},
+    }
+
+
 def main() -> None:
     """Evaluate ``--model`` on the test split, log to its MLflow run, register, and write ``--reports``."""
-    args = stage_args(__doc__.splitlines()[0], "model", "info", "split", "scaled", "reports")
+    args = stage_args(__doc__.splitlines()[0], "model", "restarts", "info", "split", "scaled", "reports")
     params = load_params(args.params)
     import mlflow
 
@@ -149,6 +187,14 @@ def main() -> None:
             flat.update({f"baseline/{name}/{k}": float(v) for k, v in values.items()
                          if v is not None and math.isfinite(v)})
 
+    info = read_json(args.info)
+    restarts = restart_metrics(bundle, args.model, args.restarts, info, x_raw, index, actual.reset_index(drop=True),
+                               primary)
+    if restarts is not None:
+        metrics["restarts"] = restarts
+        flat.update({f"restarts/test/{primary}/mean": restarts[f"test_{primary}_mean"],
+                     f"restarts/test/{primary}/std": restarts[f"test_{primary}_std"]})
+
     recorded = predictions.copy()
     recorded.insert(1 if bundle.modality == "sequence" else 0, "actual", actual.to_numpy())
     with atomic_file(args.reports / "predictions.csv") as tmp:
@@ -157,9 +203,9 @@ def main() -> None:
     proba = predictions[[f"proba_{c}" for c in classes]].to_numpy() if task == "classification" else None
     images = write_plots(args.reports / "plots", task, pd.Series(actual.to_numpy()),
                          predictions["prediction"].reset_index(drop=True), classes, target, title, proba,
-                         read_json(args.info).get("history"))
+                         info.get("history"))
 
-    run_id = read_json(args.info)["run_id"]
+    run_id = info["run_id"]
     tracking.configure(root)
     name = params.registered_model_name
     registered: dict[str, Any] = {"name": name, "version": None, "run_id": run_id, "modality": bundle.modality}
@@ -178,6 +224,10 @@ def main() -> None:
             mlflow.set_tags({"registered_model": name, "registered_version": version.version})
         if comparison is not None:
             mlflow.set_tag("baseline.verdict", comparison["verdict"])
+        if restarts is not None:  # each restart's own run gets its test score, to compare them in the MLflow UI
+            client = mlflow.MlflowClient()
+            for values in restarts["per_restart"].values():
+                client.log_metric(values["run_id"], f"test/{primary}", values[f"test_{primary}"])
         # the run id beside the metrics: `dvc exp show` then links each experiment to its MLflow run
         write_json(args.reports / "metrics.json", {**metrics, "mlflow_run_id": run_id})
         write_json(args.reports / "model.json", registered)
@@ -190,6 +240,11 @@ def main() -> None:
     unit = {"tabular": "rows", "image": "images", "sequence": "series"}[bundle.modality]
     print(f"evaluate: test {primary} {metrics['test'][primary]:.4f} ({others}) on {len(predictions)} {unit}; "
           f"{primary} train {metrics['train'][primary]:.4f}, val {metrics['val'][primary]:.4f}; {where}")
+    if restarts is not None:
+        each = ", ".join(f"{v[f'test_{primary}']:.4f}" for v in restarts["per_restart"].values())
+        print(f"evaluate: {restarts['n']} restarts, test {primary} {restarts[f'test_{primary}_mean']:.4f} "
+              f"+/- {restarts[f'test_{primary}_std']:.4f} (mean +/- std; each: {each}); the model is "
+              f"{restarts['selected']}")
     if comparison is not None:
         table = ", ".join(f"{n} {v[primary]:.4f}" for n, v in scores.items())
         said = {"beats": "beats", "ties": "only ties", "loses": "does NOT beat"}[comparison["verdict"]]

@@ -235,14 +235,60 @@ def model_summary(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    """Train on ``--scaled`` and write the bundle to ``--out`` and the run summary to ``--info``."""
+def restart_seeds(seed: int, restarts: int) -> list[int]:
+    """The seed of each restart: ``seed`` itself, then ``seed + 1``, ... (wrapping within the 32-bit range)."""
+    return [(seed + i) % 2**32 for i in range(restarts)]
+
+
+def best_restart(results: list[FitResult], direction: str) -> int:
+    """The restart whose best validation value (the early-stopping monitor) is best; the first on a tie."""
+    values = [r.best_value if direction == "min" else -r.best_value for r in results]
+    return values.index(min(values))
+
+
+def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, class_weight: list[float] | None,
+                 task: str) -> tuple[list[FitResult], list[str]]:
+    """Train ``train.restarts`` networks, each from its own seed, each in a nested MLflow run of the active one.
+
+    Returns:
+        Each restart's fit, and its MLflow run id.
+    """
     import mlflow
 
     from pipeline import tracking
-    from pipeline.bundle import write_bundle
 
-    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "info", "checkpoints")
+    seeds = restart_seeds(params.seed, params.train.restarts)
+    results, run_ids = [], []
+    for i, seed in enumerate(seeds):
+        # the range test is about the data and the net, not the draw: once is enough
+        train = params.train.model_copy(update={"lr_find": params.train.lr_find and i == 0})
+        settings = params.model_copy(update={"seed": seed, "train": train})
+        with tracking.tracked_run(experiment_id=experiment, run_name=f"restart {i} (seed {seed})", nested=True) as run:
+            mlflow.log_params({"restart": i, "seed": seed})
+            mlflow.set_tags({"seed": str(seed), "restart": str(i), "model.kind": params.model.kind, "task": task})
+            print(f"train: restart {i + 1} of {len(seeds)} (seed {seed})", flush=True)
+            result = fit(settings, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
+                         task, checkpoints=args.checkpoints / f"restart-{i}")
+            mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs,
+                                f"best/{params.train.early_stopping.monitor}": result.best_value})
+        results.append(result)
+        run_ids.append(run.info.run_id)
+    return results, run_ids
+
+
+def main() -> None:
+    """Train on ``--scaled`` and write the bundle to ``--out``, every restart's weights to ``--restarts`` and the
+    run summary to ``--info``."""
+    import mlflow
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from pipeline import tracking
+    from pipeline.bundle import write_bundle
+    from pipeline.io import atomic_file
+    from pipeline.nets import ensemble_spec
+
+    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "restarts", "info", "checkpoints")
     params = load_params(args.params)
     check_accelerator(params.train.accelerator, params.train.precision)
     root = Path.cwd()
@@ -256,6 +302,7 @@ def main() -> None:
     experiment = tracking.experiment_id(client, params.experiment_name, root)
     started = time.perf_counter()
     flat = flatten(params)
+    stop = params.train.early_stopping
     with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flat)) as run:
         mlflow.log_params(flat)
         mlflow.set_tags({
@@ -269,18 +316,39 @@ def main() -> None:
                for s in ("train", "val", "test") if (args.scaled / f"{s}.npy").is_file()},
         })
         log_lineage(root, args.raw)
-        result = fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight, task,
-                     checkpoints=args.checkpoints)
+        if params.train.restarts == 1:
+            results = [fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
+                           task, checkpoints=args.checkpoints)]
+            run_ids = [run.info.run_id]
+        else:
+            results, run_ids = fit_restarts(params, experiment, args, n_outputs, class_weight, task)
+        chosen = best_restart(results, stop.direction)
+        result = results[chosen]  # the best single network: its curves are this run's, the one evaluate plots
+        ensemble = params.evaluate.ensemble
+        if len(results) > 1:
+            for row in result.history:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            best = np.array([r.best_value for r in results])
+            mlflow.log_metrics({f"restarts/best/{stop.monitor}/mean": float(best.mean()),
+                                f"restarts/best/{stop.monitor}/std": float(best.std(ddof=1))})
+            mlflow.set_tags({"restarts.selected": "ensemble" if ensemble else str(chosen),
+                             "restarts.run_ids": ",".join(run_ids)})
         mlflow.set_tags({**tracking.environment_tags(root), "device": result.device})
-        mlflow.log_text(model_summary(result.spec), "model/summary.txt")
+        members = {f"members.{i}.{k}": v for i, r in enumerate(results) for k, v in r.state_dict.items()}
+        spec, state = (ensemble_spec(result.spec, len(results), task), members) if ensemble else (
+            result.spec, result.state_dict)
+        mlflow.log_text(model_summary(spec), "model/summary.txt")
         if result.resumed_from is not None:
             mlflow.set_tag("resumed_from_epoch", str(result.resumed_from))
-        if result.lr_finding is not None:
-            log_lr_finding(result.lr_finding, params)
+        if results[0].lr_finding is not None:
+            log_lr_finding(results[0].lr_finding, params)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
         with atomic_dir(args.out) as out:
-            write_bundle(out, result.spec, result.state_dict, args.raw, args.clean, args.scaled)
+            write_bundle(out, spec, state, args.raw, args.clean, args.scaled)
+        with atomic_file(args.restarts) as tmp:  # every restart, for evaluate's mean and spread of the test metric
+            save_file({k: v.detach().cpu().contiguous() for k, v in members.items()}, tmp)
+        finding = results[0].lr_finding
         write_json(args.info, {
             "run_id": run.info.run_id,
             "experiment_id": experiment,
@@ -288,21 +356,30 @@ def main() -> None:
             "device": result.device,
             "epochs": result.epochs,
             "best_epoch": result.best_epoch,
-            f"best_{params.train.early_stopping.monitor.replace('/', '_')}": result.best_value,
+            f"best_{stop.monitor.replace('/', '_')}": result.best_value,
             "resumed_from_epoch": result.resumed_from,
-            "lr_find": None if result.lr_finding is None else {
-                "suggestion": result.lr_finding.suggestion, "lrs": result.lr_finding.lrs,
-                "losses": result.lr_finding.losses,
+            "lr_find": None if finding is None else {
+                "suggestion": finding.suggestion, "lrs": finding.lrs, "losses": finding.losses,
             },
+            "monitor": stop.monitor,
+            "selected": "ensemble" if ensemble else chosen,
+            "restarts": [{"restart": i, "seed": seed, "run_id": run_id, "best_epoch": r.best_epoch,
+                          "best_value": r.best_value, "epochs": r.epochs}
+                         for i, (seed, run_id, r) in enumerate(zip(restart_seeds(params.seed, len(results)), run_ids,
+                                                                  results, strict=True))],
             "history": result.history,
         })
     last = result.history[-1]
     metric = "val/acc" if task == "classification" else "val/mae"
     print(
         f"train: {params.model.kind} ({task}) on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best "
-        f"epoch {result.best_epoch} ({params.train.early_stopping.monitor} {result.best_value:.4g}); last train/loss "
+        f"epoch {result.best_epoch} ({stop.monitor} {result.best_value:.4g}); last train/loss "
         f"{last['train/loss']:.4f} {metric} {last[metric]:.4f}; MLflow run {run.info.run_id}"
     )
+    if len(results) > 1:
+        values = ", ".join(f"{r.best_value:.4g}" for r in results)
+        kept = f"their average (ensemble of {len(results)})" if ensemble else f"restart {chosen}"
+        print(f"train: {len(results)} restarts, best {stop.monitor} {values}; the model is {kept}")
 
 
 if __name__ == "__main__":
