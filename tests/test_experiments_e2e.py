@@ -65,3 +65,18 @@ def test_queued_experiments_with_two_workers_all_log_to_the_workspace_store(tmp_
         assert metrics["mlflow_run_id"] == by_name[name].info.run_id  # DVC's record points at MLflow's
         assert metrics["test"]["accuracy"] == by_name[name].data.metrics["test/accuracy"]
         assert data["params"]["params.yaml"]["data"]["train"]["lr"] == RATES[name]
+
+    # comparing two experiments: metrics side by side, and every plot drawn for both, none failing to load
+    diff = json.loads(dvc(project, "metrics", "diff", "lr-002", "lr-02", "--json").stdout)
+    accuracy = diff["reports/metrics.json"]["test.accuracy"]
+    assert accuracy["old"] == by_name["lr-002"].data.metrics["test/accuracy"]
+    assert accuracy["new"] == by_name["lr-02"].data.metrics["test/accuracy"]
+    drawn = dvc(project, "plots", "diff", "lr-002", "lr-02", "--json")
+    assert "failed to load" not in drawn.stdout + drawn.stderr
+    plots = json.loads(drawn.stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    images = {name for name in plots["data"] if name.startswith("reports/plots/images/")}
+    assert {Path(name).name for name in images} >= {"confusion.png", "roc_pr.png", "calibration.png",
+                                                    "learning_curves.png", "gradient_norms.png"}
+    for name in images | {"reports/plots/history.csv", "learning rate"}:
+        assert {rev for entry in plots["data"][name] for rev in entry["revisions"]} == {"lr-002", "lr-02"}, name

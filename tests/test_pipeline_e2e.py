@@ -39,13 +39,13 @@ def client(project: Path) -> MlflowClient:
 def test_outputs_written(project: Path) -> None:
     for path in ["data/raw/data.parquet", "data/raw/profile.json", "data/split/test.parquet", "data/clean/imputer.json",
                  "data/scaled/encoder.json", "models/model/weights.safetensors", "models/train.json",
-                 "reports/metrics.json", "reports/plots/confusion.png", "reports/plots/confusion.csv",
+                 "reports/metrics.json", "reports/plots/images/confusion.png", "reports/plots/confusion.csv",
                  "reports/predictions.csv", "reports/model.json", "dvc.lock"]:
         assert (project / path).is_file(), path
     metrics = yaml.safe_load((project / "reports/metrics.json").read_text())["test"]
     assert metrics["accuracy"] >= 0.9  # penguins is nearly separable; anything lower means training broke
     assert set(metrics["per_class"]) == {"Adelie", "Chinstrap", "Gentoo"}
-    assert (project / "reports/plots/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (project / "reports/plots/images/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = dvc(project, "metrics", "show").stdout
     assert "test.accuracy" in shown
     everything = yaml.safe_load((project / "reports/metrics.json").read_text())
@@ -54,6 +54,9 @@ def test_outputs_written(project: Path) -> None:
     assert set(everything["baselines"]) == {"dummy", "linear", "forest"}
     assert everything["baselines"]["dummy"]["accuracy"] < 0.6  # the majority class of three species
     assert everything["versus_baselines"]["verdict"] in ("beats", "ties", "loses")
+    diagnosis = (project / "reports/diagnosis.txt").read_text()
+    assert diagnosis.startswith("Diagnosis: penguins fnn\n") and "accuracy: train" in diagnosis
+    assert isinstance(everything["diagnosis"], list)
 
 
 def test_mlflow_run_records_params_metrics_and_lineage(project: Path, client: MlflowClient) -> None:
@@ -180,7 +183,8 @@ def test_diabetes_regression_runs_end_to_end_and_serves_identically(tmp_path_fac
     metrics = yaml.safe_load((root / "reports/metrics.json").read_text())["test"]
     assert set(metrics) == {"mae", "rmse", "r2", "mape"} and metrics["mape"] > 0  # progression is never 0
     assert metrics["r2"] > 0.2  # a model that learned nothing scores about 0
-    assert (root / "reports/plots/predicted_vs_actual.png").is_file() and not (root / "reports/plots/confusion.png").exists()
+    assert (root / "reports/plots/images/predicted_vs_actual.png").is_file()
+    assert not (root / "reports/plots/images/confusion.png").exists()
     rows = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["progression"])
     rows_csv = tmp_path_factory.mktemp("rows") / "rows.csv"
     rows.to_csv(rows_csv, index=False)

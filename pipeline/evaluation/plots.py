@@ -140,34 +140,37 @@ def write_plots(
     proba: np.ndarray | None = None,
     history: list[dict[str, float]] | None = None,
 ) -> list[Path]:
-    """Write the task's plot data (CSV, for ``dvc plots``) and images; return the images.
+    """Write the task's plot data (CSV) and images (PNG, under ``images/``); return the images.
 
     Classification: confusion matrix (counts and row-normalised), ROC and precision-recall per class and a
     calibration curve (the last three need ``proba``). Regression: predicted against actual, and residuals.
     Both: learning curves with the learning rate, and per-layer gradient norms (from ``history``).
     """
     folder = Path(folder)
+    # images go in a folder of their own: dvc.yaml declares the folder, so each task's set renders without a
+    # definition naming a file the other task never writes (which `dvc plots` reports as a failure)
+    pictures = folder / "images"
     frame = pd.DataFrame({"actual": y_true.to_numpy(), "predicted": y_pred.to_numpy()})
     name = "confusion" if task == "classification" else "predicted_vs_actual"
     with atomic_file(folder / f"{name}.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    images = [folder / f"{name}.png"]
+    images = [pictures / f"{name}.png"]
     if task == "classification":
         confusion_png(images[0], y_true, y_pred, classes, title)
         if proba is not None:
-            roc_pr_png(folder / "roc_pr.png", y_true, proba, classes, title)
-            calibration_png(folder / "calibration.png", y_true, proba, classes, f"{title}: calibration")
-            images += [folder / "roc_pr.png", folder / "calibration.png"]
+            roc_pr_png(pictures / "roc_pr.png", y_true, proba, classes, title)
+            calibration_png(pictures / "calibration.png", y_true, proba, classes, f"{title}: calibration")
+            images += [pictures / "roc_pr.png", pictures / "calibration.png"]
     else:
         predicted_vs_actual_png(images[0], y_true, y_pred, target, title)
-        residuals_png(folder / "residuals.png", y_true, y_pred, target, title)
-        images.append(folder / "residuals.png")
+        residuals_png(pictures / "residuals.png", y_true, y_pred, target, title)
+        images.append(pictures / "residuals.png")
     if history:
         table = pd.DataFrame(history)
         with atomic_file(folder / "history.csv") as tmp:
             table.to_csv(tmp, index=False)
         metric = "acc" if task == "classification" else "mae"
-        learning_curves_png(folder / "learning_curves.png", table, metric, title)
-        gradient_norms_png(folder / "gradient_norms.png", table, f"{title}: gradient norms per layer")
-        images += [folder / "learning_curves.png", folder / "gradient_norms.png"]
+        learning_curves_png(pictures / "learning_curves.png", table, metric, title)
+        gradient_norms_png(pictures / "gradient_norms.png", table, f"{title}: gradient norms per layer")
+        images += [pictures / "learning_curves.png", pictures / "gradient_norms.png"]
     return images

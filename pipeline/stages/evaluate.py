@@ -19,6 +19,7 @@ from pipeline.config import load_params, require_task
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_json, read_npy, read_parquet, write_json
 from pipeline.preprocess import sequence as seq
+from pipeline.evaluation.diagnosis import as_json, diagnose, report
 from pipeline.evaluation.metrics import classification_metrics, flatten_metrics, regression_metrics
 from pipeline.evaluation.plots import write_plots
 from pipeline.stages.common import stage_args
@@ -205,6 +206,13 @@ def main() -> None:
                          predictions["prediction"].reset_index(drop=True), classes, target, title, proba,
                          info.get("history"))
 
+    # what the run's curves and scores say went wrong, each finding with its numbers and the knobs to try
+    findings = diagnose(info.get("history") or [], task, metrics, primary, scores or None, params.model.activation)
+    diagnosis_text = report(findings, f"{params.data.name} {params.model.kind}", info.get("history") or [], metrics,
+                            primary)
+    with atomic_file(args.reports / "diagnosis.txt") as tmp:
+        tmp.write_text(diagnosis_text)
+
     run_id = info["run_id"]
     tracking.configure(root)
     name = params.registered_model_name
@@ -228,8 +236,10 @@ def main() -> None:
             client = mlflow.MlflowClient()
             for values in restarts["per_restart"].values():
                 client.log_metric(values["run_id"], f"test/{primary}", values[f"test_{primary}"])
+        mlflow.set_tag("diagnosis", ", ".join(f.kind for f in findings) or "none")
+        mlflow.log_text(diagnosis_text, "evaluation/diagnosis.txt")
         # the run id beside the metrics: `dvc exp show` then links each experiment to its MLflow run
-        write_json(args.reports / "metrics.json", {**metrics, "mlflow_run_id": run_id})
+        write_json(args.reports / "metrics.json", {**metrics, "diagnosis": as_json(findings), "mlflow_run_id": run_id})
         write_json(args.reports / "model.json", registered)
         mlflow.log_artifact(str(args.reports / "metrics.json"), artifact_path="evaluation")
         if (root / "dvc.lock").is_file():  # the lock as it stands after train: every input's hash
@@ -250,6 +260,7 @@ def main() -> None:
         said = {"beats": "beats", "ties": "only ties", "loses": "does NOT beat"}[comparison["verdict"]]
         print(f"evaluate: the network ({metrics['test'][primary]:.4f}) {said} the best baseline, "
               f"{comparison['best']} ({comparison['best_value']:.4f}); baselines' test {primary}: {table}")
+    print(diagnosis_text, end="" if diagnosis_text.endswith("\n") else "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def test_classification_writes_confusion_roc_calibration_curves_and_gradients(tm
     names = sorted(p.name for p in images)
     assert names == ["calibration.png", "confusion.png", "gradient_norms.png", "learning_curves.png", "roc_pr.png"]
     for image in images:
+        assert image.parent == tmp_path / "images"  # the folder dvc.yaml declares
         assert image.read_bytes()[:8] == PNG and image.stat().st_size > 10_000, image.name
     history = pd.read_csv(tmp_path / "history.csv")
     assert list(history["epoch"]) == list(range(6)) and {"train/loss", "val/loss", "lr"} <= set(history.columns)
@@ -43,7 +44,8 @@ def test_regression_writes_predicted_vs_actual_and_residuals(tmp_path: Path) -> 
     images = write_plots(tmp_path, "regression", actual, predicted, [], "progression", "t", None, history)
     assert sorted(p.name for p in images) == ["gradient_norms.png", "learning_curves.png", "predicted_vs_actual.png",
                                               "residuals.png"]
-    assert not (tmp_path / "confusion.png").exists()
+    assert not (tmp_path / "images/confusion.png").exists()
+    assert (tmp_path / "images/residuals.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("missing", ["Gentoo"])
@@ -53,4 +55,4 @@ def test_a_class_absent_from_the_split_draws_no_curve_instead_of_failing(tmp_pat
     proba = np.tile([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1]], (10, 1))
     predicted = pd.Series(np.array(classes)[proba.argmax(axis=1)])
     images = write_plots(tmp_path, "classification", actual, predicted, classes, "species", "t", proba)
-    assert (tmp_path / "roc_pr.png") in images and (tmp_path / "calibration.png").stat().st_size > 10_000
+    assert (tmp_path / "images/roc_pr.png") in images and (tmp_path / "images/calibration.png").stat().st_size > 10_000
