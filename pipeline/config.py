@@ -258,6 +258,8 @@ class TrainConfig(_Section):
     checkpoint_every: Annotated[int, Field(ge=0)]
     accelerator: Literal["auto", "cpu", "gpu"]
     devices: PositiveInt
+    num_nodes: PositiveInt
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"]
     precision: Literal["32-true", "bf16-mixed"]
     cpu_threads: PositiveInt
 
@@ -270,10 +272,22 @@ class TrainConfig(_Section):
             )
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise ValueError("train.optimizer = 'nesterov' with train.momentum = 0: expected a momentum above 0")
-        if self.devices != 1:
+        if self.strategy in ("ddp_spawn", "fsdp"):
             raise ValueError(
-                f"train.devices = {self.devices}: expected 1 (the training loop runs on one device; several devices "
-                "need a distributed strategy, which this version does not have)"
+                f"train.strategy = {self.strategy!r}: expected 'auto' or 'ddp' (ddp_spawn's workers cannot hand the "
+                "best epoch's weights and history back to the stage, and fsdp shards networks too big for one device, "
+                "which these are not)"
+            )
+        world = self.devices * self.num_nodes
+        if world > 1 and self.update == "stochastic":
+            raise ValueError(
+                f"train.update = 'stochastic' with {world} processes (train.devices x train.num_nodes): expected "
+                "'mini_batch' or 'full_batch' (one row per step cannot be shared between processes)"
+            )
+        if world > 1 and self.update == "mini_batch" and self.batch_size < world:
+            raise ValueError(
+                f"train.batch_size = {self.batch_size} with {world} processes: expected at least {world} (the batch "
+                "is global: each process takes its share of every batch)"
             )
         if self.precision == "bf16-mixed" and self.accelerator == "cpu":
             raise ValueError(
@@ -281,6 +295,11 @@ class TrainConfig(_Section):
                 "(bf16 mixed precision is for GPUs)"
             )
         return self
+
+    @property
+    def world_size(self) -> int:
+        """Training processes: devices per node times nodes."""
+        return self.devices * self.num_nodes
 
     def rows_per_step(self, n_rows: int) -> int:
         """Rows per optimizer step: all of them (full batch), ``batch_size`` (mini-batch) or 1 (stochastic)."""

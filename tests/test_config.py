@@ -119,7 +119,11 @@ BAD_VALUES = [
      ["train.augment flip = 'horizontal', shift = 0 with tabular data: expected flip 'none' and shift 0"]),
     ("negative-shift", ("train", "augment", "shift"), -1, ["train.augment.shift = -1"]),
     ("negative-noise", ("train", "augment", "noise"), -0.1, ["train.augment.noise = -0.1"]),
-    ("two-devices", ("train", "devices"), 2, ["train.devices = 2: expected 1"]),
+    ("spawned-workers", ("train", "strategy"), "ddp_spawn",
+     ["train.strategy = 'ddp_spawn': expected 'auto' or 'ddp'", "best epoch's weights"]),
+    ("sharded-params", ("train", "strategy"), "fsdp", ["train.strategy = 'fsdp': expected 'auto' or 'ddp'"]),
+    ("unknown-strategy", ("train", "strategy"), "horovod", ["train.strategy = 'horovod'", "'ddp'"]),
+    ("no-nodes", ("train", "num_nodes"), 0, ["train.num_nodes = 0", "greater than 0"]),
     ("precision-as-number", ("train", "precision"), 16, ["train.precision = 16", "'32-true' or 'bf16-mixed'"]),
     ("negative-checkpoint-every", ("train", "checkpoint_every"), -1, ["train.checkpoint_every = -1"]),
     ("lr-find-as-text", ("train", "lr_find"), "yes", ["train.lr_find = 'yes'", "boolean"]),
@@ -232,6 +236,8 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.checkpoint_every": 1,
         "train.accelerator": "auto",
         "train.devices": 1,
+        "train.num_nodes": 1,
+        "train.strategy": "auto",
         "train.precision": "32-true",
         "train.cpu_threads": 1,
         "evaluate.primary_metric": "accuracy",
@@ -308,6 +314,10 @@ CONTRADICTIONS = [
     ("shift-on-sequences", {("data", "source"): "gunpoint", ("data", "target"): "label",
                             ("data", "sequence"): {"id": "series", "time": "step"}, ("train", "augment", "shift"): 2},
      "train.augment flip = 'none', shift = 2 with sequence data: expected flip 'none' and shift 0"),
+    ("one-row-steps-on-two-devices", {("train", "devices"): 2, ("train", "update"): "stochastic"},
+     "train.update = 'stochastic' with 2 processes (train.devices x train.num_nodes): expected 'mini_batch'"),
+    ("batch-smaller-than-the-processes", {("train", "devices"): 4, ("train", "num_nodes"): 2, ("train", "batch_size"): 4},
+     "train.batch_size = 4 with 8 processes: expected at least 8"),
 ]
 
 

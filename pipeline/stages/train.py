@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -66,6 +67,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # under DDP each process logs figures already summed over processes (train) or computed on all of val
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
 
 
 def check_accelerator(accelerator: str, precision: str = "32-true") -> None:
@@ -76,6 +79,34 @@ def check_accelerator(accelerator: str, precision: str = "32-true") -> None:
     if precision == "bf16-mixed" and (accelerator == "cpu" or not cuda or not torch.cuda.is_bf16_supported()):
         where = "train.accelerator = 'cpu'" if accelerator == "cpu" else "no CUDA device with bfloat16 support"
         raise PipelineError(f"train.precision = 'bf16-mixed' with {where}: expected '32-true' (bf16 is for GPUs)")
+
+
+def strategy(name: str, world: int) -> Any:
+    """Lightning's strategy for ``train.strategy``: one device as it is, DDP for several processes.
+
+    DDP's processes come from Lightning's own launcher (which reruns this stage's command once per extra
+    device), from torchrun, or from SLURM; only the first process tracks and writes (see :func:`process_rank`).
+    """
+    if world == 1 and name == "auto":
+        return "auto"
+    return "ddp"
+
+
+def on_cuda(accelerator: str) -> bool:
+    """Whether ``train.accelerator`` trains on CUDA here."""
+    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def process_rank(devices: int) -> int:
+    """This process's global rank among the training processes: 0 for the one that tracks and writes.
+
+    torchrun sets ``RANK``, SLURM ``SLURM_PROCID``; Lightning's launcher sets ``NODE_RANK`` and ``LOCAL_RANK``
+    for the processes it starts (and the user sets ``NODE_RANK`` on each node).
+    """
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK", 0)) * devices + int(os.environ.get("LOCAL_RANK", 0))
 
 
 def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str) -> str:
@@ -164,6 +195,11 @@ def fit(
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy(cfg.strategy, cfg.world_size),
+        # batch statistics over the whole batch, as one process takes them (PyTorch syncs them on GPUs only; CPU
+        # processes normalise by their own share's statistics, as plain DDP does)
+        sync_batchnorm=cfg.world_size > 1 and on_cuda(cfg.accelerator),
         precision=cfg.precision,
         plugins=[SafeCheckpointIO()],
         max_epochs=cfg.max_epochs,
@@ -246,6 +282,18 @@ def best_restart(results: list[FitResult], direction: str) -> int:
     return values.index(min(values))
 
 
+def restart_plan(params: Params, checkpoints: Path) -> list[tuple[Params, Path]]:
+    """Each restart's params (its seed; the range test only in the first) and checkpoint folder."""
+    if params.train.restarts == 1:
+        return [(params, checkpoints)]
+    plan = []
+    for i, seed in enumerate(restart_seeds(params.seed, params.train.restarts)):
+        # the range test is about the data and the net, not the draw: once is enough
+        train = params.train.model_copy(update={"lr_find": params.train.lr_find and i == 0})
+        plan.append((params.model_copy(update={"seed": seed, "train": train}), checkpoints / f"restart-{i}"))
+    return plan
+
+
 def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, class_weight: list[float] | None,
                  task: str) -> tuple[list[FitResult], list[str]]:
     """Train ``train.restarts`` networks, each from its own seed, each in a nested MLflow run of the active one.
@@ -257,18 +305,16 @@ def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, cla
 
     from pipeline import tracking
 
-    seeds = restart_seeds(params.seed, params.train.restarts)
+    plan = restart_plan(params, args.checkpoints)
     results, run_ids = [], []
-    for i, seed in enumerate(seeds):
-        # the range test is about the data and the net, not the draw: once is enough
-        train = params.train.model_copy(update={"lr_find": params.train.lr_find and i == 0})
-        settings = params.model_copy(update={"seed": seed, "train": train})
+    for i, (settings, folder) in enumerate(plan):
+        seed = settings.seed
         with tracking.tracked_run(experiment_id=experiment, run_name=f"restart {i} (seed {seed})", nested=True) as run:
             mlflow.log_params({"restart": i, "seed": seed})
             mlflow.set_tags({"seed": str(seed), "restart": str(i), "model.kind": params.model.kind, "task": task})
-            print(f"train: restart {i + 1} of {len(seeds)} (seed {seed})", flush=True)
+            print(f"train: restart {i + 1} of {len(plan)} (seed {seed})", flush=True)
             result = fit(settings, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
-                         task, checkpoints=args.checkpoints / f"restart-{i}")
+                         task, checkpoints=folder)
             mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs,
                                 f"best/{params.train.early_stopping.monitor}": result.best_value})
         results.append(result)
@@ -298,6 +344,12 @@ def main() -> None:
     n_outputs = len(target["classes_"]) if task == "classification" else 1
     weights = read_json(args.clean / "report.json")["class_weight"]
     class_weight = None if weights is None else [weights[str(c)] for c in target["classes_"]]
+    if process_rank(params.train.devices) != 0:
+        # another process of a data-parallel training: it trains its share of every batch in step with the first
+        # process, which alone talks to MLflow and writes the outputs
+        for settings, folder in restart_plan(params, args.checkpoints):
+            fit(settings, args.scaled, n_outputs, None, class_weight, task, checkpoints=folder)
+        return
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, params.experiment_name, root)
     started = time.perf_counter()
@@ -305,6 +357,12 @@ def main() -> None:
     stop = params.train.early_stopping
     with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flat)) as run:
         mlflow.log_params(flat)
+        world = params.train.world_size
+        global_batch = params.train.batch_size if params.train.update == "mini_batch" else None
+        mlflow.log_params({"train.processes": world,  # the batch is global; each process takes its share of it
+                           "train.global_batch": global_batch if global_batch is not None else params.train.update,
+                           "train.per_device_batch": math.ceil(global_batch / world) if global_batch is not None
+                           else params.train.update})
         mlflow.set_tags({
             "seed": str(params.seed),
             "model.kind": params.model.kind,

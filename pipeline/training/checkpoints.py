@@ -137,10 +137,10 @@ class Checkpoints(L.Callback):
         if saved:
             trainer.save_checkpoint(last)
         if self.best_epoch() == epoch:
-            if saved:
+            if saved and trainer.is_global_zero:  # only the first process writes (as save_checkpoint does)
                 shutil.copyfile(last, self.folder / ".best.ckpt.partial")
                 os.replace(self.folder / ".best.ckpt.partial", self.folder / "best.ckpt")
-            else:
+            elif not saved:
                 trainer.save_checkpoint(self.folder / "best.ckpt")
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:

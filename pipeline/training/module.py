@@ -15,15 +15,16 @@ from pipeline.training.augment import augment
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
 
-def batch_starts(n_rows: int, batch_size: int) -> list[int]:
+def batch_starts(n_rows: int, batch_size: int, min_rows: int = 2) -> list[int]:
     """Boundaries of an epoch's mini-batches: ``[0, b, 2b, ..., n_rows]``.
 
-    A last batch of a single row joins the one before it: batch normalisation cannot take the statistics of
-    one row, and one row's gradient would count as much as a whole batch's. With ``batch_size`` 1
-    (stochastic updates) every batch is one row, as asked.
+    A last batch of fewer than ``min_rows`` rows joins the one before it: batch normalisation cannot take the
+    statistics of one row, one row's gradient would count as much as a whole batch's, and with several
+    processes each must get a row of every batch (``min_rows`` is then the process count). With
+    ``batch_size`` 1 (stochastic updates, one process) every batch is one row, as asked.
     """
     starts = list(range(0, n_rows, batch_size)) + [n_rows]
-    if batch_size > 1 and len(starts) > 2 and starts[-1] - starts[-2] == 1:
+    if batch_size > 1 and len(starts) > 2 and starts[-1] - starts[-2] < max(min_rows, 2):
         del starts[-2]
     return starts
 
@@ -114,6 +115,22 @@ class LitModel(L.LightningModule):
             return F.cross_entropy(out, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
         return REGRESSION_LOSSES[self.regression_loss](out.squeeze(1), y)
 
+    def _processes(self) -> tuple[int, int]:
+        """The number of training processes and this one's rank (one process when no Trainer drives the module)."""
+        trainer = self._trainer
+        return (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+
+    def _share(self, out: torch.Tensor, y: torch.Tensor, batch_y: torch.Tensor) -> torch.Tensor:
+        """This process's part of the loss of a batch shared between processes: the sum of its rows' losses over
+        the batch's normaliser (its rows, or the sum of their class weights), so the parts add up to exactly
+        the loss one process would compute on the whole batch."""
+        if self.task == "classification":
+            rows = F.cross_entropy(out, y, weight=self.class_weight, label_smoothing=self.label_smoothing,
+                                   reduction="none")  # each row already multiplied by its class weight
+            total = len(batch_y) if self.class_weight is None else self.class_weight[batch_y].sum()
+            return rows.sum() / total
+        return REGRESSION_LOSSES[self.regression_loss](out.squeeze(1), y, reduction="sum") / len(batch_y)
+
     def _penalty(self) -> torch.Tensor | float:
         """The L1 term added to the train loss (the L2 term is the optimizer's weight decay)."""
         if self.l1 == 0:
@@ -143,32 +160,40 @@ class LitModel(L.LightningModule):
         This is the loop a hand-written PyTorch script runs: it steps the torch optimizer and calls
         ``backward`` directly, because Lightning's per-step wrappers cost more than a small network's step.
         Autocast from ``precision`` still applies (Lightning wraps the whole step). Sums stay on the device
-        and are logged once, so nothing waits for the device inside the loop. Multi-device strategies wrap
-        the network for one backward per forward and need a different loop.
+        and are logged once, so nothing waits for the device inside the loop. Under DDP every process walks
+        the same permutation and takes its share of each batch; its backward goes through ``manual_backward``,
+        which lets DDP average the gradients, so each step is the step one process would take on the batch.
         """
         x, y, order = batch  # (N, ...), (N,), (N,) a permutation of the rows
         optimizer = self.optimizers().optimizer  # the torch optimizer itself: Lightning's wrapper costs per step
-        starts = batch_starts(len(order), self.batch_size)
+        world, rank = self._processes()
         if self.scheduler is None and self.schedule["kind"] != "none":
             # a resumed optimizer's rate (and one-cycle's momentum), which making a schedule resets
             settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-            self.scheduler = self.make_scheduler(optimizer, len(starts) - 1)
+            self.scheduler = self.make_scheduler(optimizer, len(batch_starts(len(order), self.batch_size, world)) - 1)
             if self._scheduler_state is not None:
                 self.scheduler.load_state_dict(self._scheduler_state)
                 for group, saved in zip(optimizer.param_groups, settings):
                     group.update(saved)
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch starts with (onecycle moves it per batch)
+        starts = batch_starts(len(order), self.batch_size, min_rows=world)
         loss_sum = torch.zeros((), device=x.device)
         metric_sum = torch.zeros((), device=x.device)
         for start, end in zip(starts[:-1], starts[1:]):
             idx = order[start:end]
-            xb, yb = x[idx], y[idx]  # (B, ...), (B,)
+            mine = idx if world == 1 else idx[rank::world]  # data parallel: this process's share of the batch
+            xb, yb = x[mine], y[mine]  # (B, ...), (B,)
             if self._augmenting:
                 xb = augment(xb, self.modality, **self.augment)
             out = self.net(xb)  # (B, K) logits or (B, 1)
-            loss = self._loss(out, yb)
             optimizer.zero_grad()
-            (loss + self._penalty()).backward()
+            if world == 1:
+                loss = self._loss(out, yb)
+                (loss + self._penalty()).backward()  # plain autograd: Lightning's wrapper costs per step
+            else:
+                loss = self._share(out, yb, y[idx])
+                # DDP averages gradients over processes: scaled by their count, the shares add up to the batch's
+                self.manual_backward(loss * world + self._penalty())
             if end == len(order):  # the epoch's last step: sample the gradients, unclipped
                 self.log_dict(self._grad_norms(), on_step=False, on_epoch=True, batch_size=1)
             self._clip()
@@ -177,6 +202,9 @@ class LitModel(L.LightningModule):
                 self.scheduler.step()
             loss_sum += loss.detach() * len(idx)
             metric_sum += self._metric(out.detach(), yb)
+        if world > 1:  # every process saw a share of each batch: the epoch's figures are the sums over processes
+            loss_sum = self.trainer.strategy.reduce(loss_sum, reduce_op="sum")
+            metric_sum = self.trainer.strategy.reduce(metric_sum, reduce_op="sum")
         self._log_epoch("train", loss_sum, metric_sum, len(order))
         self.log("lr", lr, on_step=False, on_epoch=True, batch_size=1)
         if self.schedule["kind"] in ("step", "cosine"):
