@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # DVC stage commands call `python`: make it the project's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test venv lock ui clean-outputs
+.PHONY: run test venv lock ui clean-outputs server server-stop server-status
 
 venv: $(STAMP)
 
@@ -29,6 +29,23 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/python -m pipeline ui
+
+# A team tracking server on 127.0.0.1: PostgreSQL (backend store) + `mlflow server` serving artifacts, all in
+# .server/. Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(SERVER_PORT). SERVER_ARGS=--auth for basic auth.
+SERVER_DIR ?= .server
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5000
+PG_PORT ?= 5433
+SERVER_ARGS ?=
+server: $(STAMP)
+	$(BIN)/python -m pipeline server start --dir $(SERVER_DIR) --host $(SERVER_HOST) --port $(SERVER_PORT) \
+		--pg-port $(PG_PORT) $(SERVER_ARGS)
+
+server-stop:
+	$(BIN)/python -m pipeline server stop --dir $(SERVER_DIR)
+
+server-status:
+	$(BIN)/python -m pipeline server status --dir $(SERVER_DIR)
 
 # Re-pin every package from pyproject.toml's ranges into requirements.lock (needs the package registry).
 # torch is written without its local build tag so a CUDA machine installs the CUDA build of the same version.

@@ -9,6 +9,7 @@
     python -m pipeline summary
     python -m pipeline ui
     python -m pipeline preset digits [--run]
+    python -m pipeline server start|stop|status
 """
 
 from __future__ import annotations
@@ -189,6 +190,32 @@ def cmd_ui(args: argparse.Namespace) -> None:
     os.execv(sys.executable, command)
 
 
+def cmd_server(args: argparse.Namespace) -> None:
+    from pipeline import server
+
+    if args.action == "start":
+        now, started = server.start(args.dir, host=args.host, port=args.port, pg_port=args.pg_port,
+                                    workers=args.workers, auth=args.auth, pg_user_name=args.pg_user,
+                                    pg_bin_dir=args.pg_bin, timeout=args.timeout)
+        if not started:
+            print(f"server: already running in {args.dir} (stop it first to change its settings)")
+        for line in server.describe(now, args.dir):
+            print(f"server: {line}")
+        if started and now.state.get("auth") and not os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
+            secret = args.dir / "auth" / "admin-password"
+            if secret.is_file():
+                print(f"server: basic auth: admin password (used when MLflow creates the admin) in {secret}")
+    elif args.action == "stop":
+        stopped = server.stop(args.dir)
+        print(f"server: stopped {' and '.join(stopped)}" if stopped else f"server: nothing was running in {args.dir}")
+    else:
+        now = server.status(args.dir)
+        for line in server.describe(now, args.dir):
+            print(f"server: {line}")
+        if not now.running:
+            sys.exit(3)  # as `pg_ctl status`: 3 when not (fully) running
+
+
 def cmd_preset(args: argparse.Namespace) -> None:
     import shlex
     import subprocess
@@ -264,6 +291,33 @@ def parser() -> argparse.ArgumentParser:
     presets.add_argument("--run", action="store_true", help="run the experiment instead of printing the command")
     presets.add_argument("--presets", type=Path, default=Path("presets.yaml"), help="presets file")
     presets.set_defaults(func=cmd_preset)
+
+    from pipeline import server  # light: no MLflow, no torch
+
+    tracking_server = commands.add_parser(
+        "server", help="a team MLflow tracking server: PostgreSQL backend store, artifacts served over HTTP",
+        epilog="Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 (the --port given). status exits 3 "
+               "when the server is not (fully) running.",
+    )
+    tracking_server.add_argument("action", choices=["start", "stop", "status"])
+    tracking_server.add_argument("--dir", type=Path, default=server.DEFAULT_DIR,
+                                 help="the server's folder: database, artifacts, logs, state (default: .server)")
+    tracking_server.add_argument("--host", default=server.DEFAULT_HOST,
+                                 help="address MLflow binds (default: 127.0.0.1; PostgreSQL always binds 127.0.0.1)")
+    tracking_server.add_argument("--port", type=int, default=server.DEFAULT_PORT, help="MLflow's port (default: 5000)")
+    tracking_server.add_argument("--pg-port", type=int, default=server.DEFAULT_PG_PORT,
+                                 help="PostgreSQL's port (default: 5433)")
+    tracking_server.add_argument("--workers", type=int, default=server.DEFAULT_WORKERS,
+                                 help="MLflow's uvicorn workers (default: 2)")
+    tracking_server.add_argument("--auth", action="store_true",
+                                 help="MLflow's basic auth (mlflow server --app-name basic-auth)")
+    tracking_server.add_argument("--pg-user", help="run PostgreSQL as this user when started by root "
+                                                   "(default: postgres, created if absent)")
+    tracking_server.add_argument("--pg-bin", type=Path,
+                                 help="folder with initdb and pg_ctl (default: PATH, then /usr/lib/postgresql/*/bin)")
+    tracking_server.add_argument("--timeout", type=float, default=server.DEFAULT_TIMEOUT_S,
+                                 help="seconds to wait for each part to come up (default: 180)")
+    tracking_server.set_defaults(func=cmd_server)
     return top
 
 

@@ -5,7 +5,8 @@ elsewhere (a server, say). Artifacts of local runs go to ``mlruns/`` beside it. 
 ``dvc.yaml`` lives; ``dvc exp run --temp`` and queued experiments run in a copy under ``.dvc/tmp/exps``, and
 DVC tells them the workspace in ``DVC_ROOT``, so every experiment lands in the one store the user looks at.
 Several experiments may write at once: the store runs in SQLite's WAL mode with a busy timeout, and creating
-the store or an experiment happens under a file lock.
+the store or an experiment happens under a file lock. None of that applies to a tracking server
+(``python -m pipeline server start``): it serialises writers itself and chooses where artifacts go.
 """
 
 from __future__ import annotations
@@ -43,6 +44,29 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace(root) / 'mlflow.db'}"
 
 
+def check_server(uri: str, timeout: float = 30) -> None:
+    """Fail at once, naming the URI, when nothing answers at an http(s) tracking URI.
+
+    MLflow's client would retry for minutes and end in a traceback. Only a failure to connect counts: any
+    HTTP answer (a proxy without ``/health``, say) or a TLS problem is left to MLflow's own calls and settings.
+    """
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except OSError as exc:  # URLError, a refused connection, a timeout
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLError):
+            return
+        raise PipelineError(f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers there ({reason}); start one "
+                            "(`make server` or `python -m pipeline server start`) or unset MLFLOW_TRACKING_URI"
+                            ) from None
+
+
 def _local_store(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
 
@@ -74,10 +98,13 @@ def configure(root: Path, must_exist: bool = False) -> MlflowClient:
         must_exist: Refuse to create a new local store (for commands that only read one).
 
     Raises:
-        PipelineError: If ``must_exist`` and there is no local store yet.
+        PipelineError: If ``must_exist`` and there is no local store yet, or no server answers at an http(s)
+            tracking URI.
     """
     uri = tracking_uri(root)
     store = _local_store(uri)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
     if store is not None:
         if must_exist and not store.is_file():
             raise PipelineError(

@@ -1,0 +1,124 @@
+"""`python -m pipeline server` failures that need no running server: each is one line, a non-zero exit, and
+nothing left running; plus the basic-auth environment and the pipeline's fast failure when no server answers.
+The servers themselves run in tests/serving/test_server_e2e.py (slow)."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import server, tracking
+from pipeline.errors import PipelineError
+from tests.project import env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(folder: Path, *args: str | int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", "server", "start", "--dir", str(folder),
+                           *map(str, args)], cwd=folder.parent, env=env(), capture_output=True, text=True,
+                          check=False, timeout=120)
+
+
+def one_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("pipeline: error: "), line
+    return line
+
+
+def assert_nothing_started(folder: Path) -> None:
+    assert not (folder / "state.json").exists()
+    assert not (folder / "postgres").exists()  # not even a cluster
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                assert str(folder).encode() not in (entry / "cmdline").read_bytes(), entry
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("which", ["mlflow", "postgres"])
+def test_a_port_in_use_is_one_clear_error_and_nothing_starts(tmp_path: Path, which: str) -> None:
+    folder = tmp_path / "server"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        port, pg_port = (taken, free_port()) if which == "mlflow" else (free_port(), taken)
+        line = one_error(start(folder, "--port", port, "--pg-port", pg_port))
+    option = "--port" if which == "mlflow" else "--pg-port"
+    assert f"port {taken} on 127.0.0.1 is in use" in line and option in line, line
+    assert_nothing_started(folder)
+
+
+def test_missing_postgresql_binaries_are_one_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "server"
+    empty = tmp_path / "no-postgres"
+    empty.mkdir()
+    line = one_error(start(folder, "--port", free_port(), "--pg-port", free_port(), "--pg-bin", empty))
+    assert f"initdb and pg_ctl not found in {empty}" in line and "--pg-bin" in line, line
+    assert_nothing_started(folder)
+
+
+def test_the_same_port_for_both_is_refused(tmp_path: Path) -> None:
+    port = free_port()
+    line = one_error(start(tmp_path / "server", "--port", port, "--pg-port", port))
+    assert "--port and --pg-port are both" in line
+
+
+def test_status_and_stop_without_a_server(tmp_path: Path) -> None:
+    folder = tmp_path / "server"
+    base = [sys.executable, "-m", "pipeline", "server"]
+    status = subprocess.run([*base, "status", "--dir", str(folder)], env=env(), capture_output=True, text=True,
+                            check=False)
+    assert status.returncode == 3 and "not running" in status.stdout
+    stop = subprocess.run([*base, "stop", "--dir", str(folder)], env=env(), capture_output=True, text=True,
+                          check=False)
+    assert stop.returncode == 0 and "nothing was running" in stop.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root picks PostgreSQL's user")
+def test_root_never_runs_postgresql_as_root() -> None:
+    with pytest.raises(PipelineError, match="refuses to run as root"):
+        server.pg_user("root")
+
+
+def test_basic_auth_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
+    layout = server.Layout(tmp_path)
+    first = server.auth_environment(layout, 6543, {})
+    config = configparser.ConfigParser()
+    config.read(first["MLFLOW_AUTH_CONFIG_PATH"])
+    assert config["mlflow"]["database_uri"] == "postgresql+psycopg2://mlflow@127.0.0.1:6543/mlflow_auth"
+    assert config["mlflow"]["default_permission"] == "READ" and config["mlflow"]["admin_username"] == "admin"
+    assert "admin_password" not in config["mlflow"]  # never written to the config, nor a built-in default
+    assert len(first["MLFLOW_AUTH_ADMIN_PASSWORD"]) >= 24
+    for name in ("admin-password", "secret-key"):
+        assert (tmp_path / "auth" / name).stat().st_mode & 0o077 == 0, name
+    assert server.auth_environment(layout, 6543, {}) == first  # the same secrets on the next start
+
+    mine = tmp_path / "mine.ini"
+    given = server.auth_environment(layout, 6543, {"MLFLOW_AUTH_CONFIG_PATH": str(mine),
+                                                   "MLFLOW_FLASK_SERVER_SECRET_KEY": "k"})
+    assert given == {}  # the caller's config and key are used as they are
+
+
+def test_the_pipeline_fails_at_once_when_no_server_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    began = time.monotonic()
+    with pytest.raises(PipelineError, match=f"MLFLOW_TRACKING_URI={uri}: no MLflow server answers there"):
+        tracking.configure(tmp_path, must_exist=True)
+    assert time.monotonic() - began < 10
+    assert not (tmp_path / "mlflow.db").exists()
