@@ -20,6 +20,9 @@ skipped, and fewer than two epochs give no finding that needs a trend.
 5. dead_relu (ReLU nets only): a layer with >= 50% of its units never active at the last epoch.
 6. diverged: train/loss ended >= 10% above its first value, or jumped >= 10x over its running minimum back to
    >= 50% of its first value, or a loss was non-finite.
+7. unstable_validation: over the second half of training (at least 6 epochs in all), val/loss typically
+   (median) moves by 1.5x or more from one epoch to the next, at least twice as much as train/loss does: the
+   best epoch is then picked on noise.
 
 Layers are the ``grad_norm/<parameter>`` keys in the order they first appear: network order, output layer last.
 """
@@ -49,6 +52,9 @@ DEAD_SHARE = 0.5  # half a layer's units never fire: half its width is wasted an
 DIVERGE_FINAL = 1.1  # ended 10% above the start: a stuck, flat loss wobbles by less (that is underfitting)
 DIVERGE_JUMP = 10.0  # a 10x jump over the best so far is a blow-up, not mini-batch noise...
 DIVERGE_JUMP_LEVEL = 0.5  # ...back to half the first loss: a healthy run at 7e-6 spiked 8000x, but only to 0.06
+UNSTABLE_SWING = math.log(1.5)  # val/loss typically 1.5x up or down each epoch: noise larger than progress
+UNSTABLE_RELATIVE = 2.0  # ...and twice train's swing: the instability is in what val sees, not the whole run
+UNSTABLE_MIN_EPOCHS = 6  # the second half needs a few epochs for a median to mean anything
 SCORES = ("accuracy", "macro_f1", "balanced_accuracy", "r2")  # higher is better; mae, rmse, log_loss are errors
 KNOBS = {  # per kind, the params.yaml keys to try (most useful first) and what to do with them
     "overfitting": (("model.dropout", "train.weight_decay", "train.augment", "train.early_stopping.patience",
@@ -74,6 +80,12 @@ KNOBS = {  # per kind, the params.yaml keys to try (most useful first) and what 
                  "the learning rate is too high: divide train.lr by 10 or set train.lr_find: true for a suggestion, "
                  "warm up with train.schedule.kind (step or cosine) and train.schedule.warmup_epochs, and set "
                  "train.gradient_clip.mode: norm"),
+    "unstable_validation": (("train.lr", "train.schedule.kind", "train.batch_size", "model.cnn.batch_norm",
+                             "model.norm", "split.val", "train.early_stopping.patience"),
+                            "lower train.lr or let it decay (train.schedule.kind: cosine or plateau); a larger "
+                            "train.batch_size steadies batch-norm statistics (or turn model.cnn.batch_norm / "
+                            "model.norm off); a larger split.val makes the val/loss that picks the kept epoch less "
+                            "noisy"),
 }
 # sigmoid / tanh saturate: the activation itself is the first thing to change
 SATURATING = (("model.activation", "model.init", "model.norm", "train.lr"),
@@ -279,6 +291,32 @@ def _diverged(history: list[dict]) -> Finding | None:
     return _finding("diverged", [text], ev, entry=(keys, advice))
 
 
+def _swing(values: list[float]) -> float:
+    """The median factor (as a log) by which consecutive values differ."""
+    return statistics.median(abs(math.log(b / a)) for a, b in zip(values, values[1:]))
+
+
+def _unstable(history: list[dict], task: str) -> Finding | None:
+    rows = [r for r in _rows(history, "train/loss", "val/loss") if r["train/loss"] > 0 and r["val/loss"] > 0]
+    if len(rows) < UNSTABLE_MIN_EPOCHS:
+        return None
+    late = rows[len(rows) // 2:]
+    val, train = _swing([r["val/loss"] for r in late]), _swing([r["train/loss"] for r in late])
+    if val < UNSTABLE_SWING or val < UNSTABLE_RELATIVE * train:
+        return None
+    low, high = min(r["val/loss"] for r in late), max(r["val/loss"] for r in late)
+    first, last = late[0]["epoch"], late[-1]["epoch"]
+    parts = [f"over epochs {first}-{last} val/loss moved by a median {_f(math.exp(val))}x from one epoch to the "
+             f"next (between {_f(low)} and {_f(high)}), train/loss by {_f(math.exp(train))}x"]
+    ev: dict[str, float | int | str] = {"from_epoch": first, "to_epoch": last, "val_swing": math.exp(val),
+                                        "train_swing": math.exp(train), "val_loss_min": low, "val_loss_max": high}
+    metric = "val/acc" if task == "classification" else "val/mae"
+    if scores := [float(r[metric]) for r in history[len(history) - len(late):] if _ok(r.get(metric))]:
+        parts.append(f"{metric} ranged {_f(min(scores))}-{_f(max(scores))}")
+        ev.update({f"{metric}_min": min(scores), f"{metric}_max": max(scores)})
+    return _finding("unstable_validation", parts, ev)
+
+
 def diagnose(history: list[dict[str, float]], task: str, metrics: dict[str, dict], primary: str,
              baselines: dict[str, dict] | None = None, activation: str = "relu") -> list[Finding]:
     """A run's problems, in the module docstring's order (empty when it looks healthy).
@@ -296,7 +334,7 @@ def diagnose(history: list[dict[str, float]], task: str, metrics: dict[str, dict
     metrics, activation = metrics or {}, (activation or "").lower()
     vanishing, exploding = _gradients(history, activation)
     found = (_overfitting(history, metrics, primary), _underfitting(metrics, primary, task, baselines), vanishing,
-             exploding, _dead_relu(history, activation), _diverged(history))
+             exploding, _dead_relu(history, activation), _diverged(history), _unstable(history, task))
     return [f for f in found if f is not None]
 
 
@@ -318,7 +356,7 @@ def report(findings: list[Finding], title: str, history: list[dict[str, float]],
     if not findings:
         seen = {k.split("/")[0] for r in history for k in r}
         checked = ["overfitting", "underfitting"] + ["vanishing and exploding gradients"] * ("grad_norm" in seen)
-        checked += ["dead ReLU units"] * ("dead_relu" in seen) + ["divergence"]
+        checked += ["dead ReLU units"] * ("dead_relu" in seen) + ["divergence", "unstable validation"]
         lines.append("  no problems found: checked " + ", ".join(checked))
     return "\n".join(lines) + "\n"
 

@@ -264,3 +264,26 @@ def test_report_lists_each_finding_with_its_knobs_and_as_json_is_strict_json() -
     data = json.loads(json.dumps(as_json(findings), allow_nan=False))
     assert data[1] == {"kind": "dead_relu", "summary": findings[1].summary, "knobs": list(findings[1].knobs),
                        "advice": findings[1].advice, "evidence": findings[1].evidence}
+
+
+def test_a_val_loss_that_zigzags_while_train_loss_settles_is_unstable_validation() -> None:
+    n = 40
+    train = geometric(0.65, 0.15, n)
+    val = [0.6 if i % 2 else 1.5 for i in range(n)]  # 2.5x up and down every epoch
+    rows = history(train, val)
+    for i, row in enumerate(rows):
+        row["val/acc"] = 1.0 if i % 2 else 0.5
+    found = by_kind(diagnose(rows, "classification", {}, "accuracy"), "unstable_validation")
+    assert found.evidence["from_epoch"] == 20 and found.evidence["to_epoch"] == 39
+    assert found.evidence["val_swing"] == pytest.approx(2.5)
+    assert found.evidence["val/acc_min"] == 0.5 and found.evidence["val/acc_max"] == 1.0
+    assert found.knobs[0] == "train.lr" and "split.val" in found.knobs
+
+
+@pytest.mark.parametrize("case", ["smooth", "both-zigzag", "too-short"])
+def test_steady_val_loss_or_a_run_noisy_everywhere_is_not_unstable_validation(case: str) -> None:
+    n = 5 if case == "too-short" else 40
+    zigzag = [0.6 if i % 2 else 1.5 for i in range(n)]
+    train = zigzag if case == "both-zigzag" else geometric(0.65, 0.15, n)
+    val = geometric(0.7, 0.3, n) if case == "smooth" else zigzag
+    assert "unstable_validation" not in kinds(diagnose(history(train, val), "classification", {}, "accuracy"))
