@@ -413,6 +413,8 @@ _Loader.add_implicit_resolver(
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
+# asked for explicitly, these only make sense with classes; the default 'upsample' is left to clean to ignore
+CLASS_ONLY_IMBALANCE = ("downsample", "smote", "class_weight")
 
 
 def check_task(params: Params, task: str) -> None:
@@ -433,6 +435,12 @@ def check_task(params: Params, task: str) -> None:
     if task == "classification" and monitor == "val/mae":
         raise ValueError(
             "train.early_stopping.monitor = 'val/mae' with a classification task: expected 'val/loss' or 'val/acc'"
+        )
+    if task == "regression" and params.clean.imbalance in CLASS_ONLY_IMBALANCE:
+        raise ValueError(
+            f"clean.imbalance = {params.clean.imbalance!r} with a regression task: expected 'none' (downsampling, "
+            "SMOTE and class weights need classes, which a regression target has not; the default 'upsample' is "
+            "ignored for regression)"
         )
 
 
@@ -462,6 +470,11 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         return message.removeprefix("Value error, ")
     message = message[0].lower() + message[1:]
     message = message.replace("input should be", "expected").replace("input should have", "expected")
+    # in YAML terms: a list, not a tuple; text, not a string; a mapping, not an instance of a Python class
+    message = message.replace("string should match pattern", "expected text matching the pattern")
+    message = message.replace("string should have", "expected")
+    message = message.replace("a valid tuple", "a list")
+    message = re.sub(r" or instance of \w+$", "", message)
     return f"{key} = {error['input']!r}: {message}"
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import zipfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import BUNDLED, BUNDLED_IMAGES
+from pipeline.config import BUNDLED, BUNDLED_IMAGES, INPUTS
 from pipeline.errors import PipelineError
 
 DATASETS = Path(__file__).with_name("datasets")
@@ -98,6 +98,19 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return table.to_pandas(split_blocks=True, self_destruct=True)  # frees each Arrow column once converted
 
 
+def _project_file(source: str, root: Path) -> Path:
+    """``root / source``, refusing a path that would leave ``root``: absolute, or climbing out with ``..``.
+
+    params.yaml is checked the same way when it is read (:class:`pipeline.config.DataConfig`); this holds for any
+    other caller too.
+    """
+    relative = PurePosixPath(source)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise PipelineError(f"data.source = {source!r}: expected a path inside the project, under {INPUTS}/ "
+                            "(no '..', not absolute)")
+    return Path(root) / source
+
+
 def load(source: str, root: Path = Path(".")) -> pd.DataFrame:
     """Load a bundled dataset by name, or a ``.csv`` / ``.parquet`` file by its path under ``root``.
 
@@ -107,7 +120,7 @@ def load(source: str, root: Path = Path(".")) -> pd.DataFrame:
     """
     if source in LOADERS:
         return LOADERS[source]()
-    path = Path(root) / source
+    path = _project_file(source, root)
     if not path.is_file():
         raise PipelineError(f"data.source = {source!r}: file not found at {path}")
     if path.stat().st_size == 0:
@@ -184,6 +197,7 @@ def load_images(source: str, target: str, root: Path = Path(".")) -> tuple[np.nd
     """
     if source in IMAGE_LOADERS:
         return IMAGE_LOADERS[source]()
+    _project_file(source, root)
     path = _check_file(source, root)
     x, y = _npz_arrays(path, source, ("x", target), f"'x' (the images) and {target!r} (data.target)")
     x = _checked_images(x, source)

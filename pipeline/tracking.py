@@ -133,7 +133,10 @@ def experiment_id(client: MlflowClient, name: str, root: Path | None = None) -> 
             return found.experiment_id
         location = None
         if _local_store(tracking_uri(root or Path.cwd())) is not None:
-            location = (workspace(root) / "mlruns" / re.sub(r"[^A-Za-z0-9_.-]", "-", name)).as_uri()
+            # no leading dot: an experiment named '.' or '..' (tracking.experiment, or a file stem) must not put
+            # its artifacts in mlruns/ itself or in the workspace above it
+            folder = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".") or "experiment"
+            location = (workspace(root) / "mlruns" / folder).as_uri()
         try:
             return client.create_experiment(name, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # another worker made it first (a server has no file lock)
@@ -263,10 +266,39 @@ def run_name(root: Path, params: dict[str, object]) -> str | None:
     return name[:250] or None
 
 
+# Files a dirty run's diff leaves out: DVC's config may hold remote credentials (`dvc remote modify` without
+# --local writes them there), and where data is pushed changes nothing the run computes.
+DIFF_EXCLUDES = (":(exclude).dvc/config", ":(exclude).dvc/config.local")
+# Secrets in the environment, masked wherever the pipeline logs text it did not write itself (the git diff): the
+# value of every variable named like a secret, and the password of every URL with credentials (DATABASE_URL, ...).
+# Values shorter than SECRET_MIN_LENGTH are left alone, or common words in a diff would be masked too.
+SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|COOKIE", re.IGNORECASE)
+URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:([^/@\s]+)@")
+SECRET_MIN_LENGTH = 8
+
+
+def secrets(environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(value, variable name) of each secret in the environment, the longest value first."""
+    environ = os.environ if environ is None else environ
+    found = [(v, k) for k, v in environ.items() if SECRET_NAME.search(k)]
+    found += [(m.group(1), k) for k, v in environ.items() for m in URL_PASSWORD.finditer(v)]
+    # the longest first, so a value that contains another is masked whole
+    return sorted({(v, k) for v, k in found if len(v) >= SECRET_MIN_LENGTH}, key=lambda pair: (-len(pair[0]), pair))
+
+
+def redact(text: str, environ: dict[str, str] | None = None) -> str:
+    """``text`` with each secret of the environment (:func:`secrets`) replaced by ``[redacted NAME]``."""
+    for value, name in secrets(environ):
+        text = text.replace(value, f"[redacted {name}]")
+    return text
+
+
 def git_diff(root: Path) -> str:
-    """``git diff HEAD`` of tracked files (what a dirty run's code differs by); empty outside git."""
-    done = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
-    return done.stdout if done.returncode == 0 else ""
+    """``git diff HEAD`` of tracked files (what a dirty run's code differs by), DVC's config left out and secrets
+    from the environment masked; empty outside git."""
+    done = subprocess.run(["git", "diff", "HEAD", "--", ":(top)", *DIFF_EXCLUDES], cwd=root, capture_output=True,
+                          text=True, check=False)
+    return redact(done.stdout) if done.returncode == 0 else ""
 
 
 def git_tags(root: Path) -> dict[str, str]:
