@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -28,6 +29,14 @@ def run_main(main: Callable[[], None], name: str) -> None:
         main: The function to run.
         name: The stage or command name, printed before the message.
     """
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    # SIGTERM as an exception in every stage, not only inside an MLflow run: the atomic writers' cleanup runs
+    # (no temporary folder is left behind) and the stage ends with its one line and 143
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
     try:
         main()
     except PipelineError as exc:

@@ -6,8 +6,10 @@ so a failed stage never leaves a complete-looking file behind (DESIGN rule 2).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +21,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
+
+
+def _sweep(final: Path) -> None:
+    """Remove what an earlier writer of ``final`` left under a temporary name when it was killed (SIGKILL, a power
+    cut: no chance to clean up), so partial copies of an output do not pile up beside it."""
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def _shown(path: Path) -> Path:
+    """``path`` as the user knows it: a file inside an :func:`atomic_dir`'s temporary folder by its final name."""
+    match = re.fullmatch(r"\.(.+)\.tmp-\w+", path.parent.name)
+    return path.parent.parent / match.group(1) / path.name if match else path
 
 
 @contextmanager
@@ -33,15 +48,18 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _sweep(final)
+    # one try from creating the temporary name to the rename: a SIGTERM (Terminated) landing anywhere in between,
+    # even before mkdtemp has returned the name, still removes it
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         yield tmp
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _sweep(final)
         raise
-    if final.exists():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
-    os.replace(tmp, final)
 
 
 @contextmanager
@@ -49,15 +67,19 @@ def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary path that is renamed to ``final`` only if the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
+    _sweep(final)
+    try:  # as in atomic_dir: the temporary name is removed whenever it is interrupted
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+        os.close(fd)
+        yield Path(name)
+        os.replace(name, final)
+    except OSError as exc:  # a full disk or quota: one line naming the file, not a traceback
+        _sweep(final)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise PipelineError(f"{_shown(final)}: could not write it ({reason})") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _sweep(final)
         raise
-    os.replace(tmp, final)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -402,6 +402,8 @@ def main() -> None:
             log_lr_finding(results[0].lr_finding, params)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
+        for fitted in (args.raw / "schema.json", args.clean / "imputer.json", args.scaled / "encoder.json"):
+            read_json(fitted)  # the bundle copies these as they are: a corrupt one stops train, naming it
         with atomic_dir(args.out) as out:
             write_bundle(out, spec, state, args.raw, args.clean, args.scaled)
         with atomic_file(args.restarts) as tmp:  # every restart, for evaluate's mean and spread of the test metric

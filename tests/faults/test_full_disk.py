@@ -1,0 +1,65 @@
+"""A full disk while clean writes its output: a real ENOSPC from a small tmpfs mounted over `data/`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.helpers import error_lines, lock_stages, temp_leftovers, write_table
+from tests.project import dvc, make_project
+
+pytestmark = pytest.mark.slow
+
+MARGIN = 64 * 1024  # free bytes left on the disk: clean's train.parquet needs several times that
+
+
+def _mount(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def nearly_full(tmp_path: Path) -> Iterator[Path]:
+    """A project run up to split whose `data/` is a tmpfs holding raw and split with MARGIN bytes to spare."""
+    project = make_project(tmp_path / "p", data__source="inputs/table.csv", data__target="label")
+    write_table(project / "inputs" / "table.csv", unique=20_000, missing=0.01)
+    dvc(project, "repro", "split")
+    data, kept = project / "data", tmp_path / "data-before"
+    shutil.move(data, kept)
+    data.mkdir()
+    mounted = _mount(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(data)])
+    if mounted.returncode != 0:
+        shutil.rmtree(data)
+        shutil.move(kept, data)
+        pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        shutil.copytree(kept, data, dirs_exist_ok=True)
+        stats = os.statvfs(data)
+        used = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+        resized = _mount(["mount", "-o", f"remount,size={used + MARGIN}", str(data)])
+        assert resized.returncode == 0, resized.stderr
+        yield project
+    finally:
+        done = _mount(["umount", str(data)])
+        if done.returncode != 0:
+            _mount(["umount", "-l", str(data)])
+
+
+def test_a_full_disk_while_clean_writes_is_one_line_naming_the_file(nearly_full: Path) -> None:
+    project = nearly_full
+    stats = os.statvfs(project / "data")
+    assert stats.f_bavail * stats.f_frsize <= 2 * 64 * 1024  # the disk really is nearly full
+    before = lock_stages(project)
+
+    done = dvc(project, "repro", check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    (line,) = error_lines(done.stderr, "clean")
+    assert line.startswith("clean: error: data/clean/train.parquet: could not write it (No space left on device)"), line
+    assert not (project / "data" / "clean").exists()
+    assert temp_leftovers(project) == []  # the partial file and its folder are gone, the space is free again
+    assert lock_stages(project) == before and "clean" not in before
