@@ -140,8 +140,11 @@ def _env() -> dict[str, str]:
 
 
 def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, str]:
+    # Ctrl-C as a terminal delivers it: a shell starting a job in the background (`cmd &`, as a CI runner may)
+    # sets SIGINT to ignored, which Python then keeps; the child gets the default disposition back
     child = subprocess.Popen([sys.executable, "-c", CHILD, mode], cwd=tmp_path, env=_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (tmp_path / "run_id").exists():
         assert child.poll() is None or mode == "raise", child.communicate()
