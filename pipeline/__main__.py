@@ -19,10 +19,11 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import DEFAULT_PARAMS, load_params
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_file, read_json
+from pipeline.io import atomic_file, read_state
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -161,23 +162,31 @@ def cmd_models_pin(args: argparse.Namespace) -> None:
     print(f"models: {name}@{args.alias} -> version {args.version}")
 
 
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
+    """evaluate's test metrics, a line each (per-class precision and recall after the overall ones)."""
+    lines = ["", "Test metrics:"]
+    lines += [f"  {name:<9} {value:.4f}" for name, value in metrics.items() if name != "per_class"]
+    lines += [f"  {cls:<12} precision {values['precision']:.4f}  recall {values['recall']:.4f}  (n={values['support']})"
+              for cls, values in metrics.get("per_class", {}).items()]
+    return lines
+
+
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    """What evaluate registered (``reports/model.json``) and how to predict with it."""
+    if model["version"] is None:
+        return ["", f"Model not registered (tracking.register_model is false); MLflow run {model['run_id']}"]
+    example = {"image": "images.npz", "sequence": "series_rows.csv"}.get(model.get("modality"), "rows.csv")
+    return ["", f"Registered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})",
+            f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input {example} "
+            "--output preds.csv"]
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     reports = Path("reports")
-    metrics = read_json(reports / "metrics.json")["test"]
-    model = read_json(reports / "model.json")
-    print("\nTest metrics:")
-    for name, value in metrics.items():
-        if name != "per_class":
-            print(f"  {name:<9} {value:.4f}")
-    for cls, values in metrics.get("per_class", {}).items():
-        print(f"  {cls:<12} precision {values['precision']:.4f}  recall {values['recall']:.4f}  (n={values['support']})")
-    if model["version"] is None:
-        print(f"\nModel not registered (tracking.register_model is false); MLflow run {model['run_id']}")
-    else:
-        print(f"\nRegistered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})")
-        example = {"image": "images.npz", "sequence": "series_rows.csv"}.get(model.get("modality"), "rows.csv")
-        print(f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input {example} "
-              "--output preds.csv")
+    # formatted inside read_state, so a hand-edited file of another shape is one line naming it
+    lines = read_state(reports / "metrics.json", lambda metrics: _metric_lines(metrics["test"]))
+    lines += read_state(reports / "model.json", _model_lines)
+    print("\n".join(lines))
     print("MLflow UI:  .venv/bin/python -m pipeline ui   (then open http://127.0.0.1:5000)")
 
 

@@ -18,10 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_json, write_json
+from pipeline.io import read_state, write_json
 from pipeline.nets import build_net
 from pipeline.preprocess import sequence as seq
-from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
+from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler
+from pipeline.preprocess.encoders import Encoders
 from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema, as_category
@@ -68,8 +69,8 @@ class ModelBundle:
             PipelineError: If a file is missing or corrupt, or the weights do not fit the spec.
         """
         folder = Path(folder)
-        encoders = read_json(folder / "encoder.json")
-        net = build_net(read_json(folder / "net.json"))
+        encoders = read_state(folder / "encoder.json", Encoders.from_dict)
+        net = read_state(folder / "net.json", build_net)
         weights = folder / WEIGHTS
         if not weights.is_file():
             raise PipelineError(f"{weights}: file not found")
@@ -81,15 +82,13 @@ class ModelBundle:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise PipelineError(f"{weights}: weights do not match net.json ({str(exc).splitlines()[0]})") from None
-        state = encoders["features"]
-        features = ImageScaler.from_dict(state) if state.get("kind") == "image" else FeatureEncoder.from_dict(state)
         return cls(
-            Schema.from_dict(read_json(folder / "schema.json")),
-            Imputer.from_dict(read_json(folder / "imputer.json")),
-            features,
-            target_encoder_from_dict(encoders["target"]),
+            read_state(folder / "schema.json", Schema.from_dict),
+            read_state(folder / "imputer.json", Imputer.from_dict),
+            encoders.features,
+            encoders.target,
             net,
-            encoders.get("sequence"),
+            encoders.sequence,
         )
 
     @property

@@ -436,9 +436,18 @@ def check_task(params: Params, task: str) -> None:
         raise ValueError(
             "train.early_stopping.monitor = 'val/mae' with a classification task: expected 'val/loss' or 'val/acc'"
         )
-    if task == "regression" and params.clean.imbalance in CLASS_ONLY_IMBALANCE:
+    check_imbalance(params.clean, task)
+
+
+def check_imbalance(clean: CleanConfig, task: str) -> None:
+    """Refuse an imbalance strategy that needs classes for a regression target.
+
+    Raises:
+        ValueError: Naming ``clean.imbalance`` and its value.
+    """
+    if task == "regression" and clean.imbalance in CLASS_ONLY_IMBALANCE:
         raise ValueError(
-            f"clean.imbalance = {params.clean.imbalance!r} with a regression task: expected 'none' (downsampling, "
+            f"clean.imbalance = {clean.imbalance!r} with a regression task: expected 'none' (downsampling, "
             "SMOTE and class weights need classes, which a regression target has not; the default 'upsample' is "
             "ignored for regression)"
         )
@@ -448,6 +457,15 @@ def require_task(params: Params, task: str) -> None:
     """:func:`check_task` for a stage, once the task is known: a :class:`PipelineError` naming params.yaml."""
     try:
         check_task(params, task)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: {exc}") from None
+
+
+def require_imbalance(clean: CleanConfig, task: str) -> None:
+    """:func:`check_imbalance` for the clean stage, which reads only its own section: the task ingest inferred
+    (``data.task: auto``) is known there, so a class-only strategy stops the pipeline before any training."""
+    try:
+        check_imbalance(clean, task)
     except ValueError as exc:
         raise PipelineError(f"params.yaml: {exc}") from None
 

@@ -12,10 +12,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -97,6 +97,36 @@ def read_json(path: Path) -> Any:
         raise PipelineError(f"{path}: file not found (run the stage that writes it first)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{path}: expected valid JSON, got a corrupt file ({exc})") from None
+
+
+T = TypeVar("T")
+# what a loader raises on valid JSON of the wrong shape: a missing key, a list where an object belongs, a string
+# where a number belongs
+_CONTENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def read_state(path: Path, load: Callable[[Any], T]) -> T:
+    """Read a JSON file a stage wrote and build from it with ``load``, naming the file when its content is valid
+    JSON but not what the pipeline writes there (a hand-edited or foreign file), rather than a ``KeyError``
+    traceback later.
+
+    Args:
+        path: The JSON file.
+        load: Builds the object from the parsed JSON; it raises a ``KeyError``, ``TypeError`` and the like on
+            content of the wrong shape.
+
+    Returns:
+        What ``load`` returns.
+    """
+    state = read_json(path)
+    try:
+        return load(state)
+    except PipelineError as exc:  # the loader's own check (build_net's unknown kind): say which file held it
+        raise PipelineError(f"{path}: {exc}") from None
+    except _CONTENT_ERRORS as exc:
+        why = f"no key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else (str(exc).splitlines() or ["?"])[0]
+        raise PipelineError(f"{path}: expected the content the pipeline writes there, got content it cannot use "
+                            f"({type(exc).__name__}: {why})") from None
 
 
 CHUNK_ROWS = 2**20  # rows converted to Arrow and written at a time (a Parquet row group each, as pyarrow's default)

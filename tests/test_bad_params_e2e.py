@@ -110,7 +110,7 @@ CASES: dict[str, Case] = {
         (P + "clean.imbalance = 'class_weight' with a regression task: expected 'none'",)),
     "clean-class-weight-inferred-regression": Case(
         {**DIABETES, "evaluate__primary_metric": "rmse", "clean__imbalance": "class_weight"},
-        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'none'",), stage="train",
+        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'none'",), stage="clean",
         mode="repro"),
     # --- scale ---
     "scale-unknown-key": Case({"scale__with_mean": True},

@@ -245,11 +245,15 @@ class Imputer:
 
         Raises:
             PipelineError: If a fill value is not finite (a corrupt or hand-edited state file).
+            KeyError: If something every fit learns is missing (the nearest-neighbour fields only a ``knn``
+                fit learns are optional).
         """
         step = cls(**{key: state[key] for key in cls._STATE if key in state})
         for key in cls._LEARNED:
             if key in state:
                 setattr(step, key, state[key])
+            elif not key.startswith("knn_"):
+                raise KeyError(key)
         for name, value in step.statistics_.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise PipelineError(f"imputer state: column {name!r}: expected a finite fill value, got {value}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CleanConfig, load_params
+from pipeline.config import CleanConfig, load_params, require_imbalance
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, read_npy, write_json, write_npy
 from pipeline.preprocess import sequence as seq
@@ -179,6 +179,7 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "split", "out")
     params = load_params(args.params)
     schema = read_schema(args.raw)
+    require_imbalance(params.clean, schema.task)
     arrays = None
     if schema.modality == "image":
         images = {name: read_npy(args.split / f"{name}.npy") for name in SPLITS}

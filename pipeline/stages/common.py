@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import DEFAULT_PARAMS
-from pipeline.io import read_json, read_parquet, write_parquet
+from pipeline.io import read_parquet, read_state, write_parquet
 from pipeline.preprocess.schema import Schema
 
 SPLITS = ("train", "val", "test")
@@ -36,4 +36,4 @@ def write_splits(folder: Path, splits: dict[str, pd.DataFrame]) -> None:
 
 def read_schema(raw_dir: Path) -> Schema:
     """Read the schema ingest wrote."""
-    return Schema.from_dict(read_json(Path(raw_dir) / "schema.json"))
+    return read_state(Path(raw_dir) / "schema.json", Schema.from_dict)

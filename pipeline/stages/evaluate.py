@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.config import load_params, require_task
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_file, read_json, read_npy, read_parquet, write_json
+from pipeline.io import atomic_file, read_npy, read_parquet, read_state, write_json
 from pipeline.preprocess import sequence as seq
 from pipeline.evaluation.diagnosis import as_json, diagnose, report
 from pipeline.evaluation.metrics import classification_metrics, flatten_metrics, regression_metrics
@@ -85,6 +85,26 @@ def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray,
     return scores
 
 
+TRAIN_INFO = {"run_id": str, "monitor": str, "history": list, "restarts": list}  # what evaluate reads of train.json
+RESTART_INFO = ("restart", "seed", "run_id", "best_value")
+
+
+def train_info(state: dict[str, Any]) -> dict[str, Any]:
+    """``train.json`` checked for the keys evaluate reads, so a file of another shape is refused up front.
+
+    Raises:
+        KeyError, TypeError: On a missing key or a value of the wrong type.
+    """
+    missing = [key for key in (*TRAIN_INFO, "selected") if key not in state]
+    missing += [f"restarts[].{key}" for run in state.get("restarts") or [] for key in RESTART_INFO if key not in run]
+    if missing:
+        raise KeyError(missing[0])
+    for key, kind in TRAIN_INFO.items():
+        if not isinstance(state[key], kind):
+            raise TypeError(f"{key}: expected {kind.__name__}, got {type(state[key]).__name__}")
+    return state
+
+
 def restart_metrics(bundle: Any, model_dir: Path, restarts_file: Path, info: dict[str, Any], x: np.ndarray,
                     index: pd.Index, actual: pd.Series, primary: str) -> dict[str, Any] | None:
     """Each restart's test ``primary`` metric, with their mean and standard deviation; None for a single restart.
@@ -99,8 +119,8 @@ def restart_metrics(bundle: Any, model_dir: Path, restarts_file: Path, info: dic
     runs = info.get("restarts") or []
     if len(runs) < 2:
         return None
-    spec = read_json(Path(model_dir) / "net.json")
-    member = spec["member"] if spec["kind"] == "ensemble" else spec
+    member = read_state(Path(model_dir) / "net.json",
+                        lambda spec: spec["member"] if spec.get("kind") == "ensemble" else spec)
     every = build_net(ensemble_spec(member, len(runs), bundle.task))
     try:
         every.load_state_dict(load_file(restarts_file))
@@ -137,6 +157,7 @@ def main() -> None:
     root = Path.cwd()
     target = params.data.target
     bundle = ModelBundle.load(args.model)
+    info = read_state(args.info, train_info)
     test = read_parquet(args.split / "test.parquet")
     # the raw test input, as predict would get it: rows, long-format rows, or the image array
     if bundle.modality == "image":
@@ -188,7 +209,6 @@ def main() -> None:
             flat.update({f"baseline/{name}/{k}": float(v) for k, v in values.items()
                          if v is not None and math.isfinite(v)})
 
-    info = read_json(args.info)
     restarts = restart_metrics(bundle, args.model, args.restarts, info, x_raw, index, actual.reset_index(drop=True),
                                primary)
     if restarts is not None:

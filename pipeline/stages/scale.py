@@ -16,10 +16,11 @@ import pandas as pd
 from pipeline.config import ScaleConfig, load_params
 from pipeline.errors import run_main
 from pipeline.io import (
-    atomic_dir, read_json, read_npy, read_parquet, write_json, write_npy, write_parquet, write_parquet_chunks,
+    atomic_dir, read_npy, read_parquet, read_state, write_json, write_npy, write_parquet, write_parquet_chunks,
 )
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
+from pipeline.preprocess.encoders import Encoders
 from pipeline.preprocess.image import ImageScaler
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
@@ -92,7 +93,7 @@ def _scale_images(args: Any, params: Any, schema: Schema) -> tuple[ImageScaler, 
             table = read_parquet(args.clean / f"{name}.parquet")
             write_npy(out / f"{name}.npy", scaler.transform(read_npy(args.clean / f"{name}.npy"), f"{name} images"))
             write_parquet(out / f"{name}.parquet", pd.DataFrame({schema.target: labels.transform(table[schema.target])}))
-        write_json(out / "encoder.json", {"features": scaler.to_dict(), "target": labels.to_dict(), "sequence": None})
+        write_json(out / "encoder.json", Encoders(scaler, labels, None).to_dict())
     return scaler, labels
 
 
@@ -105,7 +106,7 @@ def main() -> None:
         scaler, labels = _scale_images(args, params, schema)
         what = f"images {' x '.join(map(str, scaler.shape_))} ({params.scale.method}, per channel)"
     else:
-        imputer = Imputer.from_dict(read_json(args.clean / "imputer.json"))
+        imputer = read_state(args.clean / "imputer.json", Imputer.from_dict)
         train = read_parquet(args.clean / "train.parquet")
         features = FeatureEncoder(params.scale.method, params.scale.encoding).fit(
             train, imputer.numeric_out_, imputer.categorical_out_
@@ -130,8 +131,7 @@ def main() -> None:
             del train
             for name in ("val", "test"):
                 write_parquet_chunks(out / f"{name}.parquet", chunks(read_parquet(args.clean / f"{name}.parquet")))
-            write_json(out / "encoder.json", {"features": features.to_dict(), "target": labels.to_dict(),
-                                              "sequence": sequence})
+            write_json(out / "encoder.json", Encoders(features, labels, sequence).to_dict())
         n = len(features.feature_names_out_)
         what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
         if sequence:

@@ -20,8 +20,9 @@ from typing import Any
 
 from pipeline.config import Params, flatten, load_params, require_task
 from pipeline.errors import PipelineError, run_main
-from pipeline.io import atomic_dir, read_json, write_json
-from pipeline.stages.common import stage_args
+from pipeline.io import atomic_dir, read_state, write_json
+from pipeline.preprocess.impute import Imputer
+from pipeline.stages.common import read_schema, stage_args
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
 # cuBLAS needs this set before CUDA initialises to give deterministic results (see torch's reproducibility notes).
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 from pipeline.nets import build_net, net_spec  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
 from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
-from pipeline.training.data import ScaledDataModule  # noqa: E402
+from pipeline.training.data import ScaledDataModule, read_encoders  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
 
@@ -322,6 +323,11 @@ def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, cla
     return results, run_ids
 
 
+def class_weights(weights: dict[str, float] | None, classes: list) -> list[float] | None:
+    """Clean's per-class loss weights (``report.json``) in the order of the network's outputs, or ``None``."""
+    return None if weights is None else [float(weights[str(c)]) for c in classes]
+
+
 def main() -> None:
     """Train on ``--scaled`` and write the bundle to ``--out``, every restart's weights to ``--restarts`` and the
     run summary to ``--info``."""
@@ -338,12 +344,11 @@ def main() -> None:
     params = load_params(args.params)
     check_accelerator(params.train.accelerator, params.train.precision)
     root = Path.cwd()
-    task = read_json(args.raw / "schema.json")["task"]
+    task = read_schema(args.raw).task
     require_task(params, task)
-    target = read_json(args.scaled / "encoder.json")["target"]
-    n_outputs = len(target["classes_"]) if task == "classification" else 1
-    weights = read_json(args.clean / "report.json")["class_weight"]
-    class_weight = None if weights is None else [weights[str(c)] for c in target["classes_"]]
+    classes = list(read_encoders(args.scaled).target.classes_) if task == "classification" else []
+    n_outputs = len(classes) if task == "classification" else 1
+    class_weight = read_state(args.clean / "report.json", lambda report: class_weights(report["class_weight"], classes))
     if process_rank(params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
         # process, which alone talks to MLflow and writes the outputs
@@ -402,8 +407,9 @@ def main() -> None:
             log_lr_finding(results[0].lr_finding, params)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
-        for fitted in (args.raw / "schema.json", args.clean / "imputer.json", args.scaled / "encoder.json"):
-            read_json(fitted)  # the bundle copies these as they are: a corrupt one stops train, naming it
+        # the bundle copies the fitted steps as they are: one that cannot be loaded stops train here, naming it
+        # (the schema and encoders were read above)
+        read_state(args.clean / "imputer.json", Imputer.from_dict)
         with atomic_dir(args.out) as out:
             write_bundle(out, spec, state, args.raw, args.clean, args.scaled)
         with atomic_file(args.restarts) as tmp:  # every restart, for evaluate's mean and spread of the test metric

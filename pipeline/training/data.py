@@ -11,16 +11,19 @@ import torch
 from torch.utils.data import TensorDataset
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_json, read_npy, read_parquet
+from pipeline.io import read_npy, read_parquet, read_state
 from pipeline.preprocess import sequence as seq
+from pipeline.preprocess.encoders import Encoders
+
+
+def read_encoders(folder: Path) -> Encoders:
+    """The fitted steps the scale stage wrote into ``folder`` (its ``encoder.json``)."""
+    return read_state(Path(folder) / "encoder.json", Encoders.from_dict)
 
 
 def modality(folder: Path) -> str:
     """``image``, ``sequence`` or ``tabular``: what the scale stage wrote into ``folder``."""
-    encoder = read_json(Path(folder) / "encoder.json")
-    if encoder["features"].get("kind") == "image":
-        return "image"
-    return "sequence" if encoder.get("sequence") else "tabular"
+    return read_encoders(folder).modality
 
 
 def load_xy(folder: Path, split: str, target: str, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,9 +38,9 @@ def load_xy(folder: Path, split: str, target: str, task: str = "classification")
     frame = read_parquet(path)
     if target not in frame.columns:
         raise PipelineError(f"{path}: expected a target column {target!r}, got columns {list(frame.columns)}")
-    encoder = read_json(folder / "encoder.json")
-    sequence = encoder.get("sequence")
-    if encoder["features"].get("kind") == "image":
+    encoders = read_encoders(folder)
+    sequence = encoders.sequence
+    if encoders.modality == "image":
         x = read_npy(folder / f"{split}.npy")
         labels = frame[target]
     elif sequence:

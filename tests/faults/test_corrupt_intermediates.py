@@ -23,19 +23,30 @@ pytestmark = pytest.mark.slow
 
 PARQUET = "expected a Parquet file, got an unreadable one"
 JSON = "expected valid JSON, got a corrupt file"
-CASES = {  # file: (the stage that reads it, how it is damaged, what the one line says after the file's name)
-    "data/raw/data.parquet": ("split", "truncate", PARQUET),
-    "data/raw/schema.json": ("split", "truncate", JSON),
-    "data/split/train.parquet": ("clean", "truncate", PARQUET),
-    "data/clean/val.parquet": ("scale", "garbage", PARQUET),
-    "data/clean/imputer.json": ("scale", "truncate", JSON),
-    "data/scaled/encoder.json": ("train", "truncate", JSON),
-    "data/scaled/train.parquet": ("train", "truncate", PARQUET),
-    "models/model/weights.safetensors": ("evaluate", "truncate", "expected a safetensors file"),
-    "models/model/net.json": ("evaluate", "truncate", JSON),
-    "models/train.json": ("evaluate", "truncate", JSON),
-    "models/model/encoder.json": ("evaluate", "garbage", JSON),
-}
+FOREIGN = "expected the content the pipeline writes there, got content it cannot use"
+CASES = [  # (file, the stage that reads it, how it is damaged, what the one line says after the file's name)
+    ("data/raw/data.parquet", "split", "truncate", PARQUET),
+    ("data/raw/schema.json", "split", "truncate", JSON),
+    ("data/split/train.parquet", "clean", "truncate", PARQUET),
+    ("data/clean/val.parquet", "scale", "garbage", PARQUET),
+    ("data/clean/imputer.json", "scale", "truncate", JSON),
+    ("data/scaled/encoder.json", "train", "truncate", JSON),
+    ("data/scaled/train.parquet", "train", "truncate", PARQUET),
+    ("models/model/weights.safetensors", "evaluate", "truncate", "expected a safetensors file"),
+    ("models/model/net.json", "evaluate", "truncate", JSON),
+    ("models/train.json", "evaluate", "truncate", JSON),
+    ("models/model/encoder.json", "evaluate", "garbage", JSON),
+    # valid JSON, but not what the pipeline wrote there (a hand edit, another tool's file): no KeyError traceback
+    ("data/raw/schema.json", "split", "foreign", f"{FOREIGN} (KeyError: no key 'target')"),
+    ("data/clean/imputer.json", "scale", "foreign", f"{FOREIGN} (KeyError:"),
+    ("data/clean/report.json", "train", "foreign", f"{FOREIGN} (KeyError: no key 'class_weight')"),
+    ("data/scaled/encoder.json", "train", "foreign", f"{FOREIGN} (KeyError: no key 'features')"),
+    ("data/clean/imputer.json", "train", "foreign", f"{FOREIGN} (KeyError:"),
+    ("models/model/net.json", "evaluate", "foreign", "model.kind: expected one of"),
+    ("models/model/encoder.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'features')"),
+    ("models/train.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'run_id')"),
+]
+IDS = [f"{name}-{how}-{reader}" for name, reader, how, _ in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +60,12 @@ def finished(scaled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _damage(path: Path, how: str) -> None:
     data = path.read_bytes()
     path.unlink()  # a new file: never write through to DVC's cache
-    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"\x00garbage\xff" * 16)
+    damaged = {"truncate": data[: len(data) // 2], "garbage": b"\x00garbage\xff" * 16,
+               "foreign": b'{"written_by": "another tool"}\n'}
+    path.write_bytes(damaged[how])
 
 
-@pytest.mark.parametrize(("name", "reader", "how", "expected"), [(k, *v) for k, v in CASES.items()], ids=list(CASES))
+@pytest.mark.parametrize(("name", "reader", "how", "expected"), CASES, ids=IDS)
 def test_a_damaged_intermediate_stops_its_reader_with_one_line(tmp_path: Path, finished: Path, name: str,
                                                                 reader: str, how: str, expected: str) -> None:
     project = copy_project(finished, tmp_path / "p")
