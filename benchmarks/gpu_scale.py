@@ -108,19 +108,20 @@ def hand_loop(x: np.ndarray, y: np.ndarray, batch: int, epochs: int, device: tor
 def write_scaled(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
     """The scale stage's image output: ``<split>.npy`` inputs and ``<split>.parquet`` labels (val: 1%)."""
     from pipeline.io import write_json
+    from pipeline.preprocess.encoders import Encoders
 
     n_val = max(len(y) // 100, 1)
     for name, rows in (("train", slice(None)), ("val", slice(0, n_val))):
         np.save(folder / f"{name}.npy", x[rows])
         pd.DataFrame({"label": y[rows]}).to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", {"features": {"kind": "image"}, "target": {"kind": "classification"},
-                                         "sequence": None})
+    encoders = Encoders.passthrough(tuple(x.shape[1:]), np.unique(y).tolist())
+    write_json(folder / "encoder.json", encoders.to_dict())
 
 
 def pipeline_fit(folder: Path, batch: int, epochs: int, device: torch.device) -> float:
     """(b): seconds of the pipeline's ``fit`` for ``epochs`` epochs (validation on 1% included)."""
     from pipeline.config import parse_params
-    from pipeline.stages.train import fit
+    from pipeline.training.fit import fit
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["seed"] = SEED
@@ -149,7 +150,7 @@ def main() -> None:
                           else "cpu")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    import pipeline.stages.train  # noqa: F401 - sets CUBLAS_WORKSPACE_CONFIG before CUDA starts, as the stage does
+    import pipeline.training.fit  # noqa: F401 - sets CUBLAS_WORKSPACE_CONFIG before CUDA starts, as the stage does
 
     # both sides as the pipeline trains: deterministic algorithms, and one CPU thread (train.cpu_threads)
     torch.use_deterministic_algorithms(True)

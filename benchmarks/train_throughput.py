@@ -95,7 +95,8 @@ def pipeline_fit(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, fold
     """(b): the train stage's ``fit`` on a scaled folder holding the same rows (val: 1% of them)."""
     from pipeline.config import parse_params
     from pipeline.io import write_json
-    from pipeline.stages.train import fit
+    from pipeline.preprocess.encoders import Encoders
+    from pipeline.training.fit import fit
 
     if not (folder / "train.parquet").exists():
         n_val = max(len(x) // 100, 1)
@@ -103,8 +104,8 @@ def pipeline_fit(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, fold
             frame = pd.DataFrame(x[rows].numpy(), columns=[f"f{i}" for i in range(FEATURES)])
             frame["label"] = y[rows].numpy()
             frame.to_parquet(folder / f"{name}.parquet", index=False)
-        write_json(folder / "encoder.json", {"features": {"kind": "table"}, "target": {"kind": "classification"},
-                                             "sequence": None})
+        write_json(folder / "encoder.json",
+                   Encoders.passthrough([f"f{i}" for i in range(FEATURES)], np.unique(np.asarray(y)).tolist()).to_dict())
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["seed"] = SEED
     raw["data"].update(target="label")

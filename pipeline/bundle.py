@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_state, write_json
+from pipeline.io import read_state, write_json, write_safetensors
 from pipeline.nets import build_net
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler
@@ -35,7 +35,7 @@ def write_bundle(
 ) -> None:
     """Write a bundle: the weights and spec, plus copies of the fitted state the data stages wrote."""
     folder = Path(folder)
-    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, folder / WEIGHTS)
+    write_safetensors(folder / WEIGHTS, {k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     write_json(folder / "net.json", spec)
     shutil.copyfile(Path(raw_dir) / "schema.json", folder / "schema.json")
     shutil.copyfile(Path(clean_dir) / "imputer.json", folder / "imputer.json")

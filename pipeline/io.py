@@ -30,10 +30,22 @@ def _sweep(final: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
+def sweep_temporaries(folder: Path) -> None:
+    """Remove every temporary name the atomic writers left in ``folder`` when they were killed: for a folder
+    whose files are rewritten under varying names over a long process (training checkpoints)."""
+    for stale in Path(folder).glob(".*.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 def _shown(path: Path) -> Path:
     """``path`` as the user knows it: a file inside an :func:`atomic_dir`'s temporary folder by its final name."""
     match = re.fullmatch(r"\.(.+)\.tmp-\w+", path.parent.name)
     return path.parent.parent / match.group(1) / path.name if match else path
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for an OS error (``No space left on device``), without the paths it repeats."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 @contextmanager
@@ -57,6 +69,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(tmp, final)
+    except OSError as exc:  # a full disk while copying into the folder: as in atomic_file, one line naming it
+        _sweep(final)
+        raise PipelineError(f"{_shown(final)}: could not write it ({_reason(exc)})") from None
     except BaseException:
         _sweep(final)
         raise
@@ -75,8 +90,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
         os.replace(name, final)
     except OSError as exc:  # a full disk or quota: one line naming the file, not a traceback
         _sweep(final)
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise PipelineError(f"{_shown(final)}: could not write it ({reason})") from None
+        raise PipelineError(f"{_shown(final)}: could not write it ({_reason(exc)})") from None
     except BaseException:
         _sweep(final)
         raise
@@ -86,6 +100,24 @@ def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically; NaN and infinity are refused (JSON has neither)."""
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as a safetensors file, atomically; a full disk is one line naming the file.
+
+    safetensors reports an OS error as its own exception type with the errno in the text: it is turned back
+    into the ``OSError`` it was, which :func:`atomic_file` words.
+    """
+    from safetensors.torch import save_file
+
+    with atomic_file(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except Exception as exc:
+            code = re.search(r"\(os error (\d+)\)", str(exc))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from None
 
 
 def read_json(path: Path) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.config import BUNDLED, BUNDLED_IMAGES, INPUTS
+from pipeline.config.data import BUNDLED, BUNDLED_IMAGES, INPUTS
 from pipeline.errors import PipelineError
 
 DATASETS = Path(__file__).with_name("datasets")

@@ -158,6 +158,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with open(root / ".dvc" / "config", "a") as stream:
         stream.write(f"['remote \"team\"']\n    url = s3://bucket/pipeline\n    access_key_id = "
                      f"{SECRETS['AWS_ACCESS_KEY_ID']}\n    secret_access_key = {SECRETS['AWS_SECRET_ACCESS_KEY']}\n")
+    # and a key pasted into params.yaml as a comment: the run logs params.yaml itself as an artifact
+    with open(root / "params.yaml", "a") as stream:
+        stream.write(f"# the team bucket's key: {SECRETS['AWS_SECRET_ACCESS_KEY']}\n")
     call([BIN / "dvc", "repro"], root, secret_env())
     files = stored_files(root)
     return {
@@ -487,6 +490,8 @@ def test_secrets_in_the_environment_never_reach_mlflow(project: dict[str, Any]) 
     text = diff.read_text()
     assert "b/inputs/README.md" in text and "+deploy token: [redacted GITHUB_TOKEN]" in text, text
     assert ".dvc/config" not in text, text
+    (params,) = [root / name for name in project["files"] if name.endswith("config/params.yaml")]
+    assert "# the team bucket's key: [redacted AWS_SECRET_ACCESS_KEY]" in params.read_text()
 
 
 def test_redact_masks_secret_values_and_url_passwords() -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder_from_dict
 from pipeline.preprocess.image import ImageScaler
 
@@ -34,6 +37,26 @@ class Encoders:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state, as scale writes it."""
         return {"features": self.features.to_dict(), "target": self.target.to_dict(), "sequence": self.sequence}
+
+    @classmethod
+    def passthrough(cls, features: list[str] | tuple[int, ...], classes: list | None = None) -> Encoders:
+        """Fitted steps that leave input as it is (method ``none``): the ``encoder.json`` of a scale-stage folder
+        written straight from arrays that are already scaled, as the benchmarks and training tests do.
+
+        Args:
+            features: The table's column names, or an image's shape (C, H, W).
+            classes: The encoded class labels; ``None`` for a regression target (centre 0, spread 1).
+        """
+        if isinstance(features, tuple):
+            step: FeatureEncoder | ImageScaler = ImageScaler("none").fit(np.zeros((1, *features), dtype="float32"))
+        else:
+            step = FeatureEncoder("none").fit(pd.DataFrame(np.zeros((1, len(features))), columns=features), features, [])
+        if classes is None:
+            target: LabelEncoder | TargetScaler = TargetScaler()
+            target.center_, target.scale_ = 0.0, 1.0
+        else:
+            target = LabelEncoder().fit(pd.Series(classes))
+        return cls(step, target, None)
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Encoders:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from pipeline.errors import PipelineError
+from pipeline.io import atomic_file, sweep_temporaries, write_safetensors
 
 STRUCTURE = "pipeline.checkpoint"  # the metadata key holding the JSON structure
 
@@ -71,9 +71,7 @@ def save(checkpoint: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     structure = json.dumps(_encode(checkpoint, tensors, ""))
-    partial = path.with_name(f".{path.name}.partial")
-    save_file(tensors, str(partial), metadata={STRUCTURE: structure})
-    os.replace(partial, path)
+    write_safetensors(path, tensors, metadata={STRUCTURE: structure})
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -130,6 +128,10 @@ class Checkpoints(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "finished": self.finished}
 
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # a save cut short by SIGKILL leaves its temporary name behind
+            sweep_temporaries(self.folder)
+
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         last = self.folder / "last.ckpt"
@@ -138,8 +140,8 @@ class Checkpoints(L.Callback):
             trainer.save_checkpoint(last)
         if self.best_epoch() == epoch:
             if saved and trainer.is_global_zero:  # only the first process writes (as save_checkpoint does)
-                shutil.copyfile(last, self.folder / ".best.ckpt.partial")
-                os.replace(self.folder / ".best.ckpt.partial", self.folder / "best.ckpt")
+                with atomic_file(self.folder / "best.ckpt") as tmp:
+                    shutil.copyfile(last, tmp)
             elif not saved:
                 trainer.save_checkpoint(self.folder / "best.ckpt")
 

@@ -137,11 +137,7 @@ def wait_until(repro: Repro, what: str, ready: Callable[[], object], poll: float
 
 
 def temp_leftovers(project: Path) -> list[str]:
-    """Temporary names of the atomic writers (``.<name>.tmp-*``) under the output folders.
-
-    Checkpoints are left out: ``.last.ckpt.partial`` is never read and the next save overwrites it; what matters
-    there is that ``last.ckpt`` itself loads (see :func:`epoch_saved`).
-    """
+    """Temporary names of the atomic writers (``.<name>.tmp-*``) under the output folders, checkpoints included."""
     found = []
     for folder in ("data", "models", "reports"):
         root = project / folder

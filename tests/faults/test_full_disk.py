@@ -1,4 +1,5 @@
-"""A full disk while clean writes its output: a real ENOSPC from a small tmpfs mounted over `data/`."""
+"""A full disk while a stage writes: a real ENOSPC from a small tmpfs mounted over `data/` (clean's output) or
+`models/` (train's checkpoints and model bundle)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import error_lines, lock_stages, temp_leftovers, write_table
-from tests.project import dvc, make_project
+from tests.faults.helpers import copy_project, error_lines, lock_stages, runs, temp_leftovers, write_table
+from tests.project import dvc, make_project, set_params
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +65,43 @@ def test_a_full_disk_while_clean_writes_is_one_line_naming_the_file(nearly_full:
     assert not (project / "data" / "clean").exists()
     assert temp_leftovers(project) == []  # the partial file and its folder are gone, the space is free again
     assert lock_stages(project) == before and "clean" not in before
+
+
+@contextmanager
+def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """An empty tmpfs of ``size`` mounted on ``folder`` (skips where mounting is not allowed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = _mount(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)])
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        if _mount(["umount", str(folder)]).returncode != 0:
+            _mount(["umount", "-l", str(folder)])
+
+
+# a network whose weights (~1 MB) are far larger than the 64 KiB models/ has room for
+WIDE = {"model__hidden": [512, 512], "train__max_epochs": 2, "train__early_stopping__patience": 2}
+
+
+@pytest.mark.parametrize(("every", "file"), [(0, "models/model/weights.safetensors"),
+                                             (1, "models/checkpoints/last.ckpt")],
+                         ids=["bundle", "checkpoint"])
+def test_a_full_disk_while_train_writes_is_one_line_naming_the_file(tmp_path: Path, scaled: Path, every: int,
+                                                                    file: str) -> None:
+    project = copy_project(scaled, tmp_path / "p")
+    set_params(project, train__checkpoint_every=every, **WIDE)
+    before = lock_stages(project)
+    with _tmpfs(project / "models", "64k"):
+        done = dvc(project, "repro", "train", check=False)
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr, done.stderr
+        (line,) = error_lines(done.stderr, "train")
+        assert line == f"train: error: {file}: could not write it (No space left on device)", line
+        assert not (project / "models" / "model").exists()
+        assert not (project / "models" / "train.json").exists()
+        assert temp_leftovers(project) == []  # the partial weights are gone, the space is free again
+        assert lock_stages(project) == before and "train" not in before
+        (tracked,) = runs(project)
+        assert tracked.info.status == "FAILED"

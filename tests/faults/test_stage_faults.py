@@ -90,6 +90,7 @@ def _check_after_fault(project: Path, stage: str, fault: str, done, lock_before:
     if fault == "sigkill":  # no chance to clean up: the stage's own temporary names may remain (the next run
         # sweeps them), never a final name
         own = tuple(f"{Path(out).parent}/.{Path(out).name}.tmp-" for out in STAGE_OUTS[stage])
+        own += ("models/checkpoints/.",) if stage == "train" else ()  # a checkpoint save cut short
         assert all(p.startswith(own) for p in leftovers), leftovers
     else:
         assert leftovers == [], f"temporary files left behind: {leftovers}"

@@ -16,7 +16,8 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
-from pipeline.stages.train import fit
+from pipeline.preprocess.encoders import Encoders
+from pipeline.training.fit import fit
 from pipeline.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
         frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
         frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
         frame.to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", {"features": {"kind": "table"}, "target": {}, "sequence": None})
+    write_json(folder / "encoder.json", Encoders.passthrough(["a", "b", "c", "d"], [0, 1, 2]).to_dict())
     return folder
 
 
@@ -55,7 +56,7 @@ def scaled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
         labels = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype("int64")
         np.save(folder / f"{name}.npy", x)
         pd.DataFrame({"digit": labels}).to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", {"features": {"kind": "image"}, "target": {}, "sequence": None})
+    write_json(folder / "encoder.json", Encoders.passthrough((1, 8, 8), [0, 1]).to_dict())
     return folder
 
 

@@ -14,12 +14,13 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
-from pipeline.stages.train import fit
+from pipeline.preprocess.encoders import Encoders
+from pipeline.training.fit import fit
 from pipeline.training.module import LitModel
 from pipeline.nets.fnn import FNN
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE_ENCODER = {"features": {"kind": "table"}, "target": {"kind": "classification"}, "sequence": None}  # what load_xy reads
+TABLE_ENCODER = Encoders.passthrough(["a", "b", "c", "d"], [0, 1, 2]).to_dict()  # the data below is already scaled
 
 
 def _params(**train: object):
@@ -134,8 +135,7 @@ def scaled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
             x[i, 0, :, 3:] += 2.0 if label == 1 else 0.0
         np.save(folder / f"{name}.npy", x)
         pd.DataFrame({"digit": y.astype("int64")}).to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", {"features": {"kind": "image"}, "target": {"kind": "classification"},
-                                         "sequence": None})
+    write_json(folder / "encoder.json", Encoders.passthrough((1, 6, 6), [0, 1]).to_dict())
     return folder
 
 
@@ -243,7 +243,7 @@ def test_early_stopping_on_val_mae_for_regression(tmp_path: Path) -> None:
         frame = pd.DataFrame(x, columns=["a", "b", "c"])
         frame["y"] = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.1, size=n)).astype("float32")
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    write_json(tmp_path / "encoder.json", TABLE_ENCODER)
+    write_json(tmp_path / "encoder.json", Encoders.passthrough(["a", "b", "c"]).to_dict())
     raw = _params(max_epochs=30, early_stopping={"monitor": "val/mae", "mode": "min", "patience": 3, "min_delta": 0.0})
     raw["data"].update(source="diabetes", target="y", task="regression")
     raw["evaluate"]["primary_metric"] = "mae"

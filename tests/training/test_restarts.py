@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.stages.train import FitResult, best_restart, restart_seeds
+from pipeline.training.fit import FitResult
+from pipeline.training.restarts import best_restart, restart_seeds
 
 
 def result(best_value: float) -> FitResult:

@@ -1,0 +1,258 @@
+"""The typed schema of ``params.yaml``: parsed once, validated whole, frozen.
+
+Every knob lives in ``params.yaml``; this package only says which keys exist, their types and their allowed
+ranges. A bad file stops the stage with one line that names the key, the value and what is allowed. The
+sections are in :mod:`pipeline.config.data` and :mod:`pipeline.config.training`; this module holds the whole
+file (:class:`Params`), the checks that span sections, and the parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from pipeline.config.base import Section
+from pipeline.config.data import NUMERIC_FILLS, SEQUENCE_FILLS, CleanConfig, DataConfig, ScaleConfig, SplitConfig
+from pipeline.config.training import EvaluateConfig, ModelConfig, TrackingConfig, TrainConfig
+from pipeline.errors import PipelineError
+
+# what stages import from here: the whole file and each section's type (each section is defined in its module)
+__all__ = [
+    "DEFAULT_PARAMS", "CleanConfig", "DataConfig", "EvaluateConfig", "ModelConfig", "Params", "ScaleConfig",
+    "SplitConfig", "TrackingConfig", "TrainConfig", "check_imbalance", "check_task", "flatten", "load_params",
+    "parse_params", "require_imbalance", "require_task",
+]
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Params(Section):
+    """The whole of ``params.yaml``."""
+
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)]
+    data: DataConfig
+    split: SplitConfig
+    clean: CleanConfig
+    scale: ScaleConfig
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    tracking: TrackingConfig
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Params:
+        # with task 'auto' the task is known only once ingest has seen the target; train and evaluate check then
+        if self.data.task != "auto":
+            check_task(self, self.data.task)
+        modality = self.data.modality
+        if self.model.kind != "fnn" and modality == "tabular":
+            raise ValueError(
+                f"model.kind = {self.model.kind!r} with tabular data: expected 'fnn' (convolutions and recurrences "
+                "need images or sequences)"
+            )
+        if self.clean.numeric in SEQUENCE_FILLS and modality != "sequence":
+            raise ValueError(
+                f"clean.numeric = {self.clean.numeric!r} with {modality} data: expected one of "
+                f"{tuple(s for s in NUMERIC_FILLS if s not in SEQUENCE_FILLS)} (filling along time needs "
+                "data.sequence)"
+            )
+        if self.clean.imbalance == "smote" and modality == "sequence":
+            raise ValueError(
+                "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight "
+                "(SMOTE interpolates fixed-width rows, not series of different lengths)"
+            )
+        augment = self.train.augment
+        if modality != "image" and (augment.flip != "none" or augment.shift > 0):
+            raise ValueError(
+                f"train.augment flip = {augment.flip!r}, shift = {augment.shift} with {modality} data: expected flip "
+                "'none' and shift 0 (flips and shifts are for images; noise works on any data)"
+            )
+        if self.model.norm == "batch" and self.train.update == "stochastic":
+            raise ValueError(
+                "model.norm = 'batch' with train.update = 'stochastic': expected 'layer' or 'none' (batch statistics "
+                "need more than one row per step)"
+            )
+        if self.evaluate.ensemble and self.train.restarts < 2:
+            raise ValueError(
+                f"evaluate.ensemble = true with train.restarts = {self.train.restarts}: expected train.restarts of "
+                "at least 2 (an ensemble averages several trained networks)"
+            )
+        if self.split.method == "time":
+            if modality == "image":
+                raise ValueError("split.method = 'time' with image data: expected 'random' (images carry no time)")
+            if modality == "tabular" and self.split.time_column is None:
+                raise ValueError("split.method = 'time': expected split.time_column to name the column to order by")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment that train and evaluate log to."""
+        return self.data.name if self.tracking.experiment == "auto" else self.tracking.experiment
+
+    @property
+    def registered_model_name(self) -> str:
+        """The MLflow registered-model name: ``<data.source>-<model.kind>`` unless set explicitly."""
+        if self.tracking.model_name == "auto":
+            return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.data.name}-{self.model.kind}").lstrip("-_.")
+        return self.tracking.model_name
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-3`` is a string; DVC reads params.yaml as YAML 1.2, where it is a
+    number. Resolve floats the 1.2 way so both readers agree on every value."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?(?:[eE][-+]?\d+)$|^[-+]?\d[\d_]*\.\d*$|^[-+]?\.\d+$"
+               r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+# asked for explicitly, these only make sense with classes; the default 'upsample' is left to clean to ignore
+CLASS_ONLY_IMBALANCE = ("downsample", "smote", "class_weight")
+
+
+def check_task(params: Params, task: str) -> None:
+    """Refuse settings that only make sense for the other task.
+
+    Raises:
+        ValueError: Naming the key, its value and what the task allows (pydantic turns it into a message;
+            stages call it through :func:`require_task`).
+    """
+    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    if params.evaluate.primary_metric not in metrics:
+        raise ValueError(
+            f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected one of {metrics}"
+        )
+    monitor = params.train.early_stopping.monitor
+    if task == "regression" and monitor == "val/acc":
+        raise ValueError("train.early_stopping.monitor = 'val/acc' with a regression task: expected 'val/loss' or 'val/mae'")
+    if task == "classification" and monitor == "val/mae":
+        raise ValueError(
+            "train.early_stopping.monitor = 'val/mae' with a classification task: expected 'val/loss' or 'val/acc'"
+        )
+    check_imbalance(params.clean, task)
+
+
+def check_imbalance(clean: CleanConfig, task: str) -> None:
+    """Refuse an imbalance strategy that needs classes for a regression target.
+
+    Raises:
+        ValueError: Naming ``clean.imbalance`` and its value.
+    """
+    if task == "regression" and clean.imbalance in CLASS_ONLY_IMBALANCE:
+        raise ValueError(
+            f"clean.imbalance = {clean.imbalance!r} with a regression task: expected 'none' (downsampling, "
+            "SMOTE and class weights need classes, which a regression target has not; the default 'upsample' is "
+            "ignored for regression)"
+        )
+
+
+def require_task(params: Params, task: str) -> None:
+    """:func:`check_task` for a stage, once the task is known: a :class:`PipelineError` naming params.yaml."""
+    try:
+        check_task(params, task)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: {exc}") from None
+
+
+def require_imbalance(clean: CleanConfig, task: str) -> None:
+    """:func:`check_imbalance` for the clean stage, which reads only its own section: the task ingest inferred
+    (``data.task: auto``) is known there, so a class-only strategy stops the pipeline before any training."""
+    try:
+        check_imbalance(clean, task)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: {exc}") from None
+
+
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
+    """Turn one pydantic error into 'key = value: expected ...'."""
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        model: Any = root
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        allowed = ", ".join(model.model_fields)
+        return f"{key}: unknown key; expected one of: {allowed}"
+    if kind == "missing":
+        return f"{key}: missing key"
+    message = error["msg"]
+    if message.startswith("Value error, "):  # our own cross-field checks already name their keys
+        return message.removeprefix("Value error, ")
+    message = message[0].lower() + message[1:]
+    message = message.replace("input should be", "expected").replace("input should have", "expected")
+    # in YAML terms: a list, not a tuple; text, not a string; a mapping, not an instance of a Python class
+    message = message.replace("string should match pattern", "expected text matching the pattern")
+    message = message.replace("string should have", "expected")
+    message = message.replace("a valid tuple", "a list")
+    message = re.sub(r" or instance of \w+$", "", message)
+    return f"{key} = {error['input']!r}: {message}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping.
+
+    Args:
+        raw: The YAML document as Python objects.
+        source: The file name to put in error messages.
+
+    Returns:
+        The frozen, typed params.
+
+    Raises:
+        PipelineError: On any unknown key, wrong type, out-of-range or contradictory value.
+    """
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err, Params) for err in exc.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PipelineError(f"{source}: {problems[0]}{more}") from None
+
+
+def load_params(path: Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate ``params.yaml``.
+
+    Args:
+        path: The params file; DVC runs stages from the project root, where ``params.yaml`` lives.
+
+    Raises:
+        PipelineError: If the file is missing, is not YAML, or does not match the schema.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: expected a readable UTF-8 text file ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: expected valid YAML, got a syntax error ({' '.join(str(exc).split())})") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Flatten params to dotted keys, as DVC names them (``train.lr``), for logging to MLflow."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        else:
+            out[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk("", params.model_dump())
+    return out

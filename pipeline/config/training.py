@@ -1,0 +1,191 @@
+"""The training sections of ``params.yaml``: ``model``, ``train``, ``evaluate`` and ``tracking``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.config.base import PositiveInt, Section
+
+class CnnConfig(Section):
+    """Convolution blocks (``model.kind: cnn``): Conv2d over images, Conv1d over time for sequences."""
+
+    channels: Annotated[tuple[PositiveInt, ...], Field(strict=False, min_length=1)]
+    kernel: PositiveInt
+    stride: PositiveInt
+    padding: Annotated[int, Field(ge=0)]
+    pool: Literal["max", "avg", "none"]
+    batch_norm: bool
+
+
+class RnnConfig(Section):
+    """The recurrent encoder (``model.kind: rnn``)."""
+
+    cell: Literal["rnn", "lstm", "gru"]
+    hidden_size: PositiveInt
+    layers: PositiveInt
+    bidirectional: bool
+
+
+class ModelConfig(Section):
+    """The network architecture."""
+
+    kind: Literal["fnn", "cnn", "rnn"]
+    hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)]  # YAML lists become tuples
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
+    init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
+    bias: bool
+    norm: Literal["none", "batch", "layer"]
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    cnn: CnnConfig
+    rnn: RnnConfig
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when the monitored validation metric stops improving."""
+
+    monitor: Literal["val/loss", "val/acc", "val/mae"]
+    mode: Literal["auto", "min", "max"]
+    patience: PositiveInt
+    min_delta: Annotated[float, Field(ge=0.0)]
+
+    @model_validator(mode="after")
+    def _mode_fits_the_monitor(self) -> EarlyStoppingConfig:
+        natural = self.direction
+        if self.mode not in ("auto", natural):
+            raise ValueError(
+                f"train.early_stopping.mode = {self.mode!r} with monitor {self.monitor!r}: expected 'auto' or "
+                f"{natural!r} ({self.monitor} improves {'upward' if natural == 'max' else 'downward'})"
+            )
+        return self
+
+    @property
+    def direction(self) -> Literal["min", "max"]:
+        """``min`` or ``max``, ``auto`` resolved: loss and MAE are minimised, accuracy maximised."""
+        return "max" if self.monitor == "val/acc" else "min"
+
+
+class ScheduleConfig(Section):
+    """The learning-rate schedule, with an optional linear warm-up (``step`` and ``cosine`` only)."""
+
+    kind: Literal["none", "step", "cosine", "onecycle", "plateau"]
+    step_size: PositiveInt  # step: epochs between decays
+    gamma: Annotated[float, Field(gt=0.0, lt=1.0)]  # step and plateau: the decay factor
+    patience: PositiveInt  # plateau: epochs without a val/loss improvement before decaying
+    warmup_epochs: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScheduleConfig:
+        if self.warmup_epochs > 0 and self.kind in ("onecycle", "plateau"):
+            raise ValueError(
+                f"train.schedule.warmup_epochs = {self.warmup_epochs} with train.schedule.kind = {self.kind!r}: "
+                "expected 0 (onecycle warms up by itself; plateau reacts to val/loss instead)"
+            )
+        return self
+
+
+class GradientClipConfig(Section):
+    """Clip gradients before each optimizer step (a guard against exploding gradients)."""
+
+    mode: Literal["none", "norm", "value"]
+    max: Annotated[float, Field(gt=0.0)]
+
+
+class AugmentConfig(Section):
+    """Random changes to each training mini-batch (never to val or test), drawn from the seeded torch RNG."""
+
+    flip: Literal["none", "horizontal", "vertical", "both"]  # images: mirror each with probability 0.5
+    shift: Annotated[int, Field(ge=0)]  # images: translate by up to this many pixels per axis, zero-filled
+    noise: Annotated[float, Field(ge=0.0)]  # any data: Gaussian noise of this std on the scaled features
+
+
+class TrainConfig(Section):
+    """Optimisation and hardware settings."""
+
+    optimizer: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
+    lr: Annotated[float, Field(gt=0.0, le=10.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)]
+    l1: Annotated[float, Field(ge=0.0)]
+    schedule: ScheduleConfig
+    gradient_clip: GradientClipConfig
+    update: Literal["mini_batch", "full_batch", "stochastic"]
+    batch_size: PositiveInt
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
+    regression_loss: Literal["mse", "mae", "huber"]
+    max_epochs: PositiveInt
+    early_stopping: EarlyStoppingConfig
+    augment: AugmentConfig
+    lr_find: bool
+    restarts: Annotated[int, Field(ge=1, le=100)]  # networks trained from different seeds (seed, seed + 1, ...)
+    checkpoint_every: Annotated[int, Field(ge=0)]
+    accelerator: Literal["auto", "cpu", "gpu"]
+    devices: PositiveInt
+    num_nodes: PositiveInt
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"]
+    precision: Literal["32-true", "bf16-mixed"]
+    cpu_threads: PositiveInt
+
+    @model_validator(mode="after")
+    def _momentum_fits_the_optimizer(self) -> TrainConfig:
+        if self.momentum > 0 and self.optimizer not in ("sgd", "nesterov", "rmsprop"):
+            raise ValueError(
+                f"train.momentum = {self.momentum:g} with train.optimizer = {self.optimizer!r}: "
+                "expected momentum 0 unless the optimizer is 'sgd', 'nesterov' or 'rmsprop'"
+            )
+        if self.optimizer == "nesterov" and self.momentum == 0:
+            raise ValueError("train.optimizer = 'nesterov' with train.momentum = 0: expected a momentum above 0")
+        if self.strategy in ("ddp_spawn", "fsdp"):
+            raise ValueError(
+                f"train.strategy = {self.strategy!r}: expected 'auto' or 'ddp' (ddp_spawn's workers cannot hand the "
+                "best epoch's weights and history back to the stage, and fsdp shards networks too big for one device, "
+                "which these are not)"
+            )
+        world = self.devices * self.num_nodes
+        if world > 1 and self.update == "stochastic":
+            raise ValueError(
+                f"train.update = 'stochastic' with {world} processes (train.devices x train.num_nodes): expected "
+                "'mini_batch' or 'full_batch' (one row per step cannot be shared between processes)"
+            )
+        if world > 1 and self.update == "mini_batch" and self.batch_size < world:
+            raise ValueError(
+                f"train.batch_size = {self.batch_size} with {world} processes: expected at least {world} (the batch "
+                "is global: each process takes its share of every batch)"
+            )
+        if self.precision == "bf16-mixed" and self.accelerator == "cpu":
+            raise ValueError(
+                "train.precision = 'bf16-mixed' with train.accelerator = 'cpu': expected '32-true' "
+                "(bf16 mixed precision is for GPUs)"
+            )
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Training processes: devices per node times nodes."""
+        return self.devices * self.num_nodes
+
+    def rows_per_step(self, n_rows: int) -> int:
+        """Rows per optimizer step: all of them (full batch), ``batch_size`` (mini-batch) or 1 (stochastic)."""
+        return {"full_batch": max(n_rows, 1), "mini_batch": self.batch_size, "stochastic": 1}[self.update]
+
+
+class EvaluateConfig(Section):
+    """Test-set evaluation."""
+
+    primary_metric: Literal["accuracy", "macro_f1", "mae", "rmse", "r2"]
+    baselines: Annotated[tuple[Literal["dummy", "linear", "forest"], ...], Field(strict=False)]
+    baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
+    ensemble: bool  # with train.restarts > 1: the model is the restarts' average, not the best single one
+
+
+class TrackingConfig(Section):
+    """MLflow experiment and model-registry names.
+
+    ``experiment: auto`` means the experiment is named after the dataset (the bundled name, or the file's stem);
+    ``model_name: auto`` means the registered model is ``<dataset>-<model.kind>`` (for example ``penguins-fnn``).
+    """
+
+    experiment: str = Field(min_length=1)
+    model_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    register_model: bool

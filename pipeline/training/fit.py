@@ -1,0 +1,218 @@
+"""One training: the configured network fitted with Lightning on the scale stage's output, seeded and
+deterministic, resumable from its checkpoints, on CPU or GPU, on one device or several (DDP)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# cuBLAS needs this set before CUDA initialises to give deterministic results (see torch's reproducibility notes).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from pipeline.config import Params  # noqa: E402
+from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.nets import build_net, net_spec  # noqa: E402
+from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
+from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
+from pipeline.training.data import ScaledDataModule  # noqa: E402
+from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
+from pipeline.training.module import LitModel  # noqa: E402
+
+# The code a checkpoint's fingerprint covers, with this module: a change to any of these makes an old checkpoint someone else's.
+TRAINING_CODE = (
+    "pipeline.training.module", "pipeline.training.data", "pipeline.training.callbacks",
+    "pipeline.training.checkpoints", "pipeline.training.augment", "pipeline.nets", "pipeline.nets.fnn",
+    "pipeline.nets.cnn", "pipeline.nets.rnn",
+)
+
+
+@dataclass
+class FitResult:
+    """What a fit produced."""
+
+    spec: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_value: float
+    epochs: int
+    device: str
+    resumed_from: int | None = None  # the first epoch this process trained, when it resumed a checkpoint
+    lr_finding: LRFinding | None = field(default=None, repr=False)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up banners and the data-loader worker hint (data is in memory on purpose)."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # also hides the "Tip:" advert
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # under DDP each process logs figures already summed over processes (train) or computed on all of val
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+
+
+def check_accelerator(accelerator: str, precision: str = "32-true") -> None:
+    """Refuse ``gpu``, or bf16 mixed precision, where CUDA is absent, before any run is opened or time is spent."""
+    cuda = torch.cuda.is_available()
+    if accelerator == "gpu" and not cuda:
+        raise PipelineError("train.accelerator = 'gpu': expected a CUDA device, found none (use 'auto' or 'cpu')")
+    if precision == "bf16-mixed" and (accelerator == "cpu" or not cuda or not torch.cuda.is_bf16_supported()):
+        where = "train.accelerator = 'cpu'" if accelerator == "cpu" else "no CUDA device with bfloat16 support"
+        raise PipelineError(f"train.precision = 'bf16-mixed' with {where}: expected '32-true' (bf16 is for GPUs)")
+
+
+def strategy(name: str, world: int) -> Any:
+    """Lightning's strategy for ``train.strategy``: one device as it is, DDP for several processes.
+
+    DDP's processes come from Lightning's own launcher (which reruns this stage's command once per extra
+    device), from torchrun, or from SLURM; only the first process tracks and writes (see :func:`process_rank`).
+    """
+    if world == 1 and name == "auto":
+        return "auto"
+    return "ddp"
+
+
+def on_cuda(accelerator: str) -> bool:
+    """Whether ``train.accelerator`` trains on CUDA here."""
+    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def process_rank(devices: int) -> int:
+    """This process's global rank among the training processes: 0 for the one that tracks and writes.
+
+    torchrun sets ``RANK``, SLURM ``SLURM_PROCID``; Lightning's launcher sets ``NODE_RANK`` and ``LOCAL_RANK``
+    for the processes it starts (and the user sets ``NODE_RANK`` on each node).
+    """
+    for name in ("RANK", "SLURM_PROCID"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return int(os.environ.get("NODE_RANK", 0)) * devices + int(os.environ.get("LOCAL_RANK", 0))
+
+
+def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str) -> str:
+    """What a training is of: the settings that change its weights, the data it reads and the code it runs.
+
+    A checkpoint is resumed only under the same fingerprint. ``checkpoint_every`` and ``lr_find`` are left out:
+    neither changes the weights.
+    """
+    from pipeline.tracking import file_md5
+
+    train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find"})
+    settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
+                "target": params.data.target, "n_outputs": n_outputs, "class_weight": class_weight, "task": task,
+                "torch": torch.__version__, "lightning": L.__version__}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in sorted(Path(scaled_dir).iterdir()):
+        if path.name.startswith(("train.", "val.", "encoder.")):
+            digest.update(f"{path.name}:{file_md5(path)}".encode())
+    for path in (__file__, *(importlib.import_module(name).__file__ for name in TRAINING_CODE)):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def fit(
+    params: Params,
+    scaled_dir: Path,
+    n_outputs: int,
+    sink: Any = None,
+    class_weight: list[float] | None = None,
+    task: str = "classification",
+    checkpoints: Path | None = None,
+) -> FitResult:
+    """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
+
+    With ``checkpoints``, the whole training state is saved there every ``train.checkpoint_every`` epochs, and
+    an unfinished training of the same params, data and code left there is resumed where it stopped; on the
+    CPU the result is bit-identical to an uninterrupted run.
+
+    Args:
+        params: The validated params (reads ``seed``, ``model`` and ``train``).
+        scaled_dir: The scale stage's output.
+        n_outputs: Output width: the number of classes, or 1 for regression.
+        sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
+        class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
+        task: ``classification`` or ``regression``.
+        checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
+
+    Returns:
+        The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
+    """
+    cfg = params.train
+    check_accelerator(cfg.accelerator, cfg.precision)
+    quiet_lightning()
+    torch.set_num_threads(cfg.cpu_threads)
+    L.seed_everything(params.seed, workers=True, verbose=False)
+    torch.use_deterministic_algorithms(True)
+    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
+    data.setup()
+    spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
+    module = LitModel(
+        build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
+        batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
+        clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
+        schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs, augment=cfg.augment.model_dump(),
+        modality=data.modality,
+    )
+    finding = None
+    if cfg.lr_find:
+        x, y = data.train_set.tensors
+        finding = find_lr(module.net, module._loss, module.make_optimizer, x, y, module.batch_size, params.seed)
+    stop = cfg.early_stopping
+    history = EpochHistory(sink)
+    best = BestWeights(stop.monitor, stop.direction, stop.min_delta)
+    early = L.pytorch.callbacks.EarlyStopping(
+        monitor=stop.monitor, mode=stop.direction, patience=stop.patience, min_delta=stop.min_delta,
+        check_finite=False,
+    )
+    callbacks: list[L.Callback] = [history, best, early]
+    resume = None
+    if checkpoints is not None and cfg.checkpoint_every > 0:
+        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task)
+        resume = resumable(checkpoints, mark)
+        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
+        if resume is not None:
+            print(f"train: resuming from {resume[0]}: {resume[1]} of {cfg.max_epochs} epochs done", flush=True)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy(cfg.strategy, cfg.world_size),
+        # batch statistics over the whole batch, as one process takes them (PyTorch syncs them on GPUs only; CPU
+        # processes normalise by their own share's statistics, as plain DDP does)
+        sync_batchnorm=cfg.world_size > 1 and on_cuda(cfg.accelerator),
+        precision=cfg.precision,
+        plugins=[SafeCheckpointIO()],
+        max_epochs=cfg.max_epochs,
+        deterministic=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=None if resume is None else resume[0])
+    if best.weights is None:
+        raise PipelineError(f"train: {stop.monitor} was never finite; nothing to save")
+    return FitResult(
+        spec=spec,
+        state_dict=best.weights,
+        history=history.history,
+        best_epoch=int(best.best_epoch),
+        best_value=float(best.best_value),
+        epochs=trainer.current_epoch,
+        device=str(trainer.strategy.root_device),
+        resumed_from=None if resume is None else resume[1],
+        lr_finding=finding,
+    )
