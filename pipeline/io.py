@@ -156,7 +156,8 @@ def read_state(path: Path, load: Callable[[Any], T]) -> T:
     except PipelineError as exc:  # the loader's own check (build_net's unknown kind): say which file held it
         raise PipelineError(f"{path}: {exc}") from None
     except _CONTENT_ERRORS as exc:
-        why = f"no key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else (str(exc).splitlines() or ["?"])[0]
+        text = str(exc).splitlines() or ["?"]
+        why = f"no key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else text[0]
         raise PipelineError(f"{path}: expected the content the pipeline writes there, got content it cannot use "
                             f"({type(exc).__name__}: {why})") from None
 

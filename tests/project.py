@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +34,40 @@ def env() -> dict[str, str]:
     return out
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command in ``cwd``; on an unexpected exit code, fail with its whole output."""
-    done = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, check=False)
+def call(args: list[Any], cwd: Path, environ: dict[str, str] | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd`` with ``environ`` (default :func:`env`); on an unexpected exit code, fail with its
+    whole output."""
+    done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ if environ is not None else env(),
+                          capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """:func:`call` in the test environment."""
+    return call(args, cwd, None, check)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a server started in its own process group: SIGTERM, up to 30 s to finish, then SIGKILL for whatever
+    of the group outlived its parent."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def make_project(dest: Path, **overrides: Any) -> Path:

@@ -63,7 +63,7 @@ def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
-def test_atomic_dir_replaces_the_folder_only_when_complete_and_sweeps_a_killed_writers_leftovers(tmp_path: Path) -> None:
+def test_atomic_dir_replaces_only_when_complete_and_sweeps_a_killed_writers_leftovers(tmp_path: Path) -> None:
     final = tmp_path / "out"
     final.mkdir()
     (final / "old.txt").write_text("old")

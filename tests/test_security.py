@@ -17,8 +17,6 @@ import pickle
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +32,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
-from tests.project import BIN, ROOT, dvc, env, make_project, run
+from tests.project import BIN, ROOT, call, dvc, env, free_port, make_project, run, stop_group
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 STAGE_CMDS = {name: stage["cmd"].split() for name, stage in STAGES.items()}  # the commands exactly as dvc.yaml gives
@@ -66,13 +64,6 @@ def secret_env() -> dict[str, str]:
     return {**env(), **SECRETS}
 
 
-def call(args: list[Any], cwd: Path, environ: dict[str, str] | None = None,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ or env(), capture_output=True, text=True,
-                          check=False)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 # --- what a scan finds ---------------------------------------------------------------------------------------------
@@ -530,17 +521,13 @@ def test_servers_default_to_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert argv[argv.index("--host") + 1] == "127.0.0.1", argv
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_ui_listens_on_loopback_only(tmp_path: Path) -> None:
     import psutil
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
     with log.open("w") as stream:
         process = subprocess.Popen([sys.executable, "-m", "pipeline", "ui", "--port", str(port)], cwd=tmp_path,
@@ -560,11 +547,4 @@ def test_ui_listens_on_loopback_only(tmp_path: Path) -> None:
         assert listening == {"127.0.0.1"}, listening
         assert f"at http://127.0.0.1:{port}" in log.read_text()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)

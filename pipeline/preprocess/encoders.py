@@ -50,7 +50,8 @@ class Encoders:
         if isinstance(features, tuple):
             step: FeatureEncoder | ImageScaler = ImageScaler("none").fit(np.zeros((1, *features), dtype="float32"))
         else:
-            step = FeatureEncoder("none").fit(pd.DataFrame(np.zeros((1, len(features))), columns=features), features, [])
+            table = pd.DataFrame(np.zeros((1, len(features))), columns=features)
+            step = FeatureEncoder("none").fit(table, features, [])
         if classes is None:
             target: LabelEncoder | TargetScaler = TargetScaler()
             target.center_, target.scale_ = 0.0, 1.0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import copy_project, error_lines, free_port, lock_stages, start_repro
-from tests.project import stages_run
+from tests.faults.helpers import copy_project, error_lines, lock_stages, start_repro
+from tests.project import free_port, stages_run
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +28,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, dvc, env, make_project, run
+from tests.project import BIN, call, dvc, env, make_project, run, stop_group
 
 pytestmark = pytest.mark.slow
 MODEL = "penguins-fnn"
@@ -44,13 +42,6 @@ def mlflow_env(uri: str) -> dict[str, str]:
     return {**env(), "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
-def call(args: list[str | Path], cwd: Path, environ: dict[str, str],
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command with an explicit environment; on an unexpected exit code, fail with its whole output."""
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ, capture_output=True, text=True, check=False)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def predict_cli(project: Path, model: str, rows: Path, out: Path, environ: dict[str, str] | None = None,
@@ -150,14 +141,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                 time.sleep(0.5)
             yield url, folder
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # whatever of the group outlived its parent
-                process.wait()
+            stop_group(process)
 
 
 def rest(url: str, endpoint: str, body: dict[str, Any] | None = None, **query: str) -> dict[str, Any]:

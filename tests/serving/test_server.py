@@ -16,13 +16,9 @@ import pytest
 
 from pipeline import server, tracking
 from pipeline.errors import PipelineError
-from tests.project import env
+from tests.project import env, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(folder: Path, *args: str | int) -> subprocess.CompletedProcess[str]:

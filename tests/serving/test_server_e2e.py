@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, env, make_project
+from tests.project import BIN, call, env, free_port, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +37,6 @@ pytestmark = pytest.mark.slow
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_free(port: int) -> bool:
@@ -54,13 +50,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def call(args: list[str | Path], cwd: Path, environ: dict[str, str],
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command with an explicit environment; on an unexpected exit code, fail with its whole output."""
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ, capture_output=True, text=True, check=False)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
-    return done
 
 
 def server_cli(action: str, folder: Path, *args: str | int, environ: dict[str, str] | None = None,
