@@ -26,14 +26,17 @@ from pipeline.errors import PipelineError
 def _sweep(final: Path) -> None:
     """Remove what an earlier writer of ``final`` left under a temporary name when it was killed (SIGKILL, a power
     cut: no chance to clean up), so partial copies of an output do not pile up beside it."""
-    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    _remove(final.parent.glob(f".{glob.escape(final.name)}.tmp-*"))
 
 
 def sweep_temporaries(folder: Path) -> None:
     """Remove every temporary name the atomic writers left in ``folder`` when they were killed: for a folder
     whose files are rewritten under varying names over a long process (training checkpoints)."""
-    for stale in Path(folder).glob(".*.tmp-*"):
+    _remove(Path(folder).glob(".*.tmp-*"))
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    for stale in paths:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
