@@ -50,3 +50,15 @@ def test_content_of_another_shape_raises_naming_the_key(edit: object, error: typ
     edit(state)
     with pytest.raises(error, match=match):
         Encoders.from_dict(state)
+
+
+def test_passthrough_leaves_scaled_input_as_it_is() -> None:
+    table = Encoders.passthrough(["a", "b"], [0, 1, 2])
+    frame = pd.DataFrame({"a": [-3.5, 2.0], "b": [0.25, 7.0]})
+    assert table.modality == "tabular" and table.target.classes_ == [0, 1, 2]
+    np.testing.assert_array_equal(table.features.transform(frame), frame.to_numpy())
+    images = Encoders.passthrough((1, 2, 2))
+    pixels = np.array([[[[1.0, -2.0], [3.0, 0.5]]]], dtype="float32")
+    assert images.modality == "image" and isinstance(images.target, TargetScaler)
+    np.testing.assert_array_equal(images.features.transform(pixels), pixels)
+    assert Encoders.from_dict(json.loads(json.dumps(images.to_dict()))).to_dict() == images.to_dict()
