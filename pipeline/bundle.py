@@ -1,7 +1,8 @@
 """The model bundle: the network and the fitted cleaning and scaling state, travelling together.
 
 A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
-``imputer.json`` and ``encoder.json``. Nothing in it is a pickle; loading executes no stored code. Given raw
+``imputer.json``, ``encoder.json`` and ``decision.json`` (how outputs become probabilities and labels; see
+:mod:`pipeline.decision`). Nothing in it is a pickle; loading executes no stored code. Given raw
 input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image array), it returns
 class predictions and probabilities, or regression predictions in the target's own units: one per row, per
 series or per image.
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from pipeline.decision import Decision
 from pipeline.errors import PipelineError
 from pipeline.io import read_state, write_json, write_safetensors
 from pipeline.nets import build_net
@@ -28,15 +30,18 @@ from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema, as_category
 
 WEIGHTS = "weights.safetensors"
+DECISION = "decision.json"
 
 
 def write_bundle(
-    folder: Path, spec: dict, state_dict: dict[str, torch.Tensor], raw_dir: Path, clean_dir: Path, scaled_dir: Path
+    folder: Path, spec: dict, state_dict: dict[str, torch.Tensor], raw_dir: Path, clean_dir: Path, scaled_dir: Path,
+    decision: Decision,
 ) -> None:
-    """Write a bundle: the weights and spec, plus copies of the fitted state the data stages wrote."""
+    """Write a bundle: the weights, spec and decision rule, plus copies of the fitted state the data stages wrote."""
     folder = Path(folder)
     write_safetensors(folder / WEIGHTS, {k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     write_json(folder / "net.json", spec)
+    write_json(folder / DECISION, decision.to_dict())
     shutil.copyfile(Path(raw_dir) / "schema.json", folder / "schema.json")
     shutil.copyfile(Path(clean_dir) / "imputer.json", folder / "imputer.json")
     shutil.copyfile(Path(scaled_dir) / "encoder.json", folder / "encoder.json")
@@ -53,6 +58,7 @@ class ModelBundle:
         target: LabelEncoder | TargetScaler,
         net: torch.nn.Module,
         sequence: dict | None = None,
+        decision: Decision | None = None,
     ) -> None:
         self.schema = schema
         self.imputer = imputer
@@ -60,6 +66,7 @@ class ModelBundle:
         self.target = target
         self.net = net.eval()
         self.sequence = sequence  # {"series": id column, "length": steps the network takes} for sequences
+        self.decision = decision or Decision()
 
     @classmethod
     def load(cls, folder: Path) -> ModelBundle:
@@ -89,6 +96,8 @@ class ModelBundle:
             encoders.target,
             net,
             encoders.sequence,
+            # bundles written before decision.json existed predicted by plain argmax
+            read_state(folder / DECISION, Decision.from_dict) if (folder / DECISION).is_file() else Decision(),
         )
 
     @property
@@ -174,12 +183,20 @@ class ModelBundle:
         x, index = self.prepare(inputs, source)
         return self.predictions(self.logits(x), index)
 
-    def predictions(self, logits: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """Network outputs (N, K) as :meth:`predict` reports them: labels and probabilities, or values in units."""
+    def predictions(self, logits: np.ndarray, index: pd.Index, decide: bool = True) -> pd.DataFrame:
+        """Network outputs (N, K) as :meth:`predict` reports them: labels and probabilities, or values in units.
+
+        Args:
+            logits: The network's outputs.
+            index: The index the predictions take.
+            decide: Apply the bundle's decision rule (the prior correction, when it has one); evaluate passes
+                False to report the network's own probabilities beside the corrected ones.
+        """
         if self.task == "regression":
             out = pd.DataFrame({"prediction": self.target.inverse(logits[:, 0])}, index=index)
         else:
-            proba = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype("float64")
+            decided = self.decision.apply(logits) if decide else logits
+            proba = torch.softmax(torch.from_numpy(decided), dim=1).numpy().astype("float64")
             out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=index)
             # the labels' own dtype (int64 digits stay numbers, names stay text), so metrics compare like with like
             out.insert(0, "prediction", pd.Series(self.classes).to_numpy()[proba.argmax(axis=1)])

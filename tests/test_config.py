@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def test_default_params_file_parses_to_its_values(default_params: dict[str, Any]
     assert params.data.source == "penguins"
     assert params.data.target == "species"
     assert (params.split.val, params.split.test) == (0.15, 0.2)
-    assert params.clean.imbalance == "upsample"
+    assert params.clean.imbalance == "auto"
     assert params.model.hidden == (64, 32)
     assert params.train.optimizer == "adam"
     assert params.train.early_stopping.monitor == "val/loss"
@@ -186,7 +187,8 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "clean.indicators": False,
         "clean.knn_neighbors": 5,
         "clean.knn_reference_rows": 2000,
-        "clean.imbalance": "upsample",
+        "clean.imbalance": "auto",
+        "clean.prior_correction": True,
         "clean.smote_neighbors": 5,
         "scale.method": "standard",
         "scale.encoding": "onehot",
@@ -240,7 +242,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.strategy": "auto",
         "train.precision": "32-true",
         "train.cpu_threads": 1,
-        "evaluate.primary_metric": "accuracy",
+        "evaluate.primary_metric": "auto",
         "evaluate.baselines": ["dummy", "linear", "forest"],
         "evaluate.baseline_rows": 20000,
         "evaluate.ensemble": False,
@@ -355,7 +357,7 @@ def test_unreadable_params_path_names_the_file(tmp_path: Path) -> None:
 
 def test_settings_of_the_other_task_are_refused(default_params: dict[str, Any]) -> None:
     doc = _with(_with(default_params, ("data", "task"), "regression"), ("evaluate", "primary_metric"), "accuracy")
-    with pytest.raises(PipelineError, match=r"evaluate.primary_metric = 'accuracy' with a regression task: expected one of \('mae'"):
+    with pytest.raises(PipelineError, match=r"evaluate.primary_metric = 'accuracy' with a regression task: expected 'auto' or one of \('mae'"):
         parse_params(doc)
     doc = _with(_with(default_params, ("data", "task"), "regression"), ("evaluate", "primary_metric"), "rmse")
     doc = _with(doc, ("train", "early_stopping", "monitor"), "val/acc")
@@ -399,3 +401,32 @@ def test_settings_that_do_not_fit_the_modality_are_refused(
     with pytest.raises(PipelineError) as caught:
         parse_params(doc)
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_auto_values_resolve_by_task_and_explicit_ones_stay(default_params: dict[str, Any]) -> None:
+    from pipeline.config import require_task, resolved_autos
+
+    params = parse_params(default_params)
+    assert (params.evaluate.primary_metric, params.clean.imbalance) == ("auto", "auto")
+    regression = require_task(params, "regression")
+    assert (regression.evaluate.primary_metric, regression.clean.imbalance) == ("r2", "none")
+    classification = require_task(params, "classification")
+    assert (classification.evaluate.primary_metric, classification.clean.imbalance) == ("accuracy", "none")
+    assert resolved_autos(params, "regression") == {"evaluate.primary_metric": "r2", "clean.imbalance": "none"}
+    explicit = parse_params(_with(default_params, ("evaluate", "primary_metric"), "macro_f1"))
+    assert require_task(explicit, "classification").evaluate.primary_metric == "macro_f1"
+    assert resolved_autos(explicit, "classification") == {"clean.imbalance": "none"}
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("evaluate", "primary_metric", "accuracy", "evaluate.primary_metric = 'accuracy' with a regression task"),
+    ("clean", "imbalance", "upsample", "clean.imbalance = 'upsample' with a regression task: expected 'auto' or 'none'"),
+    ("clean", "imbalance", "class_weight", "clean.imbalance = 'class_weight' with a regression task"),
+])
+def test_an_explicit_choice_against_the_inferred_task_is_refused(default_params: dict[str, Any], section: str,
+                                                                  key: str, value: str, message: str) -> None:
+    from pipeline.config import require_task
+
+    params = parse_params(_with(default_params, (section, key), value))  # task auto: accepted until it is known
+    with pytest.raises(PipelineError, match=f"^params.yaml: {re.escape(message)}"):
+        require_task(params, "regression")

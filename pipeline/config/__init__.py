@@ -24,7 +24,7 @@ from pipeline.errors import PipelineError
 __all__ = [
     "DEFAULT_PARAMS", "CleanConfig", "DataConfig", "EvaluateConfig", "ModelConfig", "Params", "ScaleConfig",
     "SplitConfig", "TrackingConfig", "TrainConfig", "check_imbalance", "check_task", "flatten", "load_params",
-    "parse_params", "require_imbalance", "require_task",
+    "parse_params", "require_imbalance", "require_task", "resolve", "resolved_autos",
 ]
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -116,21 +116,30 @@ _Loader.add_implicit_resolver(
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
-# asked for explicitly, these only make sense with classes; the default 'upsample' is left to clean to ignore
-CLASS_ONLY_IMBALANCE = ("downsample", "smote", "class_weight")
+# the imbalance strategies that need classes; only 'none' (or 'auto') fits a regression target
+CLASS_ONLY_IMBALANCE = ("downsample", "upsample", "smote", "class_weight")
+# What each 'auto' value becomes once the task is known (ingest infers it with data.task: auto). Chosen by
+# measurement on the defaults suite (benchmarks/quality.py --defaults; see the README): accuracy is what a first
+# comparison with a baseline reads, r2 is scale-free; no resampling, since rebalancing moves the decision that
+# accuracy judges and the probabilities that log loss and calibration judge.
+AUTO: dict[str, dict[str, str]] = {
+    "classification": {"evaluate.primary_metric": "accuracy", "clean.imbalance": "none"},
+    "regression": {"evaluate.primary_metric": "r2", "clean.imbalance": "none"},
+}
 
 
 def check_task(params: Params, task: str) -> None:
-    """Refuse settings that only make sense for the other task.
+    """Refuse settings that only make sense for the other task (``auto`` values fit either).
 
     Raises:
         ValueError: Naming the key, its value and what the task allows (pydantic turns it into a message;
             stages call it through :func:`require_task`).
     """
     metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
-    if params.evaluate.primary_metric not in metrics:
+    if params.evaluate.primary_metric not in ("auto", *metrics):
         raise ValueError(
-            f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected one of {metrics}"
+            f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected 'auto' or "
+            f"one of {metrics}"
         )
     monitor = params.train.early_stopping.monitor
     if task == "regression" and monitor == "val/acc":
@@ -150,27 +159,63 @@ def check_imbalance(clean: CleanConfig, task: str) -> None:
     """
     if task == "regression" and clean.imbalance in CLASS_ONLY_IMBALANCE:
         raise ValueError(
-            f"clean.imbalance = {clean.imbalance!r} with a regression task: expected 'none' (downsampling, "
-            "SMOTE and class weights need classes, which a regression target has not; the default 'upsample' is "
-            "ignored for regression)"
+            f"clean.imbalance = {clean.imbalance!r} with a regression task: expected 'auto' or 'none' (resampling "
+            "and class weights need classes, which a regression target has not)"
         )
 
 
-def require_task(params: Params, task: str) -> None:
-    """:func:`check_task` for a stage, once the task is known: a :class:`PipelineError` naming params.yaml."""
+def resolve_clean(clean: CleanConfig, task: str) -> CleanConfig:
+    """``clean`` with ``imbalance: auto`` replaced by the task's choice (:data:`AUTO`)."""
+    if clean.imbalance != "auto":
+        return clean
+    return clean.model_copy(update={"imbalance": AUTO[task]["clean.imbalance"]})
+
+
+def resolve(params: Params, task: str) -> Params:
+    """``params`` with every ``auto`` that depends on the task replaced by the task's choice (:data:`AUTO`).
+
+    The copy is not validated again: the values come from :data:`AUTO`, which fits its task.
+    """
+    evaluate = params.evaluate
+    if evaluate.primary_metric == "auto":
+        evaluate = evaluate.model_copy(update={"primary_metric": AUTO[task]["evaluate.primary_metric"]})
+    return params.model_copy(update={"evaluate": evaluate, "clean": resolve_clean(params.clean, task)})
+
+
+def resolved_autos(params: Params, task: str) -> dict[str, str]:
+    """The dotted keys set to ``auto`` in ``params`` and what each becomes for ``task`` (printed by ingest)."""
+    flat = flatten(params)
+    return {key: value for key, value in AUTO[task].items() if flat[key] == "auto"}
+
+
+def require_task(params: Params, task: str) -> Params:
+    """:func:`check_task` for a stage, once the task is known, then :func:`resolve`.
+
+    Returns:
+        The params with their ``auto`` values resolved for ``task``.
+
+    Raises:
+        PipelineError: Naming params.yaml, the key and its value.
+    """
     try:
         check_task(params, task)
     except ValueError as exc:
         raise PipelineError(f"params.yaml: {exc}") from None
+    return resolve(params, task)
 
 
-def require_imbalance(clean: CleanConfig, task: str) -> None:
+def require_imbalance(clean: CleanConfig, task: str) -> CleanConfig:
     """:func:`check_imbalance` for the clean stage, which reads only its own section: the task ingest inferred
-    (``data.task: auto``) is known there, so a class-only strategy stops the pipeline before any training."""
+    (``data.task: auto``) is known there, so a class-only strategy stops the pipeline before any training.
+
+    Returns:
+        ``clean`` with ``imbalance: auto`` resolved for ``task``.
+    """
     try:
         check_imbalance(clean, task)
     except ValueError as exc:
         raise PipelineError(f"params.yaml: {exc}") from None
+    return resolve_clean(clean, task)
 
 
 def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:

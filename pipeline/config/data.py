@@ -116,7 +116,8 @@ class CleanConfig(Section):
     indicators: bool
     knn_neighbors: PositiveInt
     knn_reference_rows: PositiveInt
-    imbalance: Literal["none", "downsample", "upsample", "smote", "class_weight"]
+    imbalance: Literal["auto", "none", "downsample", "upsample", "smote", "class_weight"]  # auto: by task
+    prior_correction: bool  # after resampling or class weights, predict at the natural class balance
     smote_neighbors: PositiveInt
 
 

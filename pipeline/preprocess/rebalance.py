@@ -16,6 +16,17 @@ def class_weights(labels: pd.Series) -> dict[str, float]:
     return {str(label): float(len(labels) / (len(counts) * n)) for label, n in counts.items()}
 
 
+def class_prior(counts: dict[str, int], weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Each class's share of what training sees: its row count times its loss weight, normalised.
+
+    Resampling changes the counts, class weights the weights; either way the network learns
+    p(class | x) under this prior rather than the data's own, which :class:`pipeline.decision.Decision` undoes.
+    """
+    mass = {label: n * (1.0 if weights is None else weights[label]) for label, n in counts.items()}
+    total = sum(mass.values())
+    return {label: m / total for label, m in mass.items()}
+
+
 def smote(
     frame: pd.DataFrame, target: str, numeric: list[str], categorical: list[str], neighbors: int, seed: int
 ) -> pd.DataFrame:

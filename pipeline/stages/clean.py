@@ -17,7 +17,9 @@ from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, read_npy, write_json, write_npy
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.impute import Imputer
-from pipeline.preprocess.rebalance import class_weights, rebalance, resample_positions, smote, smote_arrays
+from pipeline.preprocess.rebalance import (
+    class_prior, class_weights, rebalance, resample_positions, smote, smote_arrays,
+)
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, read_splits, stage_args, write_splits
 
@@ -26,6 +28,17 @@ COPY = "~"  # an upsampled copy of series "s7" becomes series "s7~1", "s7~2", ..
 
 def _counts(labels: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+
+
+def _balance(natural: dict[str, int] | None, after: dict[str, int] | None, weights: dict[str, float] | None,
+             correct: bool) -> dict[str, Any]:
+    """The class balance of the train split as drawn (``natural``) and as training sees it (resampled and
+    weighted), and whether the model corrects its probabilities from the one to the other (train bundles it)."""
+    if natural is None or after is None:
+        return {"class_prior": None, "prior_correction": False}
+    prior = {"natural": class_prior(natural), "trained": class_prior(after, weights)}
+    moved = any(abs(prior["natural"][c] - prior["trained"][c]) > 1e-12 for c in natural)
+    return {"class_prior": prior, "prior_correction": bool(correct and moved)}
 
 
 def _typed(frame: pd.DataFrame, schema: Schema, name: str) -> pd.DataFrame:
@@ -89,6 +102,10 @@ def clean(
         including the loss weights per class when ``imbalance`` is ``class_weight``.
     """
     sequences = schema.modality == "sequence"
+    classification = schema.task == "classification"
+    labels = (lambda f: seq.series_labels(f, schema.sequence_id, schema.target)) if sequences else (
+        lambda f: f[schema.target])
+    natural = _counts(labels(splits["train"])) if classification else None  # before any row is dropped
     imputer = _imputer(config, seed, schema.sequence_id if sequences else None)
     # the typed form serving gives raw rows (dates as days, categories as text), so both paths agree
     splits = {name: _typed(frame, schema, name) for name, frame in splits.items()}
@@ -114,10 +131,7 @@ def clean(
         splits[name] = None
         if name == "train":
             train = None
-    classification = schema.task == "classification"
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
-    labels = (lambda f: seq.series_labels(f, schema.sequence_id, schema.target)) if sequences else (
-        lambda f: f[schema.target])
     before = _counts(labels(cleaned["train"])) if classification else None
     if imbalance == "smote" and sequences:
         raise PipelineError("clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or "
@@ -129,14 +143,15 @@ def clean(
                                  imputer.categorical_out_ + imputer.indicator_columns_, config.smote_neighbors, seed)
     else:
         cleaned["train"] = rebalance(cleaned["train"], schema.target, imbalance, seed)
-    ignored = not classification and config.imbalance != "none"
+    after = _counts(labels(cleaned["train"])) if classification else None
+    weights = class_weights(labels(cleaned["train"])) if imbalance == "class_weight" else None
     report.update(
-        imbalance=f"none (clean.imbalance = {config.imbalance!r} is ignored for a regression task: it has no "
-        "classes)" if ignored else imbalance,
+        imbalance=imbalance,
         train_class_counts_before=before,
-        train_class_counts_after=_counts(labels(cleaned["train"])) if classification else None,
-        class_weight=class_weights(labels(cleaned["train"])) if imbalance == "class_weight" else None,
+        train_class_counts_after=after,
+        class_weight=weights,
         class_counts_unit="series" if sequences else "rows",
+        **_balance(natural, after, weights, config.prior_correction),
     )
     return cleaned, imputer, report
 
@@ -159,17 +174,19 @@ def clean_images(
     else:
         positions = resample_positions(train[schema.target].to_numpy(), imbalance, seed)
         train, x = train.iloc[positions].reset_index(drop=True), x[positions]
+    after = _counts(train[schema.target]) if classification else None
+    weights = class_weights(train[schema.target]) if imbalance == "class_weight" else None
     report: dict[str, Any] = {
         "columns_dropped": [],
         "indicator_columns": [],
         "train_rows_dropped_incomplete": 0,
         "filled": {name: {} for name in SPLITS},
-        "imbalance": imbalance if classification or config.imbalance == "none" else (
-            f"none (clean.imbalance = {config.imbalance!r} is ignored for a regression task: it has no classes)"),
+        "imbalance": imbalance,
         "train_class_counts_before": before,
-        "train_class_counts_after": _counts(train[schema.target]) if classification else None,
-        "class_weight": class_weights(train[schema.target]) if imbalance == "class_weight" else None,
+        "train_class_counts_after": after,
+        "class_weight": weights,
         "class_counts_unit": "images",
+        **_balance(before, after, weights, config.prior_correction),
     }
     return {**splits, "train": train}, {**images, "train": x}, imputer, report
 
@@ -179,14 +196,13 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "split", "out")
     params = load_params(args.params)
     schema = read_schema(args.raw)
-    require_imbalance(params.clean, schema.task)
+    config = require_imbalance(params.clean, schema.task)  # 'auto' resolved for the task ingest found
     arrays = None
     if schema.modality == "image":
         images = {name: read_npy(args.split / f"{name}.npy") for name in SPLITS}
-        cleaned, arrays, imputer, report = clean_images(read_splits(args.split), images, schema, params.clean,
-                                                        params.seed)
+        cleaned, arrays, imputer, report = clean_images(read_splits(args.split), images, schema, config, params.seed)
     else:
-        cleaned, imputer, report = clean(read_splits(args.split), schema, params.clean, params.seed)
+        cleaned, imputer, report = clean(read_splits(args.split), schema, config, params.seed)
     with atomic_dir(args.out) as out:
         write_splits(out, cleaned)
         for name, array in (arrays or {}).items():
@@ -205,7 +221,9 @@ def main() -> None:
         extra.append(f"class weights {({k: round(v, 3) for k, v in report['class_weight'].items()})}")
     unit = report["class_counts_unit"]
     balance = (f"train {unit} per class {report['train_class_counts_before']} -> {report['train_class_counts_after']} "
-               f"({params.clean.imbalance})") if report["train_class_counts_before"] else report["imbalance"]
+               f"({config.imbalance})") if report["train_class_counts_before"] else "no classes to balance"
+    if report["prior_correction"]:
+        balance += "; predictions corrected back to the natural class balance (clean.prior_correction)"
     fills = ("no missing values in images" if schema.modality == "image" else
              f"filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical})")
     print(f"clean: {fills}; {balance}"

@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_npy, read_parquet, read_state, write_json
 from pipeline.preprocess import sequence as seq
 from pipeline.evaluation.diagnosis import as_json, diagnose, report
+from pipeline.evaluation.losing import Run, explain
 from pipeline.evaluation.metrics import classification_metrics, flatten_metrics, regression_metrics
 from pipeline.evaluation.plots import write_plots
 from pipeline.stages.common import stage_args
@@ -83,6 +84,24 @@ def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray,
                                          bundle.task, inverse)
         scores[name] = {k: v for k, v in task_metrics(bundle, actual, frame).items() if k != "per_class"}
     return scores
+
+
+CORRECTION_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "log_loss", "ece")
+
+
+def prior_correction_metrics(bundle: Any, logits: np.ndarray, index: pd.Index, actual: pd.Series,
+                             corrected: dict[str, Any]) -> dict[str, Any]:
+    """The test metrics before and after the bundle's prior correction, with the two class priors it moves between.
+
+    Calibration (``ece``) is the telling one: a network trained on rebalanced rows overstates the rare classes
+    until the correction brings its probabilities back to the class balance the test rows have.
+    """
+    before = task_metrics(bundle, actual, bundle.predictions(logits, index, decide=False).reset_index(drop=True))
+    return {
+        "natural_prior": bundle.decision.natural, "trained_prior": bundle.decision.trained,
+        "test_before": {k: before[k] for k in CORRECTION_METRICS},
+        "test_after": {k: corrected[k] for k in CORRECTION_METRICS},
+    }
 
 
 TRAIN_INFO = {"run_id": str, "monitor": str, "history": list, "restarts": list}  # what evaluate reads of train.json
@@ -169,7 +188,7 @@ def main() -> None:
 
     # Skew guard: raw input through the bundle must match what the network sees from the scale stage.
     task = bundle.task
-    require_task(params, task)
+    params = require_task(params, task)  # 'auto' values resolved for the model's task
     x_scaled, _ = load_xy(args.scaled, "test", target, task)
     from_stages = bundle.logits(x_scaled.numpy())
     x_raw, index = bundle.prepare(raw, source)  # the path predict takes
@@ -194,6 +213,11 @@ def main() -> None:
     flat.update({k: v for split in ("train", "val") for k, v in flatten_metrics(metrics[split], f"final/{split}").items()
                  if math.isfinite(v)})
     primary = params.evaluate.primary_metric
+    if bundle.decision.corrects:  # the network's own probabilities beside the corrected ones it is judged by
+        metrics["prior_correction"] = prior_correction_metrics(bundle, from_raw, index, actual.reset_index(drop=True),
+                                                               metrics["test"])
+        flat.update({f"uncorrected/test/{k}": float(v) for k, v in metrics["prior_correction"]["test_before"].items()
+                     if v is not None and math.isfinite(v)})
     # the scaled test matrix is the raw test input through the same preprocessing (the skew guard above)
     scores = baseline_metrics(bundle, params, args.scaled, x_scaled.numpy(), actual.reset_index(drop=True))
     comparison = None
@@ -228,6 +252,14 @@ def main() -> None:
 
     # what the run's curves and scores say went wrong, each finding with its numbers and the knobs to try
     findings = diagnose(info.get("history") or [], task, metrics, primary, scores or None, params.model.activation)
+    if comparison is not None and comparison["verdict"] == "loses":  # and why it lost, with the keys to try
+        findings += explain(Run(
+            task, primary, metrics["test"], scores, comparison["best"],
+            (info.get("epochs", 0), info.get("best_epoch", 0), info.get("max_epochs", 0), info.get("patience", 0)),
+            len(load_xy(args.scaled, "train", target, task)[1]), bundle.decision.natural,
+            bundle.decision.natural is not None and bundle.decision.natural != bundle.decision.trained,
+            bundle.decision.corrects,
+        ))
     diagnosis_text = report(findings, f"{params.data.name} {params.model.kind}", info.get("history") or [], metrics,
                             primary)
     with atomic_file(args.reports / "diagnosis.txt") as tmp:
@@ -275,6 +307,10 @@ def main() -> None:
         print(f"evaluate: {restarts['n']} restarts, test {primary} {restarts[f'test_{primary}_mean']:.4f} "
               f"+/- {restarts[f'test_{primary}_std']:.4f} (mean +/- std; each: {each}); the model is "
               f"{restarts['selected']}")
+    if "prior_correction" in metrics:
+        before, after = metrics["prior_correction"]["test_before"], metrics["prior_correction"]["test_after"]
+        print("evaluate: prior correction (clean.prior_correction) on test: " + ", ".join(
+            f"{k} {before[k]:.4f} -> {after[k]:.4f}" for k in CORRECTION_METRICS if before[k] is not None))
     if comparison is not None:
         table = ", ".join(f"{n} {v[primary]:.4f}" for n, v in scores.items())
         said = {"beats": "beats", "ties": "only ties", "loses": "does NOT beat"}[comparison["verdict"]]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import sources
-from pipeline.config import DataConfig, load_params
+from pipeline.config import DataConfig, load_params, require_task, resolved_autos
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_npy, write_parquet
 from pipeline.preprocess import sequence as seq
@@ -307,8 +307,12 @@ def _count(n: int, noun: str) -> str:
 def main() -> None:
     """Load ``data.source`` and write ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "out")
-    data = load_params(args.params).data
+    params = load_params(args.params)
+    data = params.data
     kept, images, schema, profile = run_ingest(data)
+    # the task is known from here on: a setting that contradicts it stops the pipeline before anything is written
+    require_task(params, schema.task)
+    autos = resolved_autos(params, schema.task)
     with atomic_dir(args.out) as out:
         write_parquet(out / "data.parquet", kept)
         if images is not None:
@@ -331,6 +335,8 @@ def main() -> None:
         what = f"{profile['rows']} rows, {_count(len(schema.features), 'feature')}"
     print(f"ingest: {data.source}: {what}, {dropped} rows dropped; "
           f"task {schema.task} ({profile['task_reason']}); {target}{left_out}{dates}")
+    if autos:
+        print(f"ingest: for a {schema.task} task, " + ", ".join(f"{key}: auto -> {value}" for key, value in autos.items()))
 
 
 if __name__ == "__main__":

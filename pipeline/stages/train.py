@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params, flatten, load_params, require_task
+from pipeline.decision import Decision
 from pipeline.errors import run_main
 from pipeline.io import atomic_dir, read_state, write_json, write_safetensors
 from pipeline.preprocess.impute import Imputer
@@ -86,14 +87,15 @@ def main() -> None:
     from pipeline.nets import ensemble_spec
 
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "restarts", "info", "checkpoints")
-    params = load_params(args.params)
-    check_accelerator(params.train.accelerator, params.train.precision)
+    raw = load_params(args.params)
+    check_accelerator(raw.train.accelerator, raw.train.precision)
     root = Path.cwd()
     task = read_schema(args.raw).task
-    require_task(params, task)
+    params = require_task(raw, task)  # 'auto' values resolved: MLflow records what the run used
     classes = list(read_encoders(args.scaled).target.classes_) if task == "classification" else []
     n_outputs = len(classes) if task == "classification" else 1
     class_weight = read_state(args.clean / "report.json", lambda report: class_weights(report["class_weight"], classes))
+    decision = read_state(args.clean / "report.json", lambda report: Decision.from_report(report, classes))
     if process_rank(params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
         # process, which alone talks to MLflow and writes the outputs
@@ -105,7 +107,8 @@ def main() -> None:
     started = time.perf_counter()
     flat = flatten(params)
     stop = params.train.early_stopping
-    with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flat)) as run:
+    # named after what changed in params.yaml as written, 'auto' included
+    with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flatten(raw))) as run:
         mlflow.log_params(flat)
         world = params.train.world_size
         global_batch = params.train.batch_size if params.train.update == "mini_batch" else None
@@ -156,7 +159,7 @@ def main() -> None:
         # (the schema and encoders were read above)
         read_state(args.clean / "imputer.json", Imputer.from_dict)
         with atomic_dir(args.out) as out:
-            write_bundle(out, spec, state, args.raw, args.clean, args.scaled)
+            write_bundle(out, spec, state, args.raw, args.clean, args.scaled, decision)
         # every restart, for evaluate's mean and spread of the test metric
         write_safetensors(args.restarts, {k: v.detach().cpu().contiguous() for k, v in members.items()})
         finding = results[0].lr_finding
@@ -173,6 +176,8 @@ def main() -> None:
                 "suggestion": finding.suggestion, "lrs": finding.lrs, "losses": finding.losses,
             },
             "monitor": stop.monitor,
+            "max_epochs": params.train.max_epochs,  # with the patience, evaluate tells a cut-short run from a stop
+            "patience": stop.patience,
             "selected": "ensemble" if ensemble else chosen,
             "restarts": [{"restart": i, "seed": seed, "run_id": run_id, "best_epoch": r.best_epoch,
                           "best_value": r.best_value, "epochs": r.epochs}

@@ -16,7 +16,7 @@ SCHEMA = Schema("species", (("bill", "numeric"), ("island", "categorical")))
 def _config(imbalance: str = "upsample", numeric: str = "median", **changes: object) -> CleanConfig:
     settings = dict(numeric=numeric, categorical="most_frequent", fill_value=0.0, fill_category="missing",
                     max_missing=1.0, drop_rows=False, indicators=False, knn_neighbors=5, knn_reference_rows=2000,
-                    imbalance=imbalance, smote_neighbors=1)
+                    imbalance=imbalance, smote_neighbors=1, prior_correction=True)
     return CleanConfig(**{**settings, **changes})
 
 

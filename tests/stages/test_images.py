@@ -362,7 +362,7 @@ IMAGE_SCHEMA = Schema("digit", (), "classification", "image", image_shape=SHAPE)
 def _config(imbalance: str, smote_neighbors: int = 1) -> CleanConfig:
     return CleanConfig(numeric="median", categorical="most_frequent", fill_value=0.0, fill_category="missing",
                        max_missing=1.0, drop_rows=False, indicators=False, knn_neighbors=5, knn_reference_rows=2000,
-                       imbalance=imbalance, smote_neighbors=smote_neighbors)
+                       imbalance=imbalance, smote_neighbors=smote_neighbors, prior_correction=True)
 
 
 TRAIN_LABELS = [0, 1, 0, 0, 1, 0]  # 0: 4 images (ids 0 2 3 5), 1: 2 images (ids 1 4)
@@ -473,14 +473,16 @@ def test_class_weight_leaves_the_images_and_returns_weights() -> None:
     _check_val_and_test_untouched(out, arrays)
 
 
-def test_regression_ignores_the_imbalance_setting_with_a_note() -> None:
+def test_regression_images_are_never_resampled() -> None:
+    # the stage refuses a class-only strategy for regression (config.require_imbalance); the pure function never
+    # resamples a regression target whatever it is given
     tables, images = _parts()
     tables = {name: table.assign(digit=table["digit"] * 1.5 + 0.25) for name, table in tables.items()}
     schema = Schema("digit", (), "regression", "image", image_shape=SHAPE)
     out, arrays, _, report = clean_images(tables, images, schema, _config("upsample"), seed=0)
     pd.testing.assert_frame_equal(out["train"], tables["train"])
     np.testing.assert_array_equal(arrays["train"], images["train"])
-    assert report["imbalance"].startswith("none (clean.imbalance = 'upsample' is ignored for a regression task")
+    assert report["imbalance"] == "none" and report["class_prior"] is None and not report["prior_correction"]
     assert report["train_class_counts_before"] is None and report["train_class_counts_after"] is None
     assert report["class_weight"] is None
 

@@ -39,6 +39,7 @@ def _config(**changes: object) -> CleanConfig:
         "knn_reference_rows": 2000,
         "imbalance": "none",
         "smote_neighbors": 5,
+        "prior_correction": True,
     }
     return CleanConfig(**{**settings, **changes})
 
