@@ -107,10 +107,11 @@ CASES: dict[str, Case] = {
     "clean-class-weight-regression": Case(
         {**DIABETES, "data__task": "regression", "evaluate__primary_metric": "rmse",
          "clean__imbalance": "class_weight"},
-        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'none'",)),
+        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'auto' or 'none'",)),
+    # with data.task: auto the task is known once ingest has read the target: ingest refuses, before it writes
     "clean-class-weight-inferred-regression": Case(
-        {**DIABETES, "evaluate__primary_metric": "rmse", "clean__imbalance": "class_weight"},
-        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'none'",), stage="clean",
+        {**DIABETES, "clean__imbalance": "class_weight"},
+        (P + "clean.imbalance = 'class_weight' with a regression task: expected 'auto' or 'none'",), stage="ingest",
         mode="repro"),
     # --- scale ---
     "scale-unknown-key": Case({"scale__with_mean": True},
@@ -161,11 +162,17 @@ CASES: dict[str, Case] = {
                                           "of at least 2",)),
     "evaluate-metric-of-other-task": Case(
         {"data__task": "classification", "evaluate__primary_metric": "rmse"},
-        (P + "evaluate.primary_metric = 'rmse' with a classification task: expected one of ('accuracy', 'macro_f1')",)),
+        (P + "evaluate.primary_metric = 'rmse' with a classification task: expected 'auto' or one of ('accuracy', "
+             "'macro_f1')",)),
     "evaluate-metric-of-inferred-task": Case(
         {"evaluate__primary_metric": "rmse"},
-        (P + "evaluate.primary_metric = 'rmse' with a classification task: expected one of ('accuracy', 'macro_f1')",),
-        stage="train", mode="rerun"),
+        (P + "evaluate.primary_metric = 'rmse' with a classification task: expected 'auto' or one of ('accuracy', "
+             "'macro_f1')",), stage="ingest", mode="repro"),
+    # the data stages already ran (DVC reruns none of them for an evaluate key): train is the first to refuse
+    "evaluate-metric-of-inferred-task-rerun": Case(
+        {"evaluate__primary_metric": "rmse"},
+        (P + "evaluate.primary_metric = 'rmse' with a classification task: expected 'auto' or one of ('accuracy', "
+             "'macro_f1')",), stage="train", mode="rerun"),
     # --- tracking ---
     "tracking-unknown-key": Case({"tracking__uri": "http://127.0.0.1:5000"},
                                  (P + "tracking.uri: unknown key; expected one of: experiment, model_name, "
