@@ -35,7 +35,8 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
             parts.append(pd.DataFrame({"sid": f"{name}{i}", "a": values[:, 0], "b": values[:, 1], "y": label}))
         pd.concat(parts, ignore_index=True).to_parquet(folder / f"{name}.parquet", index=False)
     plain = Encoders.passthrough(["a", "b"], [0, 1])
-    write_json(folder / "encoder.json", Encoders(plain.features, plain.target, {"series": "sid", "length": 12}).to_dict())
+    encoders = Encoders(plain.features, plain.target, {"series": "sid", "length": max(LENGTHS["train"])})
+    write_json(folder / "encoder.json", encoders.to_dict())
     return folder
 
 
