@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from pipeline.decision import Decision
 from pipeline.errors import PipelineError
 from pipeline.io import read_state, write_json, write_safetensors
-from pipeline.nets import build_net
+from pipeline.nets import FIXED_LENGTH, build_net, net_kind
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler
 from pipeline.preprocess.encoders import Encoders
@@ -58,6 +58,7 @@ class ModelBundle:
         target: LabelEncoder | TargetScaler,
         net: torch.nn.Module,
         sequence: dict | None = None,
+        kind: str = "fnn",
         decision: Decision | None = None,
     ) -> None:
         self.schema = schema
@@ -65,7 +66,8 @@ class ModelBundle:
         self.features = features
         self.target = target
         self.net = net.eval()
-        self.sequence = sequence  # {"series": id column, "length": steps the network takes} for sequences
+        self.sequence = sequence  # {"series": id column, "length": the longest train series} for sequences
+        self.kind = kind  # the network's architecture (an ensemble's members'): fnn takes a fixed number of steps
         self.decision = decision or Decision()
 
     @classmethod
@@ -77,7 +79,7 @@ class ModelBundle:
         """
         folder = Path(folder)
         encoders = read_state(folder / "encoder.json", Encoders.from_dict)
-        net = read_state(folder / "net.json", build_net)
+        kind, net = read_state(folder / "net.json", lambda spec: (net_kind(spec), build_net(spec)))
         weights = folder / WEIGHTS
         if not weights.is_file():
             raise PipelineError(f"{weights}: file not found")
@@ -96,6 +98,7 @@ class ModelBundle:
             encoders.target,
             net,
             encoders.sequence,
+            kind,
             # bundles written before decision.json existed predicted by plain argmax
             read_state(folder / DECISION, Decision.from_dict) if (folder / DECISION).is_file() else Decision(),
         )
@@ -128,8 +131,9 @@ class ModelBundle:
         """Raw input -> the float32 network input and the index its predictions take.
 
         Tables: rows -> (N, F), indexed like the rows. Images: an array (N, H, W) or (N, C, H, W) -> scaled
-        (N, C, H, W), indexed 0..N-1. Sequences: long-format rows -> (N, T, F + 1) padded with a mask channel,
-        indexed by series id in order of first appearance.
+        (N, C, H, W), indexed 0..N-1. Sequences: long-format rows -> (N, T, F + 1) padded with a mask channel
+        to the longest train series (or the input's longest, for a net of any length), indexed by series id in
+        order of first appearance.
 
         Raises:
             PipelineError: Naming ``source`` and the column, shape or value that does not fit.
@@ -165,8 +169,15 @@ class ModelBundle:
         encoded = pd.DataFrame(self.features.transform(self.imputer.transform(ordered)), copy=False)
         encoded.insert(0, series, ordered[series].to_numpy())
         columns = [c for c in encoded.columns if c != series]
-        ids, x = seq.pad(encoded, series, columns, self.sequence["length"], source)
+        # a recurrent or convolutional net takes any length; a feed-forward one exactly the longest train series
+        ids, x = seq.pad(encoded, series, columns, self.sequence["length"], source, fixed=self.fixed_length)
         return x, ids
+
+    @property
+    def fixed_length(self) -> bool:
+        """Whether the network takes a fixed number of steps per series (a feed-forward net), so a series
+        longer than every train series is refused rather than padded to."""
+        return self.kind in FIXED_LENGTH
 
     def encode(self, inputs: pd.DataFrame | np.ndarray, source: str = "input") -> np.ndarray:
         """Raw input -> the float32 network input (see :meth:`prepare`)."""

@@ -76,7 +76,9 @@ def test_bundled_gunpoint_splits_by_series_and_predicts_per_series(tmp_path: Pat
     longer = pd.concat([one, one.assign(step=one["step"] + 150)])
     bad = {
         "repeated step": (pd.concat([one, one.head(1)]), "has time 0 on more than one row; expected one row per"),
-        "longer than any train series": (longer, "has 300 steps; expected at most 150, the longest series"),
+        "longer than any train series": (longer, "has 300 steps; expected at most 150, the longest series the "
+                                         "network was trained on: model.kind 'fnn' takes a fixed number of steps "
+                                         "(model.kind: rnn or cnn takes series of any length)"),
         "no time column": (one.drop(columns=["step"]), "missing input column(s) ['step']; expected ['series', 'step', 'x']"),
     }
     for what, (frame, expected) in bad.items():

@@ -20,6 +20,13 @@ from pipeline.nets.fnn import FNN
 from pipeline.nets.rnn import RNN
 
 NETS: dict[str, type[nn.Module]] = {"fnn": FNN, "cnn": CNN, "rnn": RNN}
+FIXED_LENGTH = ("fnn",)  # kinds whose input width fixes the number of steps a sequence may have
+
+
+def net_kind(spec: dict[str, Any]) -> str:
+    """The architecture a spec builds: its ``kind``, or for an ensemble its member's."""
+    member = spec.get("member") if spec.get("kind") == "ensemble" else spec
+    return str(member.get("kind")) if isinstance(member, dict) else "ensemble"
 
 
 def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], out_features: int) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from pipeline.nets.fnn import ACTIVATIONS, head
 
@@ -16,8 +15,10 @@ class CNN(nn.Module):
 
     Each block is conv -> [batch norm] -> activation -> [2x pooling] -> [dropout]. Images come as
     (B, C, H, W). Sequences come as (B, T, F + 1), padded, with the last channel the mask of real steps; they
-    are convolved over time with the mask as one more input channel, and the global average counts only the
-    positions that saw a real step, so padding never dilutes a short series.
+    are convolved over time with the mask as one more input channel. Each series' valid length is tracked
+    through every block, and the positions past it are kept out of every conv, pooling window and the global
+    average, so a series' output is exactly what it would be alone: it never depends on how far it was padded,
+    that is, on how long the other series of its batch are.
 
     Args:
         in_channels: Image channels, or sequence features + 1 (the mask).
@@ -87,9 +88,41 @@ class CNN(nn.Module):
         if self.dims == 2:
             h = self.features(x)  # (B, C', H', W')
             return self.head(h.mean(dim=(2, 3)))  # (B, C') -> (B, out_features)
-        mask = x[:, :, -1]  # (B, T): 1 on real steps
-        h = self.features(x.transpose(1, 2))  # (B, F + 1, T) -> (B, C', T')
-        # which output positions saw at least one real step: the mask shrunk to T' the way the blocks shrink time
-        seen = F.adaptive_max_pool1d(mask.unsqueeze(1), h.shape[-1])  # (B, 1, T')
-        pooled = (h * seen).sum(dim=2) / seen.sum(dim=2).clamp(min=1.0)  # (B, C')
+        lengths = x[:, :, -1].sum(dim=1).round().to(torch.int64).clamp(min=1)  # (B,): real steps per series
+        h, lengths = self._over_time(x.transpose(1, 2), lengths)  # (B, F + 1, T) -> (B, C', T')
+        valid = _valid(lengths, h.shape[-1]).unsqueeze(1)  # (B, 1, T')
+        pooled = (h * valid).sum(dim=2) / lengths.unsqueeze(1).to(h.dtype)  # (B, C'): the mean of valid positions
         return self.head(pooled)
+
+    def _over_time(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blocks over (B, C, T) with each series' valid length (B,) tracked through them.
+
+        Past a series' valid length lie the batch's padding and what the blocks made of it (a bias, batch
+        norm's shift): nonzero values that a series alone would not have. They are zeroed before each conv
+        (where the series alone meets the conv's own zero padding), -inf for max pooling and left out of
+        average pooling's sums and counts, so every valid position is computed from valid ones only.
+        """
+        for layer in self.features:
+            if isinstance(layer, nn.Conv1d):
+                h = h * _valid(lengths, h.shape[-1]).unsqueeze(1)  # (B, C, T): padding as true zeros
+                h = layer(h)  # (B, C', T')
+                (k,), (s,), (p,) = layer.kernel_size, layer.stride, layer.padding
+                lengths = ((lengths + 2 * p - k) // s + 1).clamp(min=1)
+            elif isinstance(layer, nn.MaxPool1d):
+                valid = _valid(lengths, h.shape[-1]).unsqueeze(1)  # (B, 1, T)
+                h = layer(h.masked_fill(~valid, float("-inf")))  # (B, C, ceil(T / 2))
+                lengths = (lengths + 1) // 2  # ceil mode
+                h = h.masked_fill(~_valid(lengths, h.shape[-1]).unsqueeze(1), 0.0)  # no -inf left behind
+            elif isinstance(layer, nn.AvgPool1d):
+                valid = _valid(lengths, h.shape[-1]).unsqueeze(1).to(h.dtype)  # (B, 1, T)
+                # both averages share each window's divisor, so their ratio is sum(valid values) / count(valid)
+                h = layer(h * valid) / layer(valid).clamp(min=1e-12)  # (B, C, ceil(T / 2))
+                lengths = (lengths + 1) // 2
+            else:  # batch norm (per position in eval mode), activation, dropout
+                h = layer(h)
+        return h, lengths
+
+
+def _valid(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, steps) booleans: True on the first ``lengths[b]`` positions of each series."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -52,33 +52,39 @@ def fill_along_time(frame: pd.DataFrame, series: str, columns: list[str], method
     return out
 
 
-def pad(frame: pd.DataFrame, series: str, columns: list[str], length: int, source: str = "input") -> tuple[pd.Index, np.ndarray]:
-    """Stack each series into a zero-padded float32 array (N, length, F + 1) whose last channel is the mask.
+def pad(
+    frame: pd.DataFrame, series: str, columns: list[str], length: int, source: str = "input", fixed: bool = False
+) -> tuple[pd.Index, np.ndarray]:
+    """Stack each series into a zero-padded float32 array (N, T, F + 1) whose last channel is the mask.
 
     Args:
         frame: Encoded rows ordered by :func:`order`.
         series: The series column.
         columns: The F feature columns, in order.
-        length: Steps per series in the output; a longer series is refused, never cut.
+        length: The fewest steps per series in the output (the longest train series). A longer series
+            lengthens the output to its own length (networks that take any length), never is cut.
         source: Where the rows came from, for error messages.
+        fixed: The network takes exactly ``length`` steps (a feed-forward net): a longer series is refused.
 
     Returns:
-        The series ids in output order, and the array.
+        The series ids in output order, and the array, T = max(length, the longest series in ``frame``).
 
     Raises:
-        PipelineError: If a series has more than ``length`` steps.
+        PipelineError: If ``fixed`` and a series has more than ``length`` steps.
     """
     codes, ids = pd.factorize(frame[series])
     counts = np.bincount(codes, minlength=len(ids))
-    if len(counts) and counts.max() > length:
-        longest = int(counts.argmax())
+    longest = int(counts.max()) if len(counts) else 0
+    if fixed and longest > length:
+        at = int(counts.argmax())
         raise PipelineError(
-            f"{source}: series {ids[longest]!r} has {counts[longest]} steps; expected at most {length}, the longest "
-            "series the network was trained on (a feed-forward net takes a fixed number of steps)"
+            f"{source}: series {ids[at]!r} has {longest} steps; expected at most {length}, the longest series the "
+            "network was trained on: model.kind 'fnn' takes a fixed number of steps (model.kind: rnn or cnn "
+            "takes series of any length)"
         )
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     step = np.arange(len(frame)) - starts[codes]  # position within its series (rows are contiguous per series)
-    out = np.zeros((len(ids), length, len(columns) + 1), dtype="float32")
+    out = np.zeros((len(ids), max(length, longest), len(columns) + 1), dtype="float32")
     out[codes, step, : len(columns)] = frame[columns].to_numpy(dtype="float32")
     out[codes, step, len(columns)] = 1.0
     return pd.Index(ids, name=series), out

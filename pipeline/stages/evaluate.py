@@ -54,7 +54,7 @@ def split_metrics(bundle: Any, scaled: Path, split: str, target: str) -> dict[st
     """Metrics of the network on a split as the scale stage wrote it (train after cleaning and rebalancing)."""
     from pipeline.training.data import load_xy
 
-    x, y = load_xy(scaled, split, target, bundle.task)
+    x, y = load_xy(scaled, split, target, bundle.task, fixed=bundle.fixed_length)
     predictions = bundle.predictions(bundle.logits(x.numpy()), pd.RangeIndex(len(y)))
     if bundle.task == "regression":
         actual = pd.Series(bundle.target.inverse(y.numpy()))
@@ -70,7 +70,9 @@ def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray,
 
     if not params.evaluate.baselines:
         return {}
-    x_train, y_train = (t.numpy() for t in load_xy(scaled, "train", params.data.target, bundle.task))
+    # sequences padded to the test matrix's steps: a baseline takes rows of one width (test may be the longer)
+    length = x_test.shape[1] if bundle.modality == "sequence" else None
+    x_train, y_train = (t.numpy() for t in load_xy(scaled, "train", params.data.target, bundle.task, length))
     sequence = bundle.modality == "sequence"
     outputs = baselines.fit_predict(
         tuple(params.evaluate.baselines), bundle.task, baselines.flat_inputs(x_train, sequence), y_train,
@@ -189,7 +191,7 @@ def main() -> None:
     # Skew guard: raw input through the bundle must match what the network sees from the scale stage.
     task = bundle.task
     params = require_task(params, task)  # 'auto' values resolved for the model's task
-    x_scaled, _ = load_xy(args.scaled, "test", target, task)
+    x_scaled, _ = load_xy(args.scaled, "test", target, task, fixed=bundle.fixed_length)
     from_stages = bundle.logits(x_scaled.numpy())
     x_raw, index = bundle.prepare(raw, source)  # the path predict takes
     from_raw = bundle.logits(x_raw)

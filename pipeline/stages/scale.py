@@ -2,8 +2,8 @@
 
 Tables become float32 feature columns plus the encoded target. Sequences stay in long format (the series id,
 then the features, scaled per feature over all train time steps); ``encoder.json`` records the longest train
-series, the number of steps the network takes. Images are scaled per channel into ``<split>.npy`` beside a
-table holding the encoded target.
+series: the steps a feed-forward net takes, and the fewest a batch is padded to for nets of any length. Images
+are scaled per channel into ``<split>.npy`` beside a table holding the encoded target.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def main() -> None:
         n = len(features.feature_names_out_)
         what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
         if sequence:
-            what += f" per step, series padded to {sequence['length']} steps"
+            what += f" per step, series padded to at least {sequence['length']} steps (the longest train series)"
     target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
         f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
     print(f"scale: {what}, {target}")

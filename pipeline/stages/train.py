@@ -22,7 +22,7 @@ from pipeline.stages.common import read_schema, stage_args
 
 from pipeline.nets import build_net
 from pipeline.training.data import read_encoders
-from pipeline.training.fit import check_accelerator, fit, process_rank
+from pipeline.training.fit import check_accelerator, check_lengths, fit, process_rank
 from pipeline.training.lr_find import LRFinding
 from pipeline.training.restarts import best_restart, fit_restarts, restart_plan, restart_seeds
 
@@ -89,6 +89,7 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "restarts", "info", "checkpoints")
     raw = load_params(args.params)
     check_accelerator(raw.train.accelerator, raw.train.precision)
+    check_lengths(raw, args.scaled)
     root = Path.cwd()
     task = read_schema(args.raw).task
     params = require_task(raw, task)  # 'auto' values resolved: MLflow records what the run used

@@ -26,12 +26,29 @@ def modality(folder: Path) -> str:
     return read_encoders(folder).modality
 
 
-def load_xy(folder: Path, split: str, target: str, task: str = "classification") -> tuple[torch.Tensor, torch.Tensor]:
+def load_xy(
+    folder: Path, split: str, target: str, task: str = "classification", length: int | None = None,
+    fixed: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one split of the scale stage's output as network inputs and targets.
 
-    Inputs are float32: (N, F) for tables, (N, C, H, W) for images, and (N, T, F + 1) for sequences (padded
-    to the longest train series, the last channel the mask). Targets are (N,): int64 classes or float32 values,
+    Inputs are float32: (N, F) for tables, (N, C, H, W) for images, and (N, T, F + 1) for sequences, the last
+    channel the mask, padded to T = the longest train series, or to the split's longest series where that is
+    longer (see :func:`pipeline.preprocess.sequence.pad`). Targets are (N,): int64 classes or float32 values,
     one per row, image or series.
+
+    Args:
+        folder: The scale stage's output folder.
+        split: ``train``, ``val`` or ``test``.
+        target: The label column.
+        task: ``classification`` or ``regression`` (the target's dtype).
+        length: Sequences: pad to at least this many steps (to give two splits one width, as models that
+            flatten them need); at least the longest train series whatever is given. Ignored for tables and images.
+        fixed: Sequences: refuse a series longer than the longest train series (the network takes a fixed
+            number of steps, as a feed-forward net does).
+
+    Raises:
+        PipelineError: If the target column is absent, or ``fixed`` and a series is too long.
     """
     folder = Path(folder)
     path = folder / f"{split}.parquet"
@@ -45,7 +62,8 @@ def load_xy(folder: Path, split: str, target: str, task: str = "classification")
         labels = frame[target]
     elif sequence:
         columns = [c for c in frame.columns if c not in (sequence["series"], target)]
-        _, x = seq.pad(frame, sequence["series"], columns, sequence["length"], str(path))
+        steps = max(sequence["length"], length or 0)
+        _, x = seq.pad(frame, sequence["series"], columns, steps, str(path), fixed=fixed)
         labels = seq.series_labels(frame, sequence["series"], target)
     else:
         x = frame.drop(columns=[target]).to_numpy(dtype="float32", copy=True)
@@ -63,10 +81,14 @@ class ScaledDataModule(L.LightningDataModule):
         batch_size: Rows per training batch.
         seed: Seeds the shuffling generator, so batch order is reproducible.
         task: ``classification`` or ``regression`` (the target's dtype).
+        fixed_length: The network takes a fixed number of steps (a feed-forward net): a val series longer
+            than every train series is refused in ``setup``, before any training.
     """
 
-    def __init__(self, folder: Path, target: str, batch_size: int, seed: int, task: str = "classification") -> None:
+    def __init__(self, folder: Path, target: str, batch_size: int, seed: int, task: str = "classification",
+                 fixed_length: bool = False) -> None:
         super().__init__()
+        self.fixed_length = fixed_length
         self.folder = Path(folder)
         self.target = target
         self.task = task
@@ -77,7 +99,9 @@ class ScaledDataModule(L.LightningDataModule):
         if hasattr(self, "train_set"):
             return
         self.train_set = TensorDataset(*load_xy(self.folder, "train", self.target, self.task))
-        self.val_set = TensorDataset(*load_xy(self.folder, "val", self.target, self.task))
+        # val may hold longer series than train (then its batch is wider): a net of any length takes them
+        self.val_set = TensorDataset(*load_xy(self.folder, "val", self.target, self.task, fixed=self.fixed_length))
+        # one example's shape; for sequences (T, F + 1) with T the longest train series, what a feed-forward net takes
         self.input_shape = tuple(int(v) for v in self.train_set.tensors[0].shape[1:])
         self.modality = modality(self.folder)
         self.n_features = int(np.prod(self.input_shape))  # what a feed-forward net sees once it flattens

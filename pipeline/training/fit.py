@@ -21,10 +21,10 @@ import torch  # noqa: E402
 
 from pipeline.config import Params  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.nets import build_net, net_spec  # noqa: E402
+from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
 from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
-from pipeline.training.data import ScaledDataModule  # noqa: E402
+from pipeline.training.data import ScaledDataModule, load_xy, modality  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
 
@@ -70,6 +70,17 @@ def check_accelerator(accelerator: str, precision: str = "32-true") -> None:
     if precision == "bf16-mixed" and (accelerator == "cpu" or not cuda or not torch.cuda.is_bf16_supported()):
         where = "train.accelerator = 'cpu'" if accelerator == "cpu" else "no CUDA device with bfloat16 support"
         raise PipelineError(f"train.precision = 'bf16-mixed' with {where}: expected '32-true' (bf16 is for GPUs)")
+
+
+def check_lengths(params: Params, scaled_dir: Path) -> None:
+    """Refuse, before any run is opened or time is spent, a val series longer than every train series when the
+    configured network takes a fixed number of steps (a feed-forward net); other nets take any length.
+
+    Raises:
+        PipelineError: Naming the val file, the series, its length and ``model.kind: rnn`` or ``cnn``.
+    """
+    if params.model.kind in FIXED_LENGTH and modality(scaled_dir) == "sequence":
+        load_xy(scaled_dir, "val", params.data.target, fixed=True)
 
 
 def strategy(name: str, world: int) -> Any:
@@ -154,7 +165,8 @@ def fit(
     torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(params.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
-    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task)
+    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task,
+                            fixed_length=params.model.kind in FIXED_LENGTH)
     data.setup()
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
     module = LitModel(

@@ -45,6 +45,71 @@ def test_cnn_over_time_ignores_padding() -> None:
     assert torch.allclose(net(x), net(longer), atol=1e-6)
 
 
+def _randomise_batch_norm(net: nn.Module, seed: int = 1) -> None:
+    """Give every batch norm layer random statistics and affine parameters, as training would.
+
+    Fresh ones (mean 0, variance 1, scale 1, shift 0) map a zero to a zero, which would hide padding leaking
+    through a batch norm's shift.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm1d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=g))
+            module.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            module.weight.data.copy_(torch.randn(n, generator=g))
+            module.bias.data.copy_(torch.randn(n, generator=g))
+
+
+SHORT = [5, 6, 7, 9, 13]  # odd and even lengths: ceil-mode pooling's last window is then partial or whole
+CNN_SETTINGS = [
+    ({"pool": "max", "batch_norm": True}, SHORT),
+    ({"pool": "avg", "batch_norm": True}, SHORT),
+    ({"pool": "none", "batch_norm": True}, SHORT),
+    ({"pool": "max", "batch_norm": False, "stride": 2}, SHORT),
+    ({"pool": "avg", "batch_norm": False, "stride": 2, "kernel": 5, "padding": 2}, SHORT),
+    ({"pool": "none", "batch_norm": False, "stride": 2, "padding": 0}, [15, 16, 18, 21]),  # alone: no block empty
+]
+
+
+@pytest.mark.parametrize(("settings", "lengths"), CNN_SETTINGS,
+                         ids=["-".join(f"{k}={v}" for k, v in s.items()) for s, _ in CNN_SETTINGS])
+def test_cnn_over_time_gives_a_series_alone_what_it_gives_it_beside_a_much_longer_one(
+    settings: dict, lengths: list[int]
+) -> None:
+    torch.manual_seed(0)
+    net = CNN(in_channels=3, dims=1, channels=[4, 5, 6], out_features=3, activation="tanh", hidden=[4],
+              dropout=0.1, **settings)
+    _randomise_batch_norm(net)
+    net.eval()  # batch norm then normalises each position by its running statistics, on its own
+    x = _series([*lengths, 41], features=2, pad_to=41)
+    x[:-1, :, :2] += 3.0 * (x[:-1, :, 2:] == 0)  # values on padded steps (mask 0) must not reach the output
+    together = net(x)  # every short series padded to 41 steps
+    for i, n in enumerate(lengths):
+        alone = net(x[i : i + 1, :n])  # the series with no padding at all
+        assert torch.allclose(together[i : i + 1], alone, rtol=0, atol=1e-5), (settings, n)
+    assert together[:-1].std(dim=0).min() > 1e-3  # the outputs differ per series: the check is not vacuous
+
+
+def test_cnn_and_rnn_take_series_longer_than_their_spec_was_built_for() -> None:
+    for kind in ("cnn", "rnn"):
+        net = build_net(net_spec(_model(kind), "sequence", (10, 3), 2)).eval()
+        x = _series([60, 4], features=2, pad_to=60)
+        assert net(x).shape == (2, 2), kind
+
+
+@pytest.mark.parametrize(("cell", "bidirectional"), [("gru", False), ("gru", True), ("lstm", False), ("lstm", True)])
+def test_rnn_gives_a_series_alone_what_it_gives_it_beside_a_much_longer_one(cell: str, bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    net = RNN(input_size=2, hidden_size=5, out_features=3, cell=cell, layers=2, bidirectional=bidirectional,
+              hidden=[4], activation="tanh").eval()
+    lengths = [3, 7, 11]
+    x = _series([*lengths, 57], features=2, pad_to=57)
+    together = net(x)
+    for i, n in enumerate(lengths):
+        assert torch.allclose(together[i : i + 1], net(x[i : i + 1, :n]), rtol=0, atol=1e-5), (cell, n)
+
+
 def test_rnn_packs_each_series_by_its_length() -> None:
     torch.manual_seed(0)
     for cell in ("rnn", "lstm", "gru"):

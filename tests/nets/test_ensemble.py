@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.nets import build_net, ensemble_spec
+from pipeline.nets import build_net, ensemble_spec, net_kind
 from pipeline.nets.ensemble import Ensemble
 
 MEMBER = {"kind": "fnn", "in_features": 4, "out_features": 3, "hidden": [8], "activation": "relu", "dropout": 0.0,
@@ -60,3 +60,8 @@ def test_bad_ensemble_specs_are_refused_by_name(spec: dict, said: str) -> None:
 def test_an_empty_ensemble_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="at least one member"):
         Ensemble([], "classification")
+
+
+def test_net_kind_is_the_spec_kind_or_an_ensembles_member_kind() -> None:
+    assert net_kind({**MEMBER, "kind": "rnn"}) == "rnn"
+    assert net_kind(ensemble_spec(MEMBER, 2, "classification")) == "fnn"  # the bundle's fixed-length test

@@ -181,10 +181,21 @@ def test_pad_accepts_a_series_exactly_as_long_as_length() -> None:
     assert x[0, :, 1].tolist() == [1.0, 1.0, 1.0]
 
 
-def test_pad_refuses_a_series_longer_than_length() -> None:
+def test_pad_lengthens_the_output_to_a_series_longer_than_length_and_cuts_nothing() -> None:
+    ids, x = seq.pad(_encoded(), "sid", ["x"], length=2)  # s1 has 3 steps
+    assert x.shape == (2, 3, 2)
+    np.testing.assert_array_equal(x[0, :, 0], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(x[:, :, 1], [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+
+
+def test_pad_with_a_fixed_length_refuses_a_longer_series_naming_the_nets_that_take_any_length() -> None:
     with pytest.raises(PipelineError, match=r"^new\.csv: series 's1' has 3 steps; expected at most 2") as info:
-        seq.pad(_encoded(), "sid", ["x"], length=2, source="new.csv")
-    assert "\n" not in str(info.value)
+        seq.pad(_encoded(), "sid", ["x"], length=2, source="new.csv", fixed=True)
+    message = str(info.value)
+    assert "model.kind 'fnn' takes a fixed number of steps" in message
+    assert "model.kind: rnn or cnn" in message and "\n" not in message
+    _, x = seq.pad(_encoded(), "sid", ["x"], length=3, fixed=True)  # exactly as long: accepted
+    assert x.shape == (2, 3, 2)
 
 
 # as_time
