@@ -69,13 +69,15 @@ CASES: dict[str, Case] = {
     # --- data ---
     "data-unknown-key": Case({"data__colour": "red"},
                              (P + "data.colour: unknown key; expected one of: source, target, task, drop, numeric, "
-                                  "sequence",)),
+                                  "duplicates, sequence",)),
     "data-wrong-type": Case({"data__drop": "island"}, (P + "data.drop = 'island': expected a list",)),
     "data-unknown-task": Case({"data__task": "clustering"},
                               (P + "data.task = 'clustering': expected 'auto', 'classification' or 'regression'",)),
     "data-source-escapes": Case({"data__source": "inputs/../../etc/passwd.csv"},
                                 (P + "data.source = 'inputs/../../etc/passwd.csv': expected one of ('penguins',",
                                  "file under inputs/")),
+    "data-unknown-duplicates": Case({"data__duplicates": "dedupe"},
+                                    (P + "data.duplicates = 'dedupe': expected 'keep', 'group' or 'drop'",)),
     "data-sequence-half-set": Case({"data__sequence__id": "island"},
                                    (P + "data.sequence: id = 'island', time = None: expected both columns named",)),
     "data-regression-on-text-labels": Case(

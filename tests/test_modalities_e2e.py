@@ -96,14 +96,15 @@ def test_users_npz_images_with_text_labels_duplicates_and_unlabelled(tmp_path: P
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     labels = names[y]
     labels[:3] = ""  # three unlabelled images
-    x_user = np.concatenate([x[:, 0], x[3:8, 0]]).astype("uint8")  # five exact duplicates appended
+    x_user = np.concatenate([x[:, 0], x[3:8, 0]]).astype("uint8")  # five exact copies appended, kept and counted
     labels = np.concatenate([labels, labels[3:8]])
     project = make_project(tmp_path, data__source="inputs/scans.npz", data__target="label", **FAST)
     (project / "inputs").mkdir(exist_ok=True)
     np.savez_compressed(project / "inputs" / "scans.npz", x=x_user, label=labels)
     metrics = _repro(project)
     profile = json.loads((project / "data" / "raw" / "profile.json").read_text())
-    assert profile["rows_dropped_missing_target"] == 3 and profile["rows_dropped_duplicate"] == 5
+    assert profile["rows_dropped_missing_target"] == 3 and profile["rows_dropped_duplicate"] == 0
+    assert (profile["rows_repeated"], profile["repeated_groups"], profile["rows"]) == (5, 5, len(x) + 2)
     assert profile["image_shape"] == [1, 8, 8]
     assert metrics["accuracy"] >= 0.9 and set(metrics["per_class"]) == set(names)
     recorded = pd.read_csv(project / "reports" / "predictions.csv")

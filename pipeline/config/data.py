@@ -46,6 +46,9 @@ class DataConfig(Section):
     task: Literal["auto", "classification", "regression"]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
     numeric: Annotated[tuple[str, ...], Field(strict=False)]  # columns declared numeric: a stray text cell is an error
+    # identical rows: kept as separate examples (split row by row), kept with same-input rows in one split part,
+    # or dropped at ingest (all but the first)
+    duplicates: Literal["keep", "group", "drop"]
     sequence: SequenceConfig
 
     @model_validator(mode="after")

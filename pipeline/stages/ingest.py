@@ -1,8 +1,11 @@
-"""Stage ingest: load the source, check it against params, drop rows without a target and exact duplicates.
+"""Stage ingest: load the source, check it against params, drop rows without a target, count repeated rows.
 
 Writes ``data.parquet`` (the rows every later stage and ``predict`` start from; for images only the target,
 with the images themselves in ``images.npy``, float32 N x C x H x W, row for row), ``schema.json`` (modality
-and feature kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, what was dropped).
+and feature kinds) and ``profile.json`` (rows, dtypes, missing values, class counts, repeated rows, what was
+dropped). Identical rows are ordinary in tables with few, coarse columns (different people of the same sex,
+age band and class): ``data.duplicates: keep`` (the default) and ``group`` keep and count them, ``drop`` keeps
+only the first of each (for copies of one record).
 Sequences stay in long format, one row per (series, step), sorted by series and time.
 """
 
@@ -31,6 +34,13 @@ def _duplicated(frame: pd.DataFrame) -> pd.Series:
     if candidates.any():
         out[candidates] = frame.loc[candidates].duplicated()
     return out
+
+
+def _repeats(frame: pd.DataFrame) -> dict[str, int]:
+    """How many rows repeat an earlier row exactly, and how many distinct rows occur more than once."""
+    repeated = _duplicated(frame)
+    groups = int((~_duplicated(frame.loc[repeated])).sum()) if repeated.any() else 0
+    return {"rows_repeated": int(repeated.sum()), "repeated_groups": groups}
 
 
 def _declared_numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
@@ -63,12 +73,16 @@ def ingest(
     task: str = "auto",
     keys: Sequence[str] = (),
     numeric: Sequence[str] = (),
+    duplicates: str = "keep",
 ) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Validate a loaded table, drop the rows no later stage can use, and leave out non-feature columns.
 
-    Exact duplicate rows are judged on the table as loaded. Columns named in ``drop`` and near-unique text
-    columns (identifiers, names, free text: one-hot encoding them would make a feature per row) are left
-    out, and the profile says which and why. ISO date columns are kept as kind ``date``.
+    Identical rows are data: with ``duplicates="keep"`` (or ``"group"``, which only split tells apart) every
+    labelled row is kept, and the profile counts the kept rows that repeat an earlier one (``rows_repeated``,
+    judged on the columns kept, as split sees them) and the distinct rows among them (``repeated_groups``).
+    With ``"drop"`` exact duplicates, judged on the table as loaded, are dropped (``rows_dropped_duplicate``). Columns named in ``drop`` and
+    near-unique text columns (identifiers, names, free text: one-hot encoding them would make a feature per
+    row) are left out, and the profile says which and why. ISO date columns are kept as kind ``date``.
 
     Args:
         frame: The table as loaded.
@@ -79,6 +93,7 @@ def ingest(
         keys: Columns kept as they are but not features (a sequence's series and time columns).
         numeric: Columns the user declares numeric (``data.numeric``): every non-blank cell must be a number,
             rather than one stray ``n/a`` or typo silently turning the column into text.
+        duplicates: ``keep``, ``group`` or ``drop`` (``data.duplicates``).
 
     Returns:
         The kept rows with a fresh index, their schema, and a profile of what was seen and dropped.
@@ -104,7 +119,7 @@ def ingest(
             f"{source}: column(s) {infinite} hold +/-inf; expected finite numbers (or empty cells for missing values)"
         )
     # a row missing its target cannot duplicate one that has it, so one pass over the whole frame will do
-    duplicated = _duplicated(frame) & ~no_target
+    duplicated = _duplicated(frame) & ~no_target if duplicates == "drop" else pd.Series(False, index=frame.index)
     kept = frame.loc[~no_target & ~duplicated].drop(columns=list(drop)).reset_index(drop=True)
     kinds = {name: detect(kept[name]) for name in kept.columns if name != target and name not in keys}
     identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
@@ -131,6 +146,8 @@ def ingest(
         "rows_dropped_missing_target": int(no_target.sum()),
         "rows_dropped_duplicate": int(duplicated.sum()),
         "rows": int(len(kept)),
+        "duplicates": duplicates,
+        **_repeats(kept),
         "task": task,
         "task_reason": reason,
         "columns_dropped": {
@@ -161,7 +178,9 @@ def ingest_sequences(
 
     Every row needs a series id and a time (numbers or ISO dates). A series' label is the same on all its rows
     (rows that leave it empty take it); series without any label are dropped. Rows come back sorted by series
-    (first appearance) and time, with the series id as text.
+    (first appearance) and time, with the series id as text. An exact copy of a row here is a time step given
+    twice, not a second example (the example is the whole series), so copies are always dropped, whatever
+    ``data.duplicates`` says, and counted in ``rows_dropped_duplicate``.
 
     Raises:
         PipelineError: If a key column is absent or empty somewhere, a label changes within a series, a time
@@ -193,7 +212,8 @@ def ingest_sequences(
             f"label per series ({len(changing)} series affected)"
         )
     frame[target] = labels.transform("first")  # fill a series' unlabelled rows with its label
-    kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time), numeric=numeric)
+    kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time), numeric=numeric,
+                                   duplicates="drop")
     kept = seq.order(kept, series, time)
     repeated = kept.duplicated([series, time])
     if repeated.any():
@@ -223,9 +243,12 @@ def ingest_sequences(
 
 
 def ingest_images(
-    x: np.ndarray, y: np.ndarray, target: str, source: str = "data", task: str = "auto"
+    x: np.ndarray, y: np.ndarray, target: str, source: str = "data", task: str = "auto", duplicates: str = "keep"
 ) -> tuple[pd.DataFrame, np.ndarray, Schema, dict[str, Any]]:
-    """Validate images (N, C, H, W) and their labels; drop unlabelled images and exact duplicates.
+    """Validate images (N, C, H, W) and their labels; drop unlabelled images.
+
+    An image whose pixels and label both equal an earlier one's is kept and counted (``duplicates`` ``"keep"``
+    or ``"group"``, as :func:`ingest`) or dropped (``"drop"``).
 
     Returns:
         The target as a one-column table, the kept images (row for row), the schema and the profile.
@@ -248,7 +271,12 @@ def ingest_images(
     # an image and its label hashed together; equal hashes are confirmed byte for byte
     flat = np.ascontiguousarray(x.reshape(len(x), -1))
     keys = pd.DataFrame({"pixels": [row.tobytes() for row in flat], "label": labels.astype("str")})
-    duplicated = keys.duplicated().to_numpy() & ~no_target
+    # unlabelled images are left out first, so they never count as copies
+    labelled = keys.loc[~no_target]
+    repeated = np.zeros(len(x), dtype=bool)
+    repeated[~no_target] = labelled.duplicated().to_numpy()
+    groups = int((~labelled.loc[repeated[~no_target]].duplicated()).sum())
+    duplicated = repeated if duplicates == "drop" else np.zeros(len(x), dtype=bool)
     keep = ~no_target & ~duplicated
     images = x[keep]
     table = pd.DataFrame({target: labels[keep].reset_index(drop=True)})
@@ -270,6 +298,9 @@ def ingest_images(
         "rows_dropped_missing_target": int(no_target.sum()),
         "rows_dropped_duplicate": int(duplicated.sum()),
         "rows": int(len(images)),
+        "duplicates": duplicates,
+        "rows_repeated": 0 if duplicates == "drop" else int(repeated.sum()),
+        "repeated_groups": 0 if duplicates == "drop" else groups,
         "task": task,
         "task_reason": reason,
         "image_shape": list(shape),
@@ -289,14 +320,15 @@ def run_ingest(data: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, Schem
     """Load ``data.source`` and ingest it by modality; images come back as an array beside the table."""
     if data.modality == "image":
         x, y = sources.load_images(data.source, data.target)
-        return ingest_images(x, y, data.target, data.source, data.task)
+        return ingest_images(x, y, data.target, data.source, data.task, data.duplicates)
     frame = sources.load(data.source)
     if data.modality == "sequence":
         kept, schema, profile = ingest_sequences(
             frame, data.target, data.sequence.id, data.sequence.time, data.source, data.drop, data.task, data.numeric
         )
     else:
-        kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task, numeric=data.numeric)
+        kept, schema, profile = ingest(frame, data.target, data.source, data.drop, data.task, numeric=data.numeric,
+                                       duplicates=data.duplicates)
     return kept, None, schema, profile
 
 
@@ -333,6 +365,12 @@ def main() -> None:
                 f"{_count(len(schema.features), 'feature')}")
     else:
         what = f"{profile['rows']} rows, {_count(len(schema.features), 'feature')}"
+    if profile["rows_repeated"]:  # kept on purpose: say so, a user may expect them gone
+        unit = "images" if schema.modality == "image" else "rows"
+        how = ("split row by row; data.duplicates: drop if they are copies of one record" if data.duplicates == "keep"
+               else "same inputs kept in one split part")
+        what += (f", {profile['rows_repeated']} repeated {unit} kept (copies of {profile['repeated_groups']} "
+                 f"distinct {unit}; {how})")
     print(f"ingest: {data.source}: {what}, {dropped} rows dropped; "
           f"task {schema.task} ({profile['task_reason']}); {target}{left_out}{dates}")
     if autos:

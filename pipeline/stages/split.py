@@ -1,8 +1,11 @@
 """Stage split: train/validation/test parts drawn before anything is fitted.
 
-``random`` is seeded and stratified by class (classification); ``time`` puts the latest rows (or series) in
-test and the ones before them in val, as a model meets the future. Sequences are split by whole series, so no
-series has steps in two parts; images are split row for row with their table.
+``random`` is seeded and stratified by class (classification). Repeated rows are separate examples and are
+split row by row (``data.duplicates: keep``); with ``data.duplicates: group`` rows with the same inputs (every
+column but the target; for images the pixels) land in one part whatever their labels, so no test input is
+also a train input. ``time`` puts the latest rows (or series) in test and the ones before them in val, as a
+model meets the future; order alone decides there. Sequences are split by whole series, so no series has
+steps in two parts; images are split row for row with their table.
 """
 
 from __future__ import annotations
@@ -20,21 +23,78 @@ from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args, write_splits
 
 
-def assign(labels: np.ndarray, val: float, test: float, seed: int, stratify: bool = True) -> dict[str, np.ndarray]:
+def row_groups(frame: pd.DataFrame, images: np.ndarray | None = None) -> np.ndarray:
+    """A group number per row, numbered by first appearance, the same for identical rows (every column of
+    ``frame``; with ``images``, also the pixels).
+
+    Rows are compared by a 64-bit hash of their values (missing values alike, 0.0 and -0.0 alike; pixels byte
+    for byte). Two different rows whose hashes collide would share a group, which only keeps them in one part.
+    """
+    keyed = frame.reset_index(drop=True)
+    if images is not None:
+        flat = np.ascontiguousarray(images.reshape(len(images), -1))
+        keyed = keyed.assign(**{"\0pixels": [row.tobytes() for row in flat]})  # a name no column can have
+    codes, _ = pd.factorize(pd.util.hash_pandas_object(keyed, index=False))
+    return codes
+
+
+def _taken(sizes: np.ndarray, want: int) -> int:
+    """How many groups, of ``sizes`` in drawn order, a part takes: whole groups from the front while the next
+    brings it nearer ``want`` rows (so a part misses its share by at most half a group), never the last one."""
+    ends = np.cumsum(sizes)
+    count = int(np.searchsorted(ends, want, side="right"))  # the groups that fit whole
+    got = int(ends[count - 1]) if count else 0
+    if count < len(sizes) and ends[count] - want < want - got:  # overshooting less than it falls short
+        count += 1
+    return min(count, len(sizes) - 1)  # the last group of a class stays in train
+
+
+def _draw(rows: np.ndarray, groups: np.ndarray, rng: np.random.Generator, n_test: int, n_val: int) -> list[np.ndarray]:
+    """Test, val and train positions of one class: its groups shuffled, then test and val filled with whole groups.
+
+    With every group one row this is exactly ``rng.permutation(rows)`` cut at ``n_test`` and ``n_test + n_val``:
+    groups are numbered by first appearance, and shuffling their numbers draws the same order as shuffling rows.
+    """
+    codes, _ = pd.factorize(groups[rows])
+    sizes = np.bincount(codes)
+    order = rng.permutation(len(sizes))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    shuffled = np.argsort(rank[codes], kind="stable")  # group by group in drawn order, each group in row order
+    drawn = sizes[order]
+    k_test = _taken(drawn, n_test)
+    k_val = k_test + _taken(drawn[k_test:], n_val)
+    cut_test, cut_val = int(drawn[:k_test].sum()), int(drawn[:k_val].sum())
+    ordered = rows[shuffled]
+    return [ordered[:cut_test], ordered[cut_test:cut_val], ordered[cut_val:]]
+
+
+def assign(
+    labels: np.ndarray, val: float, test: float, seed: int, stratify: bool = True, groups: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Positions for each part, so that every class keeps its share in each (or at random, without ``stratify``).
 
-    Within each class (in sorted order, so the draw never depends on row order elsewhere) the positions are
-    shuffled and ``round(n * test)`` go to test, ``round(n * val)`` to val and the rest to train. Positions
-    come back sorted, so rows keep their original order within each part.
+    Within each class (in sorted order, so the draw never depends on row order elsewhere) the groups of rows
+    (``groups``: one number per row, see :func:`row_groups`; by default every row its own) are shuffled, and
+    test, then val, take whole groups until they hold ``round(n * test)`` and ``round(n * val)`` rows, or as
+    near as whole groups allow; the rest go to train. A group counts for the class of its first row. So rows
+    of one group never land in two parts, and with groups of one row the split is the plain shuffle-and-cut.
+    Positions come back sorted, so rows keep their original order within each part.
 
     Raises:
         PipelineError: If a part would be empty or a class would be missing from train.
     """
     rng = np.random.default_rng(seed)
-    groups = labels if stratify else np.zeros(len(labels), dtype=int)
+    strata = labels if stratify else np.zeros(len(labels), dtype=int)
+    if groups is None:
+        groups = np.arange(len(labels))
+    else:
+        groups, _ = pd.factorize(np.asarray(groups))
+        _, first = np.unique(groups, return_index=True)  # each group's first row, whose class it counts for
+        strata = strata[first[groups]]
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-    for cls in sorted(pd.unique(groups), key=str):
-        rows = rng.permutation(np.flatnonzero(groups == cls))
+    for cls in sorted(pd.unique(strata), key=str):
+        rows = np.flatnonzero(strata == cls)
         n_test, n_val = round(len(rows) * test), round(len(rows) * val)
         if len(rows) - n_test - n_val < 1:
             raise PipelineError(
@@ -42,10 +102,17 @@ def assign(labels: np.ndarray, val: float, test: float, seed: int, stratify: boo
                 + (f"class {plain(cls)!r} has {len(rows)} examples" if stratify else f"{len(rows)} examples in all")
                 + ", expected at least one left for train"
             )
-        parts["test"].append(rows[:n_test])
-        parts["val"].append(rows[n_test : n_test + n_val])
-        parts["train"].append(rows[n_test + n_val :])
-    return _checked({name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}, len(labels))
+        for name, chosen in zip(("test", "val", "train"), _draw(rows, groups, rng, n_test, n_val)):
+            parts[name].append(chosen)
+    out = _checked({name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}, len(labels))
+    absent = sorted(set(labels.tolist()) - set(labels[out["train"]].tolist()), key=str) if stratify else []
+    if absent:  # only groups that mix classes can do this: a class with no group of its own
+        raise PipelineError(
+            f"data.duplicates = 'group': class(es) {absent} have no train row, as each of their rows has the inputs "
+            "of an earlier row of another class and stays with it; expected every class in train "
+            "(use data.duplicates: keep)"
+        )
+    return out
 
 
 def assign_by_time(when: pd.Series, labels: np.ndarray | None, val: float, test: float, column: str) -> dict[str, np.ndarray]:
@@ -112,7 +179,11 @@ def split_sequences(
 def split_any(
     frame: pd.DataFrame, images: np.ndarray | None, schema: Schema, params: Params
 ) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray] | None]:
-    """Split any modality as ``params.split`` says; images are cut with the same positions as their table."""
+    """Split any modality as ``params.split`` says; images are cut with the same positions as their table.
+
+    ``random`` with ``data.duplicates: group`` keeps rows with the same inputs (images: the same pixels) in one
+    part.
+    """
     cfg = params.split
     classification = schema.task == "classification"
     if schema.modality == "sequence":
@@ -125,13 +196,24 @@ def split_any(
         labels = frame[schema.target].to_numpy() if classification else None
         parts = assign_by_time(seq.as_time(frame[column], column, f"split.time_column = {column!r}"), labels, cfg.val, cfg.test, column)
     else:
-        parts = assign(frame[schema.target].to_numpy(), cfg.val, cfg.test, params.seed, stratify=classification)
+        inputs = frame.drop(columns=[schema.target])
+        groups = row_groups(inputs, images) if params.data.duplicates == "group" else None
+        parts = assign(frame[schema.target].to_numpy(), cfg.val, cfg.test, params.seed, stratify=classification,
+                       groups=groups)
     tables = {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
     return tables, None if images is None else {name: images[rows] for name, rows in parts.items()}
 
 
-def summarise(parts: dict[str, pd.DataFrame], schema: Schema) -> dict[str, Any]:
-    """Rows (and series) and class counts per part; sequences count classes per series."""
+def _repeated(groups: np.ndarray) -> int:
+    """Rows whose group already occurred earlier: the copies beyond each group's first row."""
+    return int(len(groups) - len(np.unique(groups)))
+
+
+def summarise(
+    parts: dict[str, pd.DataFrame], schema: Schema, arrays: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Rows (and series) and class counts per part; sequences count classes per series. Tables and images also
+    count the rows that repeat an earlier row of their part (``rows_repeated``)."""
     out = {}
     for name, part in parts.items():
         labels = part[schema.target]
@@ -139,6 +221,8 @@ def summarise(parts: dict[str, pd.DataFrame], schema: Schema) -> dict[str, Any]:
         if schema.modality == "sequence":
             labels = seq.series_labels(part, schema.sequence_id, schema.target)
             entry["series"] = len(labels)
+        else:
+            entry["rows_repeated"] = _repeated(row_groups(part, None if arrays is None else arrays[name]))
         entry["class_counts"] = ({str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
                                  if schema.task == "classification" else None)
         out[name] = entry
@@ -153,15 +237,17 @@ def main() -> None:
     frame = read_parquet(args.raw / "data.parquet")
     images = read_npy(args.raw / "images.npy") if schema.modality == "image" else None
     parts, arrays = split_any(frame, images, schema, params)
-    summary = summarise(parts, schema)
+    summary = summarise(parts, schema, arrays)
     with atomic_dir(args.out) as out:
         write_splits(out, parts)
         for name, array in (arrays or {}).items():
             write_npy(out / f"{name}.npy", array)
         write_json(out / "summary.json", summary)
     unit = "series" if schema.modality == "sequence" else "rows"
+    repeated = sum(s.get("rows_repeated", 0) for s in summary.values())
     print(f"split ({params.split.method}): " + ", ".join(f"{name} {s.get('series', s['rows'])} {unit}"
-                                                        for name, s in summary.items()))
+                                                        for name, s in summary.items())
+          + (f"; {repeated} rows repeat an earlier row of their part" if repeated else ""))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def write_table(path: Path, unique: int, copies: int = 1, missing: float = 0.0, 
     """A CSV of ``unique`` distinct rows written ``copies`` times: six numbers (a share ``missing`` of them
     empty), a category and a yes/no target that depends on ``x0``; ``rare`` more rows of a third class.
 
-    Copies are exact duplicates, which ingest drops: a big file to read, a small table for the later stages.
+    Copies are exact duplicates, which ingest drops with ``data.duplicates: drop``: a big file to read, a small
+    table for the later stages.
     """
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({f"x{i}": rng.normal(size=unique).round(4) for i in range(6)})

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 FAULTS = ["exception", "sigterm", "sigkill"]
 # downstream stages kept quick, so a case's rerun of the whole pipeline stays short
-QUICK = {"data__source": "inputs/big.csv", "data__target": "label", "model__hidden": [16], "train__max_epochs": 3,
-         "train__batch_size": 512, "evaluate__baselines": ["dummy"]}
+QUICK = {"data__source": "inputs/big.csv", "data__target": "label", "data__duplicates": "drop", "model__hidden": [16],
+         "train__max_epochs": 3, "train__batch_size": 512, "evaluate__baselines": ["dummy"]}
 INFINITE = "1.0,inf,0.5,0.5,0.5,0.5,a,yes\n"  # x1 = inf: ingest refuses it once it has read the whole file
 FIXED = "1.0,2.0,0.5,0.5,0.5,0.5,a,yes\n"
 

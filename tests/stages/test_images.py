@@ -223,26 +223,42 @@ def test_all_unlabelled_is_refused() -> None:
         ingest_images(_images([0, 0, 0]), np.full(3, np.nan), "y", "src")
 
 
-def test_exact_duplicates_are_dropped_and_counted() -> None:
-    x = _images([0, 1, 0, 1, 0])
-    x[3] = x[1]  # same pixels, same label: a duplicate of image 1
-    x[4] = x[0]  # same pixels as image 0 but a different label below: two examples, both kept
-    y = np.array([0, 1, 0, 1, 1])
+def _with_copies() -> tuple[np.ndarray, np.ndarray]:
+    x = _images([0, 1, 0, 1, 0, 1])
+    x[3] = x[1]  # same pixels, same label: a copy of image 1
+    x[4] = x[0]  # same pixels as image 0 but a different label below: two examples
+    x[5] = x[1]  # a second copy of image 1
+    return x, np.array([0, 1, 0, 1, 1, 1])
+
+
+def test_repeated_images_are_kept_and_counted_by_default() -> None:
+    x, y = _with_copies()
     table, images, _, profile = ingest_images(x, y, "y")
+    np.testing.assert_array_equal(images, x)
+    assert table["y"].tolist() == y.tolist()
+    assert (profile["rows"], profile["rows_dropped_duplicate"], profile["duplicates"]) == (6, 0, "keep")
+    assert (profile["rows_repeated"], profile["repeated_groups"]) == (2, 1)  # images 3 and 5 repeat image 1
+
+
+def test_exact_duplicates_are_dropped_and_counted_with_drop() -> None:
+    x, y = _with_copies()
+    table, images, _, profile = ingest_images(x, y, "y", duplicates="drop")
     assert _ids(images) == [0, 1, 2, 0]  # image 4 is a copy of image 0's pixels
     np.testing.assert_array_equal(images, x[[0, 1, 2, 4]])
     assert table["y"].tolist() == [0, 1, 0, 1]
-    assert profile["rows_dropped_duplicate"] == 1
-    assert profile["rows"] == 4
+    assert profile["rows_dropped_duplicate"] == 2
+    assert (profile["rows"], profile["rows_repeated"]) == (4, 0)
 
 
 def test_a_duplicate_of_an_unlabelled_image_is_not_counted_twice() -> None:
     x = _images([0, 0, 1, 1])
     x[1] = x[0]
     y = np.array([0.0, np.nan, 1.0, 1.0])
-    _, images, _, profile = ingest_images(x, y, "y")
-    assert (profile["rows_dropped_missing_target"], profile["rows_dropped_duplicate"]) == (1, 0)
-    assert _ids(images) == [0, 2, 3]
+    for duplicates in ("keep", "drop"):
+        _, images, _, profile = ingest_images(x, y, "y", duplicates=duplicates)
+        assert (profile["rows_dropped_missing_target"], profile["rows_dropped_duplicate"]) == (1, 0)
+        assert profile["rows_repeated"] == 0
+        assert _ids(images) == [0, 2, 3]
 
 
 def test_string_labels_are_kept_as_labels() -> None:
@@ -337,6 +353,22 @@ def test_split_refusal_names_the_class_as_the_user_wrote_it(default_params: dict
     schema = Schema("digit", (), "classification", "image", image_shape=SHAPE)
     with pytest.raises(PipelineError, match=r"class 1 has 2 examples"):
         split_any(frame, x, schema, params)
+
+
+def test_grouped_split_keeps_the_same_pixels_in_one_part(default_params: dict[str, Any]) -> None:
+    params = parse_params({**default_params, "data": {**default_params["data"], "source": "digits", "target": "digit",
+                                                      "duplicates": "group"}})
+    labels = np.array([0, 1] * 30)
+    x = np.zeros((60, *SHAPE), dtype="float32")
+    x[:, 0, 0, 0] = np.arange(60) % 11  # 11 distinct pictures shown 5 or 6 times each, under both labels
+    schema = Schema("digit", (), "classification", "image", image_shape=SHAPE)
+    for seed in range(5):
+        reseeded = parse_params({**params.model_dump(), "seed": seed})
+        _, arrays = split_any(pd.DataFrame({"digit": labels}), x, schema, reseeded)
+        assert arrays is not None
+        where = {i: {name for name, part in arrays.items() if i in _ids(part)} for i in range(11)}
+        assert all(len(parts) == 1 for parts in where.values()), where  # each picture in exactly one part
+        assert sum(len(part) for part in arrays.values()) == 60
 
 
 def test_split_of_images_is_seeded(default_params: dict[str, Any]) -> None:

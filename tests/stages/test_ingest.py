@@ -1,4 +1,5 @@
-"""ingest: validate the loaded table, drop rows without a target and exact duplicates, profile what was seen."""
+"""ingest: validate the loaded table, drop rows without a target, count (or drop) repeated rows, profile what was
+seen."""
 
 from __future__ import annotations
 
@@ -22,8 +23,41 @@ def _raw() -> pd.DataFrame:
     # row 2 duplicates row 0; rows 3 and 4 have no target (and are identical); row 6 duplicates row 5
 
 
-def test_ingest_drops_missing_targets_and_exact_duplicates() -> None:
+def test_ingest_keeps_repeated_rows_by_default_and_counts_them() -> None:
     kept, _, profile = ingest(_raw(), "species", "penguins")
+    expected = pd.DataFrame({
+        "bill": [1.0, 2.0, 1.0, np.nan, np.nan, 4.0], "island": ["a", "b", "a", "b", "b", "a"],
+        "species": ["A", "B", "A", "B", "B", "A"],
+    })
+    pd.testing.assert_frame_equal(kept, expected, check_dtype=False)
+    assert profile["rows_dropped_missing_target"] == 2
+    assert profile["rows_dropped_duplicate"] == 0
+    assert (profile["rows"], profile["duplicates"]) == (6, "keep")
+    # rows 2 and 6 repeat rows 0 and 5 (two distinct rows); rows 3 and 4 had no target, so they are no copies
+    assert (profile["rows_repeated"], profile["repeated_groups"]) == (2, 2)
+    assert profile["class_counts"] == {"A": 3, "B": 3}
+
+
+def test_repeats_are_counted_per_distinct_row_and_judged_on_the_columns_kept() -> None:
+    # the id column is left out (data.drop), so rows that differ only there are copies as split and the network see
+    # them
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(8)], "sex": ["m", "m", "m", "f", "f", "f", "m", "f"],
+                          "y": ["a", "a", "a", "b", "b", "a", "b", "a"]})
+    kept, _, profile = ingest(frame, "y", drop=["id"])
+    assert "id" not in kept.columns and len(kept) == 8
+    # (m, a) x3, (f, b) x2, (f, a) x2, (m, b) x1: 2 + 1 + 1 repeats of 3 distinct rows
+    assert (profile["rows_repeated"], profile["repeated_groups"]) == (4, 3)
+    _, _, dropped = ingest(frame, "y", drop=["id"], duplicates="drop")  # judged on the table as loaded: the ids differ
+    assert (dropped["rows_dropped_duplicate"], dropped["rows"]) == (0, 8)
+
+
+def test_group_keeps_rows_as_keep_does() -> None:
+    kept, _, profile = ingest(_raw(), "species", duplicates="group")
+    assert (len(kept), profile["rows_repeated"], profile["duplicates"]) == (6, 2, "group")
+
+
+def test_ingest_drops_missing_targets_and_exact_duplicates_with_drop() -> None:
+    kept, _, profile = ingest(_raw(), "species", "penguins", duplicates="drop")
     expected = pd.DataFrame(
         {"bill": [1.0, 2.0, np.nan, 4.0], "island": ["a", "b", "b", "a"], "species": ["A", "B", "B", "A"]}
     )
@@ -33,6 +67,7 @@ def test_ingest_drops_missing_targets_and_exact_duplicates() -> None:
     assert profile["rows_dropped_missing_target"] == 2  # rows without a target are not also counted as duplicates
     assert profile["rows_dropped_duplicate"] == 2
     assert profile["rows"] == 4
+    assert (profile["rows_repeated"], profile["repeated_groups"]) == (0, 0)  # none of the kept rows repeats
     assert profile["class_counts"] == {"A": 2, "B": 2}
     assert profile["source"] == "penguins"
 
@@ -42,7 +77,7 @@ def test_ingest_profiles_columns_and_infers_schema() -> None:
     assert schema == Schema("species", (("bill", "numeric"), ("island", "categorical")))
     columns = profile["columns"]
     assert list(columns) == ["bill", "island", "species"]
-    assert columns["bill"] == {"dtype": "float64", "kind": "numeric", "missing": 1}
+    assert columns["bill"] == {"dtype": "float64", "kind": "numeric", "missing": 2}  # row 5 and its copy, row 6
     assert (columns["island"]["kind"], columns["island"]["missing"]) == ("categorical", 0)
     assert (columns["species"]["kind"], columns["species"]["missing"]) == ("target", 0)
 
@@ -51,6 +86,7 @@ def test_ingest_keeps_a_clean_table_whole(tiny_frame: pd.DataFrame) -> None:
     kept, _, profile = ingest(tiny_frame, "species")
     pd.testing.assert_frame_equal(kept, tiny_frame)
     assert (profile["rows_dropped_missing_target"], profile["rows_dropped_duplicate"]) == (0, 0)
+    assert (profile["rows_repeated"], profile["repeated_groups"]) == (0, 0)
     assert profile["class_counts"] == {"Adelie": 4, "Chinstrap": 2, "Gentoo": 2}
 
 

@@ -1,12 +1,16 @@
-"""split: seeded, stratified, disjoint train/val/test parts."""
+"""split: seeded, stratified, disjoint train/val/test parts; repeated rows kept row by row or grouped."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.stages.split import split
+from pipeline.preprocess.schema import Schema
+from pipeline.stages.split import assign, row_groups, split, split_any, summarise
+
+SCHEMA = Schema("label", (("sex", "categorical"), ("cls", "numeric"), ("age", "categorical")), "classification")
 
 
 def _frame() -> pd.DataFrame:
@@ -114,3 +118,153 @@ def test_time_split_names_a_time_column_that_is_not_there(default_params: dict) 
     with pytest.raises(PipelineError, match=r"^split.time_column = 'when': column not found in the ingested data; "
                                             r"expected one of \['x', 'label'\]$"):
         split_any(frame, None, schema, _time_params(default_params))
+
+
+# --- repeated rows ------------------------------------------------------------------------------------------------
+
+
+def _shuffle_and_cut(labels: np.ndarray, val: float, test: float, seed: int, stratify: bool) -> dict[str, np.ndarray]:
+    """The split as drawn before repeated rows were grouped: per class, shuffle the positions and cut."""
+    rng = np.random.default_rng(seed)
+    strata = labels if stratify else np.zeros(len(labels), dtype=int)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for cls in sorted(pd.unique(strata), key=str):
+        rows = rng.permutation(np.flatnonzero(strata == cls))
+        n_test, n_val = round(len(rows) * test), round(len(rows) * val)
+        parts["test"].append(rows[:n_test])
+        parts["val"].append(rows[n_test : n_test + n_val])
+        parts["train"].append(rows[n_test + n_val :])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_without_repeated_rows_groups_change_nothing(case: int) -> None:
+    # the bundled datasets have no repeated rows: their splits, and the README's figures, must not move
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(20, 2000))
+    frame = pd.DataFrame({"x": rng.normal(size=n), "label": rng.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1])})
+    val, test, stratify = float(rng.uniform(0.05, 0.3)), float(rng.uniform(0.05, 0.3)), bool(case % 2)
+    labels = frame["label"].to_numpy()
+    expected = _shuffle_and_cut(labels, val, test, case, stratify)
+    for groups in (None, row_groups(frame.drop(columns=["label"])), row_groups(frame)):
+        got = assign(labels, val, test, case, stratify, groups)
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name])
+
+
+def _coarse(rows: int = 1300, seed: int = 0) -> pd.DataFrame:
+    """Few coarse columns, so most rows repeat an earlier one; the label depends on them."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"sex": rng.choice(["f", "m"], rows), "cls": rng.choice([1, 2, 3], rows),
+                          "age": rng.choice(["child", "adult", "old"], rows)})
+    chance = 0.2 + 0.5 * (frame["sex"] == "f") + 0.2 * (frame["cls"] == 1)
+    frame["label"] = np.where(rng.random(rows) < chance, "yes", "no")
+    return frame
+
+
+def _params(default_params: dict, duplicates: str, seed: int = 0) -> object:
+    from pipeline.config import parse_params
+
+    default_params["data"]["duplicates"] = duplicates
+    default_params["seed"] = seed
+    return parse_params(default_params)
+
+
+def _inputs(part: pd.DataFrame) -> set[tuple]:
+    return set(part[["sex", "cls", "age"]].itertuples(index=False, name=None))
+
+
+def test_keep_splits_repeated_rows_row_by_row_as_separate_examples(default_params: dict) -> None:
+    frame = _coarse()
+    labels = frame["label"].to_numpy()
+    parts, _ = split_any(frame, None, SCHEMA, _params(default_params, "keep"))
+    expected = _shuffle_and_cut(labels, 0.15, 0.2, 0, True)  # the plain split: copies fall where they fall
+    for name, part in parts.items():
+        pd.testing.assert_frame_equal(part, frame.iloc[expected[name]].reset_index(drop=True))
+    assert _inputs(parts["test"]) <= _inputs(parts["train"])  # 12 input combinations: all of them in train
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_group_never_puts_the_same_inputs_in_two_parts(default_params: dict, seed: int) -> None:
+    frame = _coarse(seed=seed)
+    parts, _ = split_any(frame, None, SCHEMA, _params(default_params, "group", seed))
+    assert sum(len(part) for part in parts.values()) == len(frame)
+    train, val, test = (_inputs(parts[name]) for name in ("train", "val", "test"))
+    assert not train & test and not train & val and not val & test
+    full = {name: set(part.itertuples(index=False, name=None)) for name, part in parts.items()}
+    assert not full["test"] & full["train"]  # so no test row has an exact copy in train
+
+
+def test_group_keeps_class_shares_and_part_sizes_roughly(default_params: dict) -> None:
+    # many inputs, most shown a few times: whole groups can match each part's share closely
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.integers(0, 400, 4000)})
+    frame["label"] = np.where(frame["x"] % 4 == 0, "rare", "common")
+    parts, _ = split_any(frame, None, Schema("label", (("x", "numeric"),), "classification"),
+                         _params(default_params, "group"))
+    share = (frame["label"] == "rare").mean()
+    for name, fraction in (("train", 0.65), ("val", 0.15), ("test", 0.2)):
+        assert abs(len(parts[name]) / len(frame) - fraction) < 0.02, (name, len(parts[name]))
+        assert abs((parts[name]["label"] == "rare").mean() - share) < 0.03, name
+
+
+@pytest.mark.parametrize(("sizes", "want", "taken"), [
+    ([1, 1, 1, 1], 2, 2),  # rows of their own: exactly the share
+    ([6, 1, 1, 1, 1], 2, 0),  # 6 rows would miss a share of 2 by 4, taking nothing misses it by 2
+    ([1, 6, 1, 1], 2, 1),  # the front only: the single rows behind the 6 are not picked out
+    ([1, 1, 6, 1], 2, 2),
+    ([3, 5, 1], 2, 1),  # 3 rows miss by 1, none by 2: nearer
+    ([2, 2, 1], 3, 1),  # a tie (4 rows or 2 for a share of 3) stays short
+    ([5], 2, 0),  # the last group of a class stays in train
+    ([1, 1], 2, 1),
+])
+def test_a_part_takes_whole_groups_from_the_front_to_the_nearest_share(sizes: list[int], want: int, taken: int) -> None:
+    from pipeline.stages.split import _taken
+
+    assert _taken(np.array(sizes), want) == taken
+
+
+def test_group_leaves_the_last_group_of_a_class_to_train() -> None:
+    # class b: one group of 3 rows; a test share of round(3 * 0.4) = 1 row could take it, leaving train none of b
+    labels = np.array(["a"] * 10 + ["b"] * 3)
+    groups = np.array(list(range(10)) + [10] * 3)
+    for seed in range(10):
+        parts = assign(labels, 0.2, 0.4, seed, groups=groups)
+        assert set(parts["train"].tolist()) >= {10, 11, 12}
+
+
+def test_group_refuses_a_class_whose_rows_all_share_inputs_with_another(default_params: dict) -> None:
+    # both 'b' rows have the inputs of an earlier 'a' row (x = 0): that group counts for 'a', and some draws send it
+    # to val or test, leaving train no 'b'
+    frame = pd.DataFrame({"x": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0], "label": ["a"] * 10 + ["b"] * 2})
+    schema = Schema("label", (("x", "numeric"),), "classification")
+    seeds = []
+    for seed in range(20):
+        try:
+            parts, _ = split_any(frame, None, schema, _params(default_params, "group", seed))
+        except PipelineError as exc:
+            assert str(exc) == ("data.duplicates = 'group': class(es) ['b'] have no train row, as each of their rows "
+                                "has the inputs of an earlier row of another class and stays with it; expected every "
+                                "class in train (use data.duplicates: keep)")
+            seeds.append(seed)
+        else:
+            assert "b" in parts["train"]["label"].tolist()
+    assert seeds, "no seed drew the shared group away from train"
+
+
+def test_time_split_ignores_grouping(default_params: dict) -> None:
+    # order alone decides a time split: copies share their time, only a tie at a boundary can part them
+    frame = pd.DataFrame({"when": [1, 2, 3, 4, 5, 5, 5, 6, 7, 8], "label": ["a", "b"] * 5})
+    schema = Schema("label", (("when", "numeric"),), "classification")
+    default_params["split"].update(method="time", time_column="when", val=0.2, test=0.2)
+    keep, _ = split_any(frame, None, schema, _params(default_params, "keep"))
+    group, _ = split_any(frame, None, schema, _params(default_params, "group"))
+    for name in keep:
+        pd.testing.assert_frame_equal(keep[name], group[name])
+
+
+def test_summary_counts_repeated_rows_per_part() -> None:
+    frame = pd.DataFrame({"x": [1, 1, 1, 2, 3, 3], "label": ["a", "a", "a", "a", "b", "b"]})
+    parts = {"train": frame.iloc[:4], "val": frame.iloc[4:5], "test": frame.iloc[5:]}
+    summary = summarise(parts, Schema("label", (("x", "numeric"),), "classification"))
+    assert [summary[name]["rows_repeated"] for name in parts] == [2, 0, 0]  # the copies split across val and test
