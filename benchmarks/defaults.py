@@ -109,6 +109,18 @@ def verdict(task: str, net: dict[str, float], scores: dict[str, dict[str, float]
     return {"best": best, "ok": not why, "why": why}
 
 
+def kept_rows(project: Path) -> dict[str, Any]:
+    """Rows in the file and rows ingest kept (it drops rows without a target, and repeats where it does)."""
+    path = project / "data/raw/profile.json"
+    profile = json.loads(path.read_text()) if path.exists() else {}
+    return {"rows_loaded": profile.get("rows_loaded"), "rows_kept": profile.get("rows")}
+
+
+def rows_cell(r: dict[str, Any]) -> str:
+    loaded, kept = r.get("rows_loaded"), r.get("rows_kept")
+    return "-" if loaded is None else str(loaded) if loaded == kept else f"{loaded}->{kept}"
+
+
 def judge(name: str, sets: dict[str, Any], work: Path, ref: str | None, timeout: float) -> dict[str, Any]:
     """Build, repro and score one dataset of the suite: one row of the report."""
     dataset = SUITE[name]()
@@ -121,7 +133,8 @@ def judge(name: str, sets: dict[str, Any], work: Path, ref: str | None, timeout:
     start = time.perf_counter()
     error = repro(project, timeout)
     row: dict[str, Any] = {"name": name, "about": dataset.about, "model": params["model"]["kind"],
-                           "seconds": time.perf_counter() - start, "sets": sets, "project": str(project)}
+                           "seconds": time.perf_counter() - start, "sets": sets, "project": str(project),
+                           **kept_rows(project)}
     if error is not None:
         return row | {"status": "failed", "ok": False, "error": error}
     metrics = json.loads((project / "reports/metrics.json").read_text())
@@ -149,7 +162,7 @@ def classification_lines(rows: list[dict[str, Any]]) -> list[list[str]]:
     for r in rows:
         net, dummy, best = r["net"], r["scores"]["dummy"], r["best"]
         (acc_name, acc), (f1_name, f1) = best["accuracy"], best["macro_f1"]
-        lines.append([r["name"], r["model"], str(r["n_test"]), f"{net['accuracy']:.4f}", f"{acc_name} {acc:.4f}",
+        lines.append([r["name"], r["model"], rows_cell(r), str(r["n_test"]), f"{net['accuracy']:.4f}", f"{acc_name} {acc:.4f}",
                       f"{net['accuracy'] - acc:+.4f}", f"{net['macro_f1']:.4f}", f"{f1_name} {f1:.4f}",
                       f"{net['macro_f1'] - f1:+.4f}", f"{net['macro_f1'] / f1:.3f}" if f1 else "-",
                       f"{dummy['accuracy']:.4f} / {dummy['macro_f1']:.4f}", "yes" if r["ok"] else "NO",
@@ -162,7 +175,7 @@ def regression_lines(rows: list[dict[str, Any]]) -> list[list[str]]:
     for r in rows:
         net, dummy, best = r["net"], r["scores"]["dummy"], r["best"]
         (r2_name, r2), (rmse_name, rmse) = best["r2"], best["rmse"]
-        lines.append([r["name"], r["model"], str(r["n_test"]), f"{net['r2']:.4f}", f"{r2_name} {r2:.4f}",
+        lines.append([r["name"], r["model"], rows_cell(r), str(r["n_test"]), f"{net['r2']:.4f}", f"{r2_name} {r2:.4f}",
                       f"{net['r2'] - r2:+.4f}", f"{net['rmse']:.4g}", f"{rmse_name} {rmse:.4g}",
                       f"{net['rmse'] / rmse:.3f}" if rmse else "-", f"{dummy['r2']:.4f} / {dummy['rmse']:.4g}",
                       "yes" if r["ok"] else "NO", f"{r['seconds']:.0f}"])
@@ -189,10 +202,10 @@ def report(rows: list[dict[str, Any]]) -> None:
     classified = [r for r in scored if r["task"] == "classification"]
     regressed = [r for r in scored if r["task"] == "regression"]
     if classified:
-        table(["dataset", "model", "n test", "accuracy", "best baseline", "diff", "macro F1", "best baseline", "diff",
+        table(["dataset", "model", "rows", "n test", "accuracy", "best baseline", "diff", "macro F1", "best baseline", "diff",
                "F1 ratio", "dummy acc / F1", "pass", "repro s"], classification_lines(classified))
     if regressed:
-        table(["dataset", "model", "n test", "R^2", "best baseline", "diff", "RMSE", "best RMSE", "RMSE ratio",
+        table(["dataset", "model", "rows", "n test", "R^2", "best baseline", "diff", "RMSE", "best RMSE", "RMSE ratio",
                "dummy R^2 / RMSE", "pass", "repro s"], regression_lines(regressed))
     if scored:
         table(["dataset", "metric", "network", "logistic/linear", "forest", "svm", "dummy", "euclid_1nn", "dtw_1nn"],
@@ -204,7 +217,9 @@ def report(rows: list[dict[str, Any]]) -> None:
     for r in scored:
         if not r["ok"]:
             print(f"{r['name']}: misses the target: {'; '.join(r['why'])}")
-    print(f"\ntarget: classification within {TOLERANCE['accuracy']} of the best baseline on test accuracy and on "
+    print("rows: in the file -> kept by ingest (tables: rows; sequences: rows of all steps); n test: test rows, or "
+          "test series")
+    print(f"target: classification within {TOLERANCE['accuracy']} of the best baseline on test accuracy and on "
           f"macro F1, regression within {TOLERANCE['r2']} on R^2 (RMSE in the target's units), and never below the "
           "dummy (majority class / mean). Baselines: quality.py's, fitted on the same scaled train split.")
 

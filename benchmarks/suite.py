@@ -216,7 +216,7 @@ def patterns() -> Dataset:
     for i, label in enumerate(labels):
         length = int(rng.integers(7, 30))
         u = np.linspace(0, 1, length)
-        x = rng.normal(0, 0.4, size=(length, 3))
+        x = rng.normal(0, 0.9, size=(length, 3))
         if label == "a_rises":
             x[:, 0] += 2 * u - 1
         elif label == "b_rises":
