@@ -162,8 +162,9 @@ def classification_lines(rows: list[dict[str, Any]]) -> list[list[str]]:
     for r in rows:
         net, dummy, best = r["net"], r["scores"]["dummy"], r["best"]
         (acc_name, acc), (f1_name, f1) = best["accuracy"], best["macro_f1"]
-        lines.append([r["name"], r["model"], rows_cell(r), str(r["n_test"]), f"{net['accuracy']:.4f}", f"{acc_name} {acc:.4f}",
-                      f"{net['accuracy'] - acc:+.4f}", f"{net['macro_f1']:.4f}", f"{f1_name} {f1:.4f}",
+        lines.append([r["name"], r["model"], rows_cell(r), str(r["n_test"]), f"{net['accuracy']:.4f}",
+                      f"{acc_name} {acc:.4f}", f"{net['accuracy'] - acc:+.4f}", f"{net['macro_f1']:.4f}",
+                      f"{f1_name} {f1:.4f}",
                       f"{net['macro_f1'] - f1:+.4f}", f"{net['macro_f1'] / f1:.3f}" if f1 else "-",
                       f"{dummy['accuracy']:.4f} / {dummy['macro_f1']:.4f}", "yes" if r["ok"] else "NO",
                       f"{r['seconds']:.0f}"])
@@ -202,8 +203,8 @@ def report(rows: list[dict[str, Any]]) -> None:
     classified = [r for r in scored if r["task"] == "classification"]
     regressed = [r for r in scored if r["task"] == "regression"]
     if classified:
-        table(["dataset", "model", "rows", "n test", "accuracy", "best baseline", "diff", "macro F1", "best baseline", "diff",
-               "F1 ratio", "dummy acc / F1", "pass", "repro s"], classification_lines(classified))
+        table(["dataset", "model", "rows", "n test", "accuracy", "best baseline", "diff", "macro F1", "best baseline",
+               "diff", "F1 ratio", "dummy acc / F1", "pass", "repro s"], classification_lines(classified))
     if regressed:
         table(["dataset", "model", "rows", "n test", "R^2", "best baseline", "diff", "RMSE", "best RMSE", "RMSE ratio",
                "dummy R^2 / RMSE", "pass", "repro s"], regression_lines(regressed))
