@@ -139,8 +139,21 @@ def dtw_1nn(train: np.ndarray, train_y: np.ndarray, test: np.ndarray) -> np.ndar
     return train_y[dist.argmin(1)]
 
 
-def models(task: str, seed: int, extra: bool, sequence: bool) -> dict[str, Any]:
-    """The unfitted scikit-learn baselines; ``extra`` adds the dummy and, for sequences, a Euclidean 1-NN."""
+def majority(project: Path, target: str) -> int:
+    """The class index of the most frequent label (or series label) in the train split, before clean rebalanced it:
+    the majority baseline must not depend on how the network's train split was resampled."""
+    import pandas as pd
+
+    state = json.loads((project / "data/scaled/encoder.json").read_text())
+    frame = pd.read_parquet(project / "data/split/train.parquet")
+    series = (state.get("sequence") or {}).get("series")
+    labels = (frame.drop_duplicates(series) if series else frame)[target].astype(str)
+    return [str(c) for c in state["target"]["classes_"]].index(labels.value_counts().idxmax())
+
+
+def models(task: str, seed: int, extra: bool, sequence: bool, majority: int | None = None) -> dict[str, Any]:
+    """The unfitted scikit-learn baselines; ``extra`` adds the dummy (the ``majority`` class, or the mean) and, for
+    sequences, a Euclidean 1-NN."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -150,7 +163,7 @@ def models(task: str, seed: int, extra: bool, sequence: bool) -> dict[str, Any]:
     if task == "classification":
         out = {"logistic": LogisticRegression(max_iter=5000),
                "forest": RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVC()}
-        dummy, nearest = DummyClassifier(strategy="most_frequent"), KNeighborsClassifier(n_neighbors=1)
+        dummy, nearest = DummyClassifier(strategy="constant", constant=majority), KNeighborsClassifier(n_neighbors=1)
     else:
         out = {"linear": LinearRegression(),
                "forest": RandomForestRegressor(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVR()}
@@ -171,7 +184,8 @@ def baselines(
         project: A project whose ``dvc repro`` got through the scale stage.
         target: The target column.
         seed: The forests' seed.
-        extra: Also fit the dummy (majority class / mean) and, for sequences, 1-NN Euclidean.
+        extra: Also fit the dummy (the majority class of the train split as drawn, or the mean) and, for
+            sequences, 1-NN Euclidean.
 
     Returns:
         The task, the number of test examples, and per baseline its metrics (accuracy and macro F1, or r2, MAE and
@@ -187,7 +201,9 @@ def baselines(
         (x.numpy(), y.numpy()) for x, y in (load_xy(folder, s, target, task) for s in ("train", "test")))
     sequence = x_tr.ndim == 3
     flat = [flat_inputs(x, sequence) for x in (x_tr, x_te)]
-    fitted = {name: m.fit(flat[0], y_tr).predict(flat[1]) for name, m in models(task, seed, extra, sequence).items()}
+    top = majority(project, target) if extra and task == "classification" else None
+    fitted = {name: m.fit(flat[0], y_tr).predict(flat[1])
+              for name, m in models(task, seed, extra, sequence, top).items()}
     if task == "classification":
         if sequence:
             fitted["dtw_1nn"] = dtw_1nn(x_tr, y_tr, x_te)
