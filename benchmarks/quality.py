@@ -11,6 +11,10 @@ only). Prints one table and exits 1 if a network scores below its best baseline 
 target (digits >= 0.98, penguins >= 0.97, gunpoint >= 0.907: the published 1-NN DTW accuracy on GunPoint).
 
 Usage: ``.venv/bin/python benchmarks/quality.py [--presets penguins digits ...] [--keep DIR] [--ref HEAD]``
+
+``--defaults`` instead judges the default params.yaml on the datasets of ``benchmarks/suite.py``, which the project
+never tuned on (see ``benchmarks/defaults.py``):
+``quality.py --defaults [--datasets iris rare ...] [--set train.lr=0.001 ...] [--jobs 2] [--json FILE] [--smoke]``
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from pipeline.evaluation.baselines import flat_inputs
-from pipeline.presets import load_presets, overlay
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's pipeline, the code the copied projects run, not an installed one
+
+from pipeline.evaluation.baselines import flat_inputs  # noqa: E402
+from pipeline.presets import load_presets, overlay  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PROJECT_FILES = ("pipeline", "inputs", "dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config",
                  ".dvc/.gitignore")
@@ -60,13 +67,15 @@ def run(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def make_project(dest: Path, overrides: dict[str, Any], ref: str | None = None) -> Path:
+def make_project(dest: Path, overrides: dict[str, Any], ref: str | None = None,
+                 prepare: Callable[[Path], None] | None = None) -> Path:
     """Copy the project into ``dest``, apply dotted params overrides, and commit it to a fresh git repo.
 
     Args:
         dest: A new folder.
         overrides: Dotted params.yaml keys and their values; each key must already exist in params.yaml.
         ref: Copy the project files from this git commit instead of the working tree.
+        prepare: Called with the project folder before the commit (to write a dataset into ``inputs/``).
     """
     if dest.exists():
         raise SystemExit(f"{dest} exists; pass a fresh --keep folder")
@@ -87,6 +96,8 @@ def make_project(dest: Path, overrides: dict[str, Any], ref: str | None = None) 
     path = dest / "params.yaml"
     params = overlay(yaml.safe_load(path.read_text()), overrides)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+    if prepare is not None:
+        prepare(dest)
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "project"]):
         run(args, dest)
     return dest
@@ -128,20 +139,60 @@ def dtw_1nn(train: np.ndarray, train_y: np.ndarray, test: np.ndarray) -> np.ndar
     return train_y[dist.argmin(1)]
 
 
-def baselines(project: Path, target: str, seed: int) -> tuple[str, int, dict[str, dict[str, float]]]:
-    """Fit and score scikit-learn baselines on the project's scaled train/test splits.
+def majority(project: Path, target: str) -> int:
+    """The class index of the most frequent label (or series label) in the train split, before clean rebalanced it:
+    the majority baseline must not depend on how the network's train split was resampled."""
+    import pandas as pd
 
-    Returns:
-        The task, the number of test examples, and per baseline its metrics (accuracy, or r2 and MAE in the
-        target's original units).
-    """
+    state = json.loads((project / "data/scaled/encoder.json").read_text())
+    frame = pd.read_parquet(project / "data/split/train.parquet")
+    series = (state.get("sequence") or {}).get("series")
+    labels = (frame.drop_duplicates(series) if series else frame)[target].astype(str)
+    return [str(c) for c in state["target"]["classes_"]].index(labels.value_counts().idxmax())
+
+
+def models(task: str, seed: int, extra: bool, sequence: bool, majority: int | None = None) -> dict[str, Any]:
+    """The unfitted scikit-learn baselines; ``extra`` adds the dummy (the ``majority`` class, or the mean) and, for
+    sequences, a Euclidean 1-NN."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LinearRegression, LogisticRegression
-    from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from sklearn.svm import SVC, SVR
 
-    if "pipeline" not in sys.modules:
-        sys.path.insert(0, str(project))  # load_xy from the code the network ran with
+    if task == "classification":
+        out = {"logistic": LogisticRegression(max_iter=5000),
+               "forest": RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVC()}
+        dummy, nearest = DummyClassifier(strategy="constant", constant=majority), KNeighborsClassifier(n_neighbors=1)
+    else:
+        out = {"linear": LinearRegression(),
+               "forest": RandomForestRegressor(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVR()}
+        dummy, nearest = DummyRegressor(strategy="mean"), KNeighborsRegressor(n_neighbors=1)
+    if extra:
+        out["dummy"] = dummy
+        if sequence:  # 1-NN Euclidean on the flattened series (padding zeroed), the time-series baseline
+            out["euclid_1nn"] = nearest
+    return out
+
+
+def baselines(
+    project: Path, target: str, seed: int, extra: bool = False
+) -> tuple[str, int, dict[str, dict[str, float]]]:
+    """Fit and score scikit-learn baselines on the project's scaled train/test splits.
+
+    Args:
+        project: A project whose ``dvc repro`` got through the scale stage.
+        target: The target column.
+        seed: The forests' seed.
+        extra: Also fit the dummy (the majority class of the train split as drawn, or the mean) and, for
+            sequences, 1-NN Euclidean.
+
+    Returns:
+        The task, the number of test examples, and per baseline its metrics (accuracy and macro F1, or r2, MAE and
+        RMSE in the target's original units).
+    """
+    from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, root_mean_squared_error
+
     from pipeline.training.data import load_xy
 
     task = json.loads((project / "data/raw/schema.json").read_text())["task"]
@@ -150,24 +201,26 @@ def baselines(project: Path, target: str, seed: int) -> tuple[str, int, dict[str
         (x.numpy(), y.numpy()) for x, y in (load_xy(folder, s, target, task) for s in ("train", "test")))
     sequence = x_tr.ndim == 3
     flat = [flat_inputs(x, sequence) for x in (x_tr, x_te)]
+    top = majority(project, target) if extra and task == "classification" else None
+    fitted = {name: m.fit(flat[0], y_tr).predict(flat[1])
+              for name, m in models(task, seed, extra, sequence, top).items()}
     if task == "classification":
-        models = {"logistic": LogisticRegression(max_iter=5000),
-                  "forest": RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVC()}
-        scores = {name: {"accuracy": accuracy_score(y_te, m.fit(flat[0], y_tr).predict(flat[1]))}
-                  for name, m in models.items()}
         if sequence:
-            scores["dtw_1nn"] = {"accuracy": accuracy_score(y_te, dtw_1nn(x_tr, y_tr, x_te))}
+            fitted["dtw_1nn"] = dtw_1nn(x_tr, y_tr, x_te)
+        labels = np.union1d(y_tr, y_te)  # every class, as the pipeline's macro F1 counts them
+        scores = {name: {"accuracy": accuracy_score(y_te, p),
+                         "macro_f1": f1_score(y_te, p, labels=labels, average="macro", zero_division=0)}
+                  for name, p in fitted.items()}
         return task, len(y_te), scores
     # load_xy gives standardised targets: back to the target's units, as metrics.json reports the network's
     state = json.loads((folder / "encoder.json").read_text())["target"]
     center, scale = float(state["center_"]), float(state["scale_"])
     actual = y_te.astype("float64") * scale + center
-    models = {"linear": LinearRegression(),
-              "forest": RandomForestRegressor(n_estimators=500, random_state=seed, n_jobs=2), "svm": SVR()}
     scores = {}
-    for name, m in models.items():
-        predicted = m.fit(flat[0], y_tr).predict(flat[1]).astype("float64") * scale + center
-        scores[name] = {"r2": r2_score(actual, predicted), "mae": mean_absolute_error(actual, predicted)}
+    for name, p in fitted.items():
+        predicted = p.astype("float64") * scale + center
+        scores[name] = {"r2": r2_score(actual, predicted), "mae": mean_absolute_error(actual, predicted),
+                        "rmse": root_mean_squared_error(actual, predicted)}
     return task, len(y_te), scores
 
 
@@ -226,7 +279,25 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the projects here and keep them (default: a temp dir)")
     parser.add_argument("--ref", help="take the project from this git commit instead of the working tree "
                         "(presets.yaml is always read from the working tree)")
+    suite = parser.add_argument_group("--defaults: the default params on the datasets of benchmarks/suite.py")
+    suite.add_argument("--defaults", action="store_true", help="judge params.yaml's defaults instead of the presets")
+    suite.add_argument("--datasets", nargs="+", help="names from benchmarks/suite.py (default: all)")
+    suite.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="a candidate default, a dotted params.yaml key (value read as YAML), on every dataset; "
+                       "repeatable")
+    suite.add_argument("--jobs", type=int, default=1, help="projects run at once (default 1)")
+    suite.add_argument("--json", type=Path, help="write the rows to this file")
+    suite.add_argument("--timeout", type=float, default=900, help="seconds one dvc repro may take (default 900)")
+    suite.add_argument("--smoke", action="store_true", help="a quick harness check: iris, outliers and shapes with "
+                       "train.max_epochs 3 (its verdicts measure nothing)")
     args = parser.parse_args()
+    if args.defaults or args.smoke:
+        from defaults import run_suite
+
+        run_suite(args)
+        return
+    if args.datasets or args.set or args.json or args.jobs != 1:
+        parser.error("--datasets, --set, --jobs and --json go with --defaults")
     presets = load_presets(ROOT / "presets.yaml")
     chosen = args.presets or list(presets)
     unknown = [n for n in chosen if n not in presets]

@@ -158,7 +158,7 @@ CASES: dict[str, Case] = {
     "evaluate-out-of-range": Case({"evaluate__baseline_rows": 0},
                                   (P + "evaluate.baseline_rows = 0: expected greater than 0",)),
     "evaluate-unknown-baseline": Case({"evaluate__baselines": ["svm"]},
-                                      (P + "evaluate.baselines.0 = 'svm': expected 'dummy', 'linear' or 'forest'",)),
+                                      (P + "evaluate.baselines.0 = 'svm': expected 'dummy', 'linear', 'forest' or 'nearest'",)),
     "evaluate-ensemble-of-one": Case({"evaluate__ensemble": True},
                                      (P + "evaluate.ensemble = true with train.restarts = 1: expected train.restarts "
                                           "of at least 2",)),

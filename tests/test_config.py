@@ -245,7 +245,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.precision": "32-true",
         "train.cpu_threads": 1,
         "evaluate.primary_metric": "auto",
-        "evaluate.baselines": ["dummy", "linear", "forest"],
+        "evaluate.baselines": ["dummy", "linear", "forest", "nearest"],
         "evaluate.baseline_rows": 20000,
         "evaluate.ensemble": False,
         "tracking.experiment": "auto",

@@ -51,7 +51,7 @@ def test_outputs_written(project: Path) -> None:
     everything = yaml.safe_load((project / "reports/metrics.json").read_text())
     assert set(everything) >= {"train", "val", "test", "baselines", "versus_baselines", "mlflow_run_id"}
     assert {"roc_auc", "log_loss", "ece", "balanced_accuracy"} <= set(everything["val"])
-    assert set(everything["baselines"]) == {"dummy", "linear", "forest"}
+    assert set(everything["baselines"]) == {"dummy", "linear", "forest", "nearest"}
     assert everything["baselines"]["dummy"]["accuracy"] < 0.6  # the majority class of three species
     assert everything["versus_baselines"]["verdict"] in ("beats", "ties", "loses")
     diagnosis = (project / "reports/diagnosis.txt").read_text()

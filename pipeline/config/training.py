@@ -174,7 +174,7 @@ class EvaluateConfig(Section):
     """Test-set evaluation."""
 
     primary_metric: Literal["auto", "accuracy", "macro_f1", "mae", "rmse", "r2"]  # auto: by task
-    baselines: Annotated[tuple[Literal["dummy", "linear", "forest"], ...], Field(strict=False)]
+    baselines: Annotated[tuple[Literal["dummy", "linear", "forest", "nearest"], ...], Field(strict=False)]
     baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
     ensemble: bool  # with train.restarts > 1: the model is the restarts' average, not the best single one
 

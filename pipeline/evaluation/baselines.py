@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BASELINES = ("dummy", "linear", "forest")  # linear: logistic regression for classes, least squares for values
+# linear: logistic regression for classes, least squares for values; nearest: 1-nearest-neighbour (Euclidean), the
+# standard baseline of time-series classification
+BASELINES = ("dummy", "linear", "forest", "nearest")
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "r2": True, "mae": False, "rmse": False}
 
 
@@ -28,6 +30,7 @@ def make(name: str, task: str, seed: int) -> Any:
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
     classification = task == "classification"
     if name == "dummy":  # the majority class (with its prior as probabilities), or the mean
@@ -37,6 +40,8 @@ def make(name: str, task: str, seed: int) -> Any:
     if name == "forest":
         cls = RandomForestClassifier if classification else RandomForestRegressor
         return cls(n_estimators=100, random_state=seed, n_jobs=1)
+    if name == "nearest":  # the label (or value) of the closest train row; probabilities are that row's one-hot
+        return (KNeighborsClassifier if classification else KNeighborsRegressor)(n_neighbors=1, n_jobs=1)
     raise ValueError(f"evaluate.baselines: expected names from {BASELINES}, got {name!r}")
 
 

@@ -44,6 +44,22 @@ def test_a_large_train_split_is_sampled_down_seeded() -> None:
     assert np.array_equal(a["forest"], b["forest"])
 
 
+def test_nearest_is_exact_where_a_nearest_neighbour_rule_is() -> None:
+    # a 4 x 4 checkerboard: no line separates it, but every jittered test point's closest train point is its own cell
+    grid = np.array([(i, j) for i in range(4) for j in range(4)], dtype="float64")
+    x = np.repeat(grid, 5, axis=0) + np.random.default_rng(0).uniform(-0.2, 0.2, size=(80, 2))
+    y = (x.round().sum(axis=1) % 2).astype(int)
+    test = grid + np.random.default_rng(1).uniform(-0.2, 0.2, size=grid.shape)
+    expected = (grid.sum(axis=1) % 2).astype(int)
+    out = baselines.fit_predict(("nearest", "linear"), "classification", x, y, test, n_classes=2, seed=0, max_rows=80)
+    assert (out["nearest"].argmax(axis=1) == expected).mean() == 1.0
+    assert set(out["nearest"].ravel().tolist()) == {0.0, 1.0}  # one-hot: the neighbour's class
+    assert (out["linear"].argmax(axis=1) == expected).mean() < 0.8  # the table does need the neighbour rule
+    values = baselines.fit_predict(("nearest",), "regression", grid, grid[:, 0] * 10 - grid[:, 1], test,
+                                   n_classes=0, seed=0, max_rows=80)
+    assert np.allclose(values["nearest"], grid[:, 0] * 10 - grid[:, 1])  # the value of the nearest train row
+
+
 @pytest.mark.parametrize(("network", "baseline", "metric", "expected"), [
     (0.99, 0.98, "accuracy", "beats"), (0.98, 0.98, "accuracy", "ties"), (0.97, 0.98, "accuracy", "loses"),
     (40.0, 45.0, "mae", "beats"), (50.0, 45.0, "rmse", "loses"), (0.3, 0.4, "r2", "loses"),
