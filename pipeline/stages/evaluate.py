@@ -51,11 +51,16 @@ def task_metrics(bundle: Any, actual: pd.Series, predictions: pd.DataFrame) -> d
 
 
 def split_metrics(bundle: Any, scaled: Path, split: str, target: str) -> dict[str, Any]:
-    """Metrics of the network on a split as the scale stage wrote it (train after cleaning and rebalancing)."""
+    """Metrics of the network on a split as the scale stage wrote it (train after cleaning and rebalancing).
+
+    The rebalanced train split is scored by the network's own decision, at the balance it was trained under; val
+    (and test) by the bundle's, at the natural balance they have. Scored the other way round, a corrected model
+    would seem to underfit rows it was fitted to.
+    """
     from pipeline.training.data import load_xy
 
     x, y = load_xy(scaled, split, target, bundle.task, fixed=bundle.fixed_length)
-    predictions = bundle.predictions(bundle.logits(x.numpy()), pd.RangeIndex(len(y)))
+    predictions = bundle.predictions(bundle.logits(x.numpy()), pd.RangeIndex(len(y)), decide=split != "train")
     if bundle.task == "regression":
         actual = pd.Series(bundle.target.inverse(y.numpy()))
     else:
@@ -79,6 +84,10 @@ def baseline_metrics(bundle: Any, params: Any, scaled: Path, x_test: np.ndarray,
         baselines.flat_inputs(x_test, sequence), len(bundle.classes) if bundle.task == "classification" else 0,
         params.seed, params.evaluate.baseline_rows,
     )
+    if "dummy" in outputs and bundle.task == "classification" and bundle.decision.natural is not None:
+        # the majority class of the train split as drawn: fitted on resampled rows it would see a made-up balance
+        prior = np.array([bundle.decision.natural[str(c)] for c in bundle.classes])
+        outputs["dummy"] = np.tile(prior, (len(x_test), 1))
     inverse = bundle.target.inverse if bundle.task == "regression" else None
     scores = {}
     for name, output in outputs.items():

@@ -97,11 +97,12 @@ def main() -> None:
     n_outputs = len(classes) if task == "classification" else 1
     class_weight = read_state(args.clean / "report.json", lambda report: class_weights(report["class_weight"], classes))
     decision = read_state(args.clean / "report.json", lambda report: Decision.from_report(report, classes))
+    offsets = list(decision.offsets) if decision.corrects else None  # validation judges the corrected model
     if process_rank(params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
         # process, which alone talks to MLflow and writes the outputs
         for settings, folder in restart_plan(params, args.checkpoints):
-            fit(settings, args.scaled, n_outputs, None, class_weight, task, checkpoints=folder)
+            fit(settings, args.scaled, n_outputs, None, class_weight, task, checkpoints=folder, val_offsets=offsets)
         return
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, params.experiment_name, root)
@@ -130,10 +131,10 @@ def main() -> None:
         log_lineage(root, args.raw)
         if params.train.restarts == 1:
             results = [fit(params, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
-                           task, checkpoints=args.checkpoints)]
+                           task, checkpoints=args.checkpoints, val_offsets=offsets)]
             run_ids = [run.info.run_id]
         else:
-            results, run_ids = fit_restarts(params, experiment, args, n_outputs, class_weight, task)
+            results, run_ids = fit_restarts(params, experiment, args, n_outputs, class_weight, task, offsets)
         chosen = best_restart(results, stop.direction)
         result = results[chosen]  # the best single network: its curves are this run's, the one evaluate plots
         ensemble = params.evaluate.ensemble

@@ -111,7 +111,8 @@ def process_rank(devices: int) -> int:
     return int(os.environ.get("NODE_RANK", 0)) * devices + int(os.environ.get("LOCAL_RANK", 0))
 
 
-def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str) -> str:
+def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str,
+                val_offsets: list[float] | None = None) -> str:
     """What a training is of: the settings that change its weights, the data it reads and the code it runs.
 
     A checkpoint is resumed only under the same fingerprint. ``checkpoint_every`` and ``lr_find`` are left out:
@@ -122,6 +123,7 @@ def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: 
     train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find"})
     settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
                 "target": params.data.target, "n_outputs": n_outputs, "class_weight": class_weight, "task": task,
+                "val_offsets": val_offsets,
                 "torch": torch.__version__, "lightning": L.__version__}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for path in sorted(Path(scaled_dir).iterdir()):
@@ -140,6 +142,7 @@ def fit(
     class_weight: list[float] | None = None,
     task: str = "classification",
     checkpoints: Path | None = None,
+    val_offsets: list[float] | None = None,
 ) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
@@ -155,6 +158,7 @@ def fit(
         class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
         task: ``classification`` or ``regression``.
         checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
+        val_offsets: The bundle's prior-correction offsets, applied to validation (see :class:`LitModel`).
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
@@ -174,7 +178,7 @@ def fit(
         batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
         clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
         schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs, augment=cfg.augment.model_dump(),
-        modality=data.modality,
+        modality=data.modality, val_offsets=val_offsets,
     )
     finding = None
     if cfg.lr_find:
@@ -190,7 +194,7 @@ def fit(
     callbacks: list[L.Callback] = [history, best, early]
     resume = None
     if checkpoints is not None and cfg.checkpoint_every > 0:
-        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task)
+        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)
         resume = resumable(checkpoints, mark)
         callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
         if resume is not None:

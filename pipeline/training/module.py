@@ -56,6 +56,10 @@ class LitModel(L.LightningModule):
         augment: The ``train.augment`` settings as a dict (``flip``, ``shift``, ``noise``), applied to each
             training mini-batch; None: no augmentation.
         modality: ``tabular``, ``image`` or ``sequence``: what the inputs are (for augmentation).
+        val_offsets: Classification after rebalancing, with the prior correction on: per class index what the
+            model bundle adds to the logits (:class:`pipeline.decision.Decision`). Validation then scores the
+            corrected logits with an unweighted loss, as the registered model will predict, so early stopping and
+            the kept epoch judge that model and not the rebalanced one.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class LitModel(L.LightningModule):
         max_epochs: int = 1,
         augment: dict | None = None,
         modality: str = "tabular",
+        val_offsets: list[float] | None = None,
     ) -> None:
         super().__init__()
         # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
@@ -86,6 +91,7 @@ class LitModel(L.LightningModule):
         self.task = task
         # a buffer moves to the training device with the module and is not a trainable parameter
         self.register_buffer("class_weight", None if class_weight is None else torch.tensor(class_weight))
+        self.register_buffer("val_offsets", None if val_offsets is None else torch.tensor(val_offsets))
         self.optimizer_name = optimizer
         self.lr = lr
         self.momentum = momentum
@@ -282,7 +288,11 @@ class LitModel(L.LightningModule):
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         out = self.net(x)
-        loss = self._loss(out, y)
+        if self.val_offsets is not None:  # judged as the bundle will predict: at the natural class balance
+            out = out + self.val_offsets
+            loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+        else:
+            loss = self._loss(out, y)
         if stage == "val":
             self._val_loss = loss.detach()  # what a plateau schedule reacts to
         self._log_epoch(stage, loss * len(y), self._metric(out, y).float(), len(y))

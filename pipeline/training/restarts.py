@@ -32,7 +32,7 @@ def restart_plan(params: Params, checkpoints: Path) -> list[tuple[Params, Path]]
 
 
 def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, class_weight: list[float] | None,
-                 task: str) -> tuple[list[FitResult], list[str]]:
+                 task: str, val_offsets: list[float] | None = None) -> tuple[list[FitResult], list[str]]:
     """Train ``train.restarts`` networks, each from its own seed, each in a nested MLflow run of the active one.
 
     Returns:
@@ -51,7 +51,7 @@ def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, cla
             mlflow.set_tags({"seed": str(seed), "restart": str(i), "model.kind": params.model.kind, "task": task})
             print(f"train: restart {i + 1} of {len(plan)} (seed {seed})", flush=True)
             result = fit(settings, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
-                         task, checkpoints=folder)
+                         task, checkpoints=folder, val_offsets=val_offsets)
             mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs,
                                 f"best/{params.train.early_stopping.monitor}": result.best_value})
         results.append(result)

@@ -197,3 +197,23 @@ def test_update_mode_sets_rows_per_optimizer_step(update: str, expected: int) ->
     raw = yaml.safe_load(PARAMS_FILE.read_text())
     raw["train"]["update"] = update
     assert parse_params(raw).train.rows_per_step(500) == expected
+
+
+def test_validation_judges_the_prior_corrected_logits_with_an_unweighted_loss() -> None:
+    import torch
+    from torch.nn import functional as F
+
+    from pipeline.training.module import LitModel
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    offsets = [0.7, -2.5]
+    plain = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, class_weight=[0.6, 3.0])
+    corrected = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, class_weight=[0.6, 3.0], val_offsets=offsets)
+    for module in (plain, corrected):
+        module._log_epoch = lambda *args: None  # no trainer to log to: only the returned loss is compared
+    with torch.no_grad():
+        out = net(x)
+        assert torch.allclose(plain._evaluate((x, y), "val"), F.cross_entropy(out, y, weight=torch.tensor([0.6, 3.0])))
+        assert torch.allclose(corrected._evaluate((x, y), "val"), F.cross_entropy(out + torch.tensor(offsets), y))
