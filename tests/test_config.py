@@ -414,10 +414,12 @@ def test_auto_values_resolve_by_task_and_explicit_ones_stay(default_params: dict
     assert (regression.evaluate.primary_metric, regression.clean.imbalance) == ("r2", "none")
     classification = require_task(params, "classification")
     assert (classification.evaluate.primary_metric, classification.clean.imbalance) == ("accuracy", "none")
-    assert resolved_autos(params, "regression") == {"evaluate.primary_metric": "r2", "clean.imbalance": "none"}
+    assert resolved_autos(params, "regression") == {"model.kind": "fnn", "model.hidden": [64, 32],
+                                                    "evaluate.primary_metric": "r2", "clean.imbalance": "none"}
     explicit = parse_params(_with(default_params, ("evaluate", "primary_metric"), "macro_f1"))
     assert require_task(explicit, "classification").evaluate.primary_metric == "macro_f1"
-    assert resolved_autos(explicit, "classification") == {"clean.imbalance": "none"}
+    assert resolved_autos(explicit, "classification") == {"model.kind": "fnn", "model.hidden": [64, 32],
+                                                          "clean.imbalance": "none"}
 
 
 @pytest.mark.parametrize(("section", "key", "value", "message"), [

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidatorFunctionWrapHandler, model_validator
 
+from pipeline.config.auto import BY_TASK, settle
 from pipeline.config.base import Section
 from pipeline.config.data import NUMERIC_FILLS, SEQUENCE_FILLS, CleanConfig, DataConfig, ScaleConfig, SplitConfig
 from pipeline.config.training import EvaluateConfig, ModelConfig, TrackingConfig, TrainConfig
@@ -42,6 +43,25 @@ class Params(Section):
     train: TrainConfig
     evaluate: EvaluateConfig
     tracking: TrackingConfig
+    # the dotted keys whose 'auto' the modality settled, and what they became (ingest prints them)
+    _settled: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _settle_by_modality(cls, raw: Any, handler: ValidatorFunctionWrapHandler) -> Params:
+        # the modality follows from data.source and data.sequence alone: settle what depends on it before the
+        # checks below see the values (a data section that does not validate is reported by the handler)
+        settled: dict[str, Any] = {}
+        if isinstance(raw, dict):
+            try:
+                modality = DataConfig.model_validate(raw.get("data")).modality
+            except ValidationError:
+                modality = None
+            if modality is not None:
+                raw, settled = settle(raw, modality)
+        params = handler(raw)
+        params._settled.update(settled)
+        return params
 
     @model_validator(mode="after")
     def _fits_the_task(self) -> Params:
@@ -118,14 +138,7 @@ CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 # the imbalance strategies that need classes; only 'none' (or 'auto') fits a regression target
 CLASS_ONLY_IMBALANCE = ("downsample", "upsample", "smote", "class_weight")
-# What each 'auto' value becomes once the task is known (ingest infers it with data.task: auto). Chosen by
-# measurement on the defaults suite (benchmarks/quality.py --defaults; see the README): accuracy is what a first
-# comparison with a baseline reads, r2 is scale-free; no resampling, since rebalancing moves the decision that
-# accuracy judges and the probabilities that log loss and calibration judge.
-AUTO: dict[str, dict[str, str]] = {
-    "classification": {"evaluate.primary_metric": "accuracy", "clean.imbalance": "none"},
-    "regression": {"evaluate.primary_metric": "r2", "clean.imbalance": "none"},
-}
+AUTO = BY_TASK  # what each task-dependent 'auto' becomes (pipeline.config.auto says why)
 
 
 def check_task(params: Params, task: str) -> None:
@@ -182,10 +195,13 @@ def resolve(params: Params, task: str) -> Params:
     return params.model_copy(update={"evaluate": evaluate, "clean": resolve_clean(params.clean, task)})
 
 
-def resolved_autos(params: Params, task: str) -> dict[str, str]:
-    """The dotted keys set to ``auto`` in ``params`` and what each becomes for ``task`` (printed by ingest)."""
+def resolved_autos(params: Params, task: str) -> dict[str, Any]:
+    """The dotted keys set to ``auto`` in params.yaml and what each became: by the modality, then for ``task``
+    (printed by ingest)."""
     flat = flatten(params)
-    return {key: value for key, value in AUTO[task].items() if flat[key] == "auto"}
+    # the CNN's settings only matter to a CNN
+    settled = {k: v for k, v in params._settled.items() if params.model.kind == "cnn" or not k.startswith("model.cnn.")}
+    return {**settled, **{key: value for key, value in AUTO[task].items() if flat[key] == "auto"}}
 
 
 def require_task(params: Params, task: str) -> Params:
@@ -216,6 +232,18 @@ def require_imbalance(clean: CleanConfig, task: str) -> CleanConfig:
     except ValueError as exc:
         raise PipelineError(f"params.yaml: {exc}") from None
     return resolve_clean(clean, task)
+
+
+def _one_per_key(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's errors with the branch of a union (``int | 'auto'``) taken out of each location, and only the
+    first error per key: a 0 where ``kernel`` takes a positive number or 'auto' is one mistake, best named by the
+    number's rule, not also by "expected 'auto'"."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for error in errors:
+        loc = tuple(part for part in error["loc"] if isinstance(part, int) or "[" not in part and "-" not in part)
+        key = loc[:-1] if loc and isinstance(loc[-1], int) else loc  # hidden[0] and hidden[1]: one key
+        seen.setdefault(key, {**error, "loc": loc})
+    return list(seen.values())
 
 
 def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
@@ -262,7 +290,7 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(err, Params) for err in exc.errors()]
+        problems = [_describe(err, Params) for err in _one_per_key(exc.errors())]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise PipelineError(f"{source}: {problems[0]}{more}") from None
 

@@ -12,10 +12,10 @@ class CnnConfig(Section):
     """Convolution blocks (``model.kind: cnn``): Conv2d over images, Conv1d over time for sequences."""
 
     channels: Annotated[tuple[PositiveInt, ...], Field(strict=False, min_length=1)]
-    kernel: PositiveInt
+    kernel: PositiveInt | Literal["auto"]  # auto: 3 for images, 7 for sequences (pipeline.config.auto)
     stride: PositiveInt
-    padding: Annotated[int, Field(ge=0)]
-    pool: Literal["max", "avg", "none"]
+    padding: Annotated[int, Field(ge=0)] | Literal["auto"]  # auto: kernel // 2 ("same")
+    pool: Literal["auto", "max", "avg", "none"]  # auto: max for images, none for sequences
     batch_norm: bool
 
 
@@ -31,8 +31,9 @@ class RnnConfig(Section):
 class ModelConfig(Section):
     """The network architecture."""
 
-    kind: Literal["fnn", "cnn", "rnn"]
-    hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)]  # YAML lists become tuples
+    kind: Literal["auto", "fnn", "cnn", "rnn"]  # auto: fnn for tables, cnn for images and sequences
+    # YAML lists become tuples; auto: [64, 32] for fnn, none (no dense head) for cnn and rnn
+    hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)] | Literal["auto"]
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
     init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
     bias: bool
