@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from quality import BIN, ROOT, baselines, child_env, make_project
+from quality import BIN, ROOT, baselines, child_env, make_project, trained_kind
 from suite import SMOKE, SUITE, Dataset
 
 from pipeline.errors import PipelineError
@@ -132,7 +132,7 @@ def judge(name: str, sets: dict[str, Any], work: Path, ref: str | None, timeout:
     params = yaml.safe_load((project / "params.yaml").read_text())
     start = time.perf_counter()
     error = repro(project, timeout)
-    row: dict[str, Any] = {"name": name, "about": dataset.about, "model": params["model"]["kind"],
+    row: dict[str, Any] = {"name": name, "about": dataset.about, "model": trained_kind(project),
                            "seconds": time.perf_counter() - start, "sets": sets, "project": str(project),
                            **kept_rows(project)}
     if error is not None:

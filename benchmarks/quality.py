@@ -103,6 +103,15 @@ def make_project(dest: Path, overrides: dict[str, Any], ref: str | None = None,
     return dest
 
 
+def trained_kind(project: Path) -> str:
+    """The kind of network the project's repro trained (``model.kind: auto`` settled; an ensemble's members')."""
+    path = project / "models/model/net.json"
+    if not path.is_file():
+        return "-"
+    spec = json.loads(path.read_text())
+    return spec["member"]["kind"] if spec.get("kind") == "ensemble" else spec["kind"]
+
+
 def dtw_1nn(train: np.ndarray, train_y: np.ndarray, test: np.ndarray) -> np.ndarray:
     """1-NN labels under DTW (full window, squared-Euclidean local cost) over the real steps of each series.
 
@@ -238,7 +247,8 @@ def evaluate(name: str, overrides: dict[str, Any], work: Path, ref: str | None) 
     target = TARGETS.get(name)
     ok = net[metric] >= scores[best][metric] and (target is None or net[metric] >= target)
     return {"name": name, "task": task, "n_test": n_test, "metric": metric, "net": net, "scores": scores,
-            "best": best, "target": target, "ok": ok, "seconds": seconds, "model": params["model"]["kind"]}
+            "best": best, "target": target, "ok": ok, "seconds": seconds,
+            "model": trained_kind(project)}
 
 
 def report(rows: list[dict[str, Any]]) -> None:
