@@ -51,7 +51,8 @@ def test_a_numeric_target_with_default_params_runs_end_to_end_as_regression(tmp_
     _regression_csv(project / "inputs" / "prices.csv")
     done = dvc(project, "repro")
     assert stages_run(done.stdout) == ALL_STAGES, done.stdout
-    assert "for a regression task, evaluate.primary_metric: auto -> r2, clean.imbalance: auto -> none" in done.stdout
+    assert "ingest: for a regression task, model.kind: auto -> fnn, model.hidden: auto -> [64, 32], " \
+           "evaluate.primary_metric: auto -> r2, clean.imbalance: auto -> none" in done.stdout
     metrics = _metrics(project)
     assert metrics["versus_baselines"]["metric"] == "r2"
     assert metrics["test"]["r2"] > metrics["baselines"]["dummy"]["r2"]  # never below predicting the mean

@@ -67,7 +67,8 @@ def test_mlflow_run_records_params_metrics_and_lineage(project: Path, client: Ml
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert run_.data.params["train.lr"] == str(params["train"]["lr"])
     assert run_.data.params["train.max_epochs"] == "30"
-    assert run_.data.params["model.hidden"] == str(params["model"]["hidden"])
+    assert params["model"]["hidden"] == "auto"
+    assert run_.data.params["model.hidden"] == "[64, 32]"  # MLflow records what 'auto' became
     assert run_.data.params["seed"] == str(params["seed"])
     assert run_.data.tags["seed"] == str(params["seed"])
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
@@ -179,7 +180,9 @@ def test_diabetes_regression_runs_end_to_end_and_serves_identically(tmp_path_fac
     )
     done = dvc(root, "repro")
     assert "task regression (the target holds 214 distinct whole numbers)" in done.stdout
-    assert "clean.imbalance = 'upsample' is ignored for a regression task" in done.stdout
+    assert "ingest: for a regression task, model.kind: auto -> fnn, model.hidden: auto -> [64, 32], " \
+           "clean.imbalance: auto -> none" in done.stdout  # primary_metric was set: not auto, not listed
+    assert "clean: filled 0 missing values (median/most_frequent); no classes to balance" in done.stdout
     metrics = yaml.safe_load((root / "reports/metrics.json").read_text())["test"]
     assert set(metrics) == {"mae", "rmse", "r2", "mape"} and metrics["mape"] > 0  # progression is never 0
     assert metrics["r2"] > 0.2  # a model that learned nothing scores about 0
