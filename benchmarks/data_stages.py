@@ -135,7 +135,9 @@ def run_bare(src: Path, work: Path, clock: Clock) -> tuple[int, tuple[int, int]]
         frame = pd.read_parquet(src)
     table = int(frame.memory_usage(deep=True).sum())
     with clock.stage("ingest"):
-        frame = frame.dropna(subset=[TARGET]).drop_duplicates().reset_index(drop=True)
+        # repeated rows are kept and counted, as ingest does by default (data.duplicates: keep)
+        frame = frame.dropna(subset=[TARGET]).reset_index(drop=True)
+        frame.attrs["rows_repeated"] = int(frame.duplicated().sum())
         frame.to_parquet(work / "raw.parquet", index=False)
     numeric = [c for c in frame.columns if c.startswith("num_")]
     categorical = [c for c in frame.columns if c.startswith("cat_")]
