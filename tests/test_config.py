@@ -227,10 +227,10 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.batch_size": 32,
         "train.label_smoothing": 0.0,
         "train.regression_loss": "mse",
-        "train.max_epochs": 200,
+        "train.max_epochs": "auto",
         "train.early_stopping.monitor": "val/loss",
         "train.early_stopping.mode": "auto",
-        "train.early_stopping.patience": 20,
+        "train.early_stopping.patience": "auto",
         "train.early_stopping.min_delta": 0.0,
         "train.augment.flip": "none",
         "train.augment.shift": 0,
@@ -434,3 +434,21 @@ def test_an_explicit_choice_against_the_inferred_task_is_refused(default_params:
     params = parse_params(_with(default_params, (section, key), value))  # task auto: accepted until it is known
     with pytest.raises(PipelineError, match=f"^params.yaml: {re.escape(message)}"):
         require_task(params, "regression")
+
+
+def test_auto_epochs_and_patience_follow_optimizer_steps_and_set_values_stay(default_params: dict[str, Any]) -> None:
+    from pipeline.config.auto import budget
+
+    train = parse_params(default_params).train
+    assert (train.max_epochs, train.early_stopping.patience) == ("auto", "auto")
+    small = budget(train, 100)  # 4 steps of 32 rows an epoch: 1,000 epochs hold 4,000 steps
+    assert (small.max_epochs, small.early_stopping.patience) == (1000, 100)
+    large = budget(train, 100_000)  # 3,125 steps an epoch: the epoch floors decide
+    assert (large.max_epochs, large.early_stopping.patience) == (200, 20)
+    full = budget(train.model_copy(update={"update": "full_batch"}), 50)  # one step an epoch: capped
+    assert (full.max_epochs, full.early_stopping.patience) == (4000, 400)
+    set_by_hand = parse_params(_with(_with(default_params, ("train", "max_epochs"), 30),
+                                     ("train", "early_stopping", "patience"), 5)).train
+    kept = budget(set_by_hand, 100)
+    assert (kept.max_epochs, kept.early_stopping.patience) == (30, 5)
+    assert budget(set_by_hand.model_copy(update={"max_epochs": "auto"}), 10).max_epochs == 4000  # one short step

@@ -48,7 +48,7 @@ class EarlyStoppingConfig(Section):
 
     monitor: Literal["val/loss", "val/acc", "val/mae"]
     mode: Literal["auto", "min", "max"]
-    patience: PositiveInt
+    patience: PositiveInt | Literal["auto"]  # auto: by optimizer steps per epoch (pipeline.config.auto.budget)
     min_delta: Annotated[float, Field(ge=0.0)]
 
     @model_validator(mode="after")
@@ -115,7 +115,7 @@ class TrainConfig(Section):
     batch_size: PositiveInt
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
     regression_loss: Literal["mse", "mae", "huber"]
-    max_epochs: PositiveInt
+    max_epochs: PositiveInt | Literal["auto"]  # auto: by optimizer steps per epoch (pipeline.config.auto.budget)
     early_stopping: EarlyStoppingConfig
     augment: AugmentConfig
     lr_find: bool

@@ -156,7 +156,8 @@ def main() -> None:
         if results[0].lr_finding is not None:
             log_lr_finding(results[0].lr_finding, params)
         seconds = time.perf_counter() - started
-        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds})
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds,
+                            "max_epochs": result.max_epochs, "patience": result.patience})  # 'auto' as sized
         # the bundle copies the fitted steps as they are: one that cannot be loaded stops train here, naming it
         # (the schema and encoders were read above)
         read_state(args.clean / "imputer.json", Imputer.from_dict)
@@ -178,8 +179,8 @@ def main() -> None:
                 "suggestion": finding.suggestion, "lrs": finding.lrs, "losses": finding.losses,
             },
             "monitor": stop.monitor,
-            "max_epochs": params.train.max_epochs,  # with the patience, evaluate tells a cut-short run from a stop
-            "patience": stop.patience,
+            "max_epochs": result.max_epochs,  # with the patience, evaluate tells a cut-short run from a stop
+            "patience": result.patience,
             "selected": "ensemble" if ensemble else chosen,
             "restarts": [{"restart": i, "seed": seed, "run_id": run_id, "best_epoch": r.best_epoch,
                           "best_value": r.best_value, "epochs": r.epochs}
@@ -190,7 +191,8 @@ def main() -> None:
     last = result.history[-1]
     metric = "val/acc" if task == "classification" else "val/mae"
     print(
-        f"train: {params.model.kind} ({task}) on {result.device}: {result.epochs} epochs in {seconds:.1f} s, best "
+        f"train: {params.model.kind} ({task}) on {result.device}: {result.epochs} epochs in {seconds:.1f} s "
+        f"(at most {result.max_epochs}, patience {result.patience}), best "
         f"epoch {result.best_epoch} ({stop.monitor} {result.best_value:.4g}); last train/loss "
         f"{last['train/loss']:.4f} {metric} {last[metric]:.4f}; MLflow run {run.info.run_id}"
     )

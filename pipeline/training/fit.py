@@ -20,6 +20,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.config import Params  # noqa: E402
+from pipeline.config.auto import budget  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
@@ -48,6 +49,8 @@ class FitResult:
     epochs: int
     device: str
     resumed_from: int | None = None  # the first epoch this process trained, when it resumed a checkpoint
+    max_epochs: int = 0  # the epoch limit and early-stopping patience it ran with ('auto' sized by the data)
+    patience: int = 0
     lr_finding: LRFinding | None = field(default=None, repr=False)
 
 
@@ -172,6 +175,9 @@ def fit(
     data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task,
                             fixed_length=params.model.kind in FIXED_LENGTH)
     data.setup()
+    # 'auto' epochs and patience sized by this split's optimizer steps per epoch (resuming gives the same sizes)
+    params = params.model_copy(update={"train": budget(cfg, len(data.train_set))})
+    cfg = params.train
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
     module = LitModel(
         build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
@@ -231,4 +237,6 @@ def fit(
         device=str(trainer.strategy.root_device),
         resumed_from=None if resume is None else resume[1],
         lr_finding=finding,
+        max_epochs=int(cfg.max_epochs),
+        patience=int(cfg.early_stopping.patience),
     )
