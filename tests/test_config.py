@@ -231,7 +231,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.early_stopping.monitor": "val/loss",
         "train.early_stopping.mode": "auto",
         "train.early_stopping.patience": "auto",
-        "train.early_stopping.min_delta": 0.0,
+        "train.early_stopping.min_delta": 0.0001,
         "train.augment.flip": "none",
         "train.augment.shift": 0,
         "train.augment.noise": 0.0,
