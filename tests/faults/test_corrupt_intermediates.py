@@ -36,6 +36,7 @@ CASES = [  # (file, the stage that reads it, how it is damaged, what the one lin
     ("models/model/net.json", "evaluate", "truncate", JSON),
     ("models/train.json", "evaluate", "truncate", JSON),
     ("models/model/encoder.json", "evaluate", "garbage", JSON),
+    ("models/model/decision.json", "evaluate", "truncate", JSON),
     # valid JSON, but not what the pipeline wrote there (a hand edit, another tool's file): no KeyError traceback
     ("data/raw/schema.json", "split", "foreign", f"{FOREIGN} (KeyError: no key 'target')"),
     ("data/clean/imputer.json", "scale", "foreign", f"{FOREIGN} (KeyError:"),
@@ -45,6 +46,7 @@ CASES = [  # (file, the stage that reads it, how it is damaged, what the one lin
     ("models/model/net.json", "evaluate", "foreign", "model.kind: expected one of"),
     ("models/model/encoder.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'features')"),
     ("models/train.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'run_id')"),
+    ("models/model/decision.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'rule')"),
 ]
 IDS = [f"{name}-{how}-{reader}" for name, reader, how, _ in CASES]
 
