@@ -76,6 +76,8 @@ BAD_VALUES = [
     ("string-for-float", ("train", "lr"), "0.01", ["train.lr = '0.01'", "number"]),
     ("bool-for-int", ("train", "batch_size"), True, ["train.batch_size = True", "integer"]),
     ("float-for-int", ("train", "max_epochs"), 10.5, ["train.max_epochs = 10.5", "integer"]),
+    ("text-for-number-or-auto", ("train", "weight_decay"), "much", ["train.weight_decay = 'much'", "a valid number or 'auto'"]),
+    ("negative-weight-decay", ("train", "weight_decay"), -0.1, ["train.weight_decay = -0.1", "greater than or equal to 0"]),
     ("int-for-bool", ("tracking", "register_model"), 1, ["tracking.register_model = 1", "boolean"]),
     ("lr-zero", ("train", "lr"), 0.0, ["train.lr = 0.0", "greater than 0"]),
     ("lr-negative", ("train", "lr"), -0.1, ["train.lr = -0.1", "greater than 0"]),
@@ -214,7 +216,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.optimizer": "adam",
         "train.lr": 0.01,
         "train.momentum": 0.0,
-        "train.weight_decay": 0.0,
+        "train.weight_decay": "auto",
         "train.l1": 0.0,
         "train.schedule.kind": "none",
         "train.schedule.step_size": 30,
@@ -382,6 +384,20 @@ def test_modality_follows_the_source_and_data_sequence(default_params: dict[str,
     assert parse_params(sequences).data.modality == "sequence"
 
 
+def test_modality_and_kind_autos_settle_when_params_are_read(default_params: dict[str, Any]) -> None:
+    table = parse_params(default_params)
+    assert (table.model.kind, table.model.hidden, table.train.weight_decay) == ("fnn", (64, 32), "auto")
+    sequences = parse_params(_with(default_params, ("data", "sequence"), {"id": "device", "time": "at"}))
+    model = sequences.model
+    assert (model.kind, model.hidden, model.cnn.kernel, model.cnn.padding, model.cnn.pool) == ("cnn", (), 7, 3, "none")
+    assert sequences.train.weight_decay == 0.0  # a CNN's is 0, not sized by the rows
+    assert sequences._settled["train.weight_decay"] == 0.0  # so ingest prints it
+    rnn = parse_params(_with(_with(default_params, ("data", "sequence"), {"id": "d", "time": "t"}), ("model", "kind"), "rnn"))
+    assert (rnn.model.hidden, rnn.train.weight_decay) == ((), 0.0)
+    images = _with(_with(default_params, ("data", "source"), "digits"), ("data", "target"), "digit")
+    assert parse_params(_with(images, ("train", "weight_decay"), 0.003)).train.weight_decay == 0.003  # set by hand
+
+
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
@@ -452,3 +468,15 @@ def test_auto_epochs_and_patience_follow_optimizer_steps_and_set_values_stay(def
     kept = budget(set_by_hand, 100)
     assert (kept.max_epochs, kept.early_stopping.patience) == (30, 5)
     assert budget(set_by_hand.model_copy(update={"max_epochs": "auto"}), 10).max_epochs == 4000  # one short step
+
+
+def test_auto_weight_decay_is_one_over_train_rows_and_a_set_value_stays(default_params: dict[str, Any]) -> None:
+    from pipeline.config.auto import budget
+
+    train = parse_params(default_params).train
+    assert train.weight_decay == "auto"
+    assert budget(train, 100).weight_decay == pytest.approx(0.01)  # scikit-learn's C=1 penalty, per row
+    assert budget(train, 10_000).weight_decay == pytest.approx(1e-4)
+    for value in (0.0, 0.05):  # 0 is a choice (no penalty), not a missing value
+        kept = parse_params(_with(default_params, ("train", "weight_decay"), value)).train
+        assert budget(kept, 100).weight_decay == value

@@ -242,7 +242,10 @@ def _one_per_key(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for error in errors:
         loc = tuple(part for part in error["loc"] if isinstance(part, int) or "[" not in part and "-" not in part)
         key = loc[:-1] if loc and isinstance(loc[-1], int) else loc  # hidden[0] and hidden[1]: one key
-        seen.setdefault(key, {**error, "loc": loc})
+        first = seen.setdefault(key, {**error, "loc": loc})
+        # text where a number or 'auto' goes: both are what was expected
+        if error["type"] == "literal_error" and first["type"].endswith(("_type", "_parsing")):
+            seen[key] = {**first, "msg": f"{first['msg']} or {error['ctx']['expected']}"}
     return list(seen.values())
 
 

@@ -25,7 +25,12 @@ BY_MODALITY: dict[str, dict[str, Any]] = {
 }
 # by the network kind: a feed-forward net's hidden layers are its capacity; after a convolutional or recurrent
 # encoder, a dense head only adds parameters to overfit with (measured: gunpoint 0.78 with [64, 32], 0.93 without)
-BY_KIND: dict[str, dict[str, Any]] = {"model.hidden": {"fnn": [64, 32], "cnn": [], "rnn": []}}
+# train.weight_decay: a feed-forward net's stays 'auto', sized by the train rows (:func:`weight_decay`); a
+# convolutional or recurrent net's is 0 (measured: GunPoint's FCN 1.000 without, 0.950 with 1 / train rows)
+BY_KIND: dict[str, dict[str, Any]] = {
+    "model.hidden": {"fnn": [64, 32], "cnn": [], "rnn": []},
+    "train.weight_decay": {"cnn": 0.0, "rnn": 0.0},
+}
 # by the task, once known (see :func:`pipeline.config.resolve`): accuracy is what a first comparison with a
 # baseline reads and r2 is scale-free; no resampling, since it moves the decision that accuracy judges
 BY_TASK: dict[str, dict[str, str]] = {
@@ -46,7 +51,8 @@ MIN_EPOCHS, MIN_PATIENCE, MAX_EPOCHS = 200, 20, 5000
 
 
 def budget(train: TrainConfig, n_rows: int) -> TrainConfig:
-    """``train`` with ``max_epochs: auto`` and ``early_stopping.patience: auto`` sized for ``n_rows`` train rows.
+    """``train`` with ``max_epochs``, ``early_stopping.patience`` and ``weight_decay`` at ``auto`` sized for
+    ``n_rows`` train rows.
 
     Args:
         train: The train section (values set by hand are kept).
@@ -60,7 +66,23 @@ def budget(train: TrainConfig, n_rows: int) -> TrainConfig:
     if stop.patience == "auto":
         stop = stop.model_copy(update={"patience": min(max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / steps)),
                                                        max_epochs)})
-    return train.model_copy(update={"max_epochs": max_epochs, "early_stopping": stop})
+    decay = train.weight_decay
+    if decay == "auto":
+        decay = weight_decay(n_rows)
+    return train.model_copy(update={"max_epochs": max_epochs, "early_stopping": stop, "weight_decay": decay})
+
+
+def weight_decay(n_rows: int) -> float:
+    """The L2 penalty ``weight_decay: auto`` gives a net trained on ``n_rows`` rows: ``1 / n_rows``.
+
+    That is the penalty of scikit-learn's default logistic regression (``C=1``) per row: its objective,
+    ``sum(log loss) + ||w||^2 / 2``, divided by the rows to match a mean loss, has the gradient
+    ``mean(...) + w / n_rows``, which is what ``weight_decay = 1 / n_rows`` adds. A fixed penalty cannot fit every
+    size: on 100 rows an unpenalised net drives its train loss to zero within a few epochs and early stopping then
+    picks an over-confident net from a noisy validation loss (measured: iris 0.967 and wine 0.972 against 1.000
+    for the baselines, both 1.000 with this penalty), while on 10,000 rows the same data would need 100 times less.
+    """
+    return 1.0 / max(n_rows, 1)
 
 
 def _get(raw: dict, dotted: str) -> Any:
@@ -104,7 +126,7 @@ def settle(raw: dict, modality: str) -> tuple[dict, dict[str, Any]]:
     for dotted, table in BY_KIND.items():
         if _get(out, dotted) == "auto" and kind in table:
             settled[dotted] = table[kind]
-            _set(out, dotted, list(table[kind]))
+            _set(out, dotted, copy.deepcopy(table[kind]))
     kernel = _get(out, "model.cnn.kernel")
     if _get(out, "model.cnn.padding") == "auto" and isinstance(kernel, int) and not isinstance(kernel, bool):
         settled["model.cnn.padding"] = kernel // 2

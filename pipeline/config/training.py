@@ -107,7 +107,7 @@ class TrainConfig(Section):
     optimizer: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
     lr: Annotated[float, Field(gt=0.0, le=10.0)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
-    weight_decay: Annotated[float, Field(ge=0.0)]
+    weight_decay: Annotated[float, Field(ge=0.0)] | Literal["auto"]  # auto: 1 / train rows (auto.budget)
     l1: Annotated[float, Field(ge=0.0)]
     schedule: ScheduleConfig
     gradient_clip: GradientClipConfig

@@ -157,7 +157,8 @@ def main() -> None:
             log_lr_finding(results[0].lr_finding, params)
         seconds = time.perf_counter() - started
         mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs, "train_seconds": seconds,
-                            "max_epochs": result.max_epochs, "patience": result.patience})  # 'auto' as sized
+                            "max_epochs": result.max_epochs, "patience": result.patience,
+                            "weight_decay": result.weight_decay})  # 'auto' as sized
         # the bundle copies the fitted steps as they are: one that cannot be loaded stops train here, naming it
         # (the schema and encoders were read above)
         read_state(args.clean / "imputer.json", Imputer.from_dict)
@@ -181,6 +182,7 @@ def main() -> None:
             "monitor": stop.monitor,
             "max_epochs": result.max_epochs,  # with the patience, evaluate tells a cut-short run from a stop
             "patience": result.patience,
+            "weight_decay": result.weight_decay,  # as trained ('auto': 1 / train rows)
             "selected": "ensemble" if ensemble else chosen,
             "restarts": [{"restart": i, "seed": seed, "run_id": run_id, "best_epoch": r.best_epoch,
                           "best_value": r.best_value, "epochs": r.epochs}
@@ -192,7 +194,7 @@ def main() -> None:
     metric = "val/acc" if task == "classification" else "val/mae"
     print(
         f"train: {params.model.kind} ({task}) on {result.device}: {result.epochs} epochs in {seconds:.1f} s "
-        f"(at most {result.max_epochs}, patience {result.patience}), best "
+        f"(at most {result.max_epochs}, patience {result.patience}, weight decay {result.weight_decay:.3g}), best "
         f"epoch {result.best_epoch} ({stop.monitor} {result.best_value:.4g}); last train/loss "
         f"{last['train/loss']:.4f} {metric} {last[metric]:.4f}; MLflow run {run.info.run_id}"
     )

@@ -51,6 +51,7 @@ class FitResult:
     resumed_from: int | None = None  # the first epoch this process trained, when it resumed a checkpoint
     max_epochs: int = 0  # the epoch limit and early-stopping patience it ran with ('auto' sized by the data)
     patience: int = 0
+    weight_decay: float = 0.0  # the L2 it ran with ('auto' sized by the data)
     lr_finding: LRFinding | None = field(default=None, repr=False)
 
 
@@ -175,7 +176,7 @@ def fit(
     data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task,
                             fixed_length=params.model.kind in FIXED_LENGTH)
     data.setup()
-    # 'auto' epochs and patience sized by this split's optimizer steps per epoch (resuming gives the same sizes)
+    # 'auto' epochs, patience and weight decay sized by this split (resuming gives the same sizes)
     params = params.model_copy(update={"train": budget(cfg, len(data.train_set))})
     cfg = params.train
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
@@ -239,4 +240,5 @@ def fit(
         lr_finding=finding,
         max_epochs=int(cfg.max_epochs),
         patience=int(cfg.early_stopping.patience),
+        weight_decay=float(cfg.weight_decay),
     )

@@ -79,7 +79,7 @@ def _check(x: torch.Tensor, y: torch.Tensor, batch_size: int, start: float, end:
 def find_lr(
     net: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int,
@@ -99,7 +99,7 @@ def find_lr(
     Args:
         net: The network, on ``x``'s device; it is deep-copied, never trained.
         loss_fn: ``loss_fn(net(xb), yb)``, a scalar tensor.
-        make_optimizer: Builds the optimizer for the copy's parameters (its lr is overwritten every step).
+        make_optimizer: Builds the optimizer for the copy (its lr is overwritten every step).
         x: All training inputs, (N, ...).
         y: The targets, (N,).
         batch_size: Rows per step (capped at N).
@@ -124,7 +124,7 @@ def find_lr(
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         trial = copy.deepcopy(net).train()
-        optimizer = make_optimizer(trial.parameters())
+        optimizer = make_optimizer(trial)
         batches = _batches(len(x), batch_size, torch.Generator().manual_seed(seed))
         lrs: list[float] = []
         losses: list[float] = []

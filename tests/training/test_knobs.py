@@ -47,6 +47,22 @@ def test_optimizer_and_its_hyperparameters(name: str, momentum: float, cls: type
     assert {k: group[k] for k in expected} == expected
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_weight_decay_shrinks_weights_but_not_biases_or_norm_scales(name: str) -> None:
+    net = _fnn(norm="batch")
+    module = _module(net, optimizer=name, lr=1e-4, weight_decay=0.5)  # small steps: adaptive ones do not overshoot 0
+    optimizer = module.configure_optimizers()
+    before = {k: v.clone() for k, v in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)  # no loss gradient: only the penalty can move a parameter
+    optimizer.step()
+    moved = {k for k, v in net.named_parameters() if not torch.equal(v, before[k])}
+    # the two linear layers' weights; layers.1 is the batch norm, whose scale is also called 'weight'
+    assert moved == {"layers.0.weight", "layers.3.weight"}
+    for k in moved:  # towards zero, never away
+        assert net.get_parameter(k).abs().sum() < before[k].abs().sum()
+
+
 def test_xavier_uniform_draws_within_glorots_bound_and_zeroes_biases() -> None:
     net = _fnn(init="xavier_uniform")
     first = net.layers[0]

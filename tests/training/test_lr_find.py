@@ -26,8 +26,12 @@ def _mlp(dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
 
 
-def _sgd(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=0.1, momentum=0.9)
+def _adam(net: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(net.parameters())
+
+
+def _sgd(net: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
 
 
 def _nan_after(calls: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -57,7 +61,7 @@ def test_the_suggestion_is_a_plausible_rate_inside_the_range() -> None:
 
 def test_adam_gets_a_plausible_suggestion_too() -> None:
     x, y = _blobs()
-    finding = find_lr(_mlp(), F.cross_entropy, lambda p: torch.optim.Adam(p), x, y, batch_size=32, seed=0)
+    finding = find_lr(_mlp(), F.cross_entropy, _adam, x, y, batch_size=32, seed=0)
     assert 1e-3 < finding.suggestion < 0.5
 
 
