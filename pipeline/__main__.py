@@ -243,9 +243,9 @@ def cmd_preset(args: argparse.Namespace) -> None:
         raise PipelineError(f"preset {args.name!r}: dvc exp run exited {done.returncode}")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser for every command."""
-    top = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+def parser(prog: str = "pipeline") -> argparse.ArgumentParser:
+    """The argument parser for every command, its usage lines naming the program ``prog``."""
+    top = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     top.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="params file (default: params.yaml)")
     commands = top.add_subparsers(dest="command", required=True)
 
@@ -330,18 +330,34 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main() -> None:
-    """Parse the command line and run the chosen command."""
-    argv = sys.argv[1:]
+def run(argv: list[str], prog: str = "pipeline") -> None:
+    """Parse ``argv`` and run the chosen command; a :class:`PipelineError` propagates.
+
+    Args:
+        argv: The arguments after the program name.
+        prog: The program name the usage and help lines show.
+    """
     passed: list[str] = []
     if "--" in argv:  # what follows a lone -- goes to `dvc exp run` untouched (argparse would read it as options)
         argv, passed = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    args = parser().parse_args(argv)
+    args = parser(prog).parse_args(argv)
     if passed and args.command != "preset":
         raise PipelineError(f"{args.command}: expected no arguments after --, got {' '.join(passed)}")
     args.dvc_args = passed
     args.func(args)
 
 
+def main(argv: list[str] | None = None, prog: str = "pipeline") -> None:
+    """The ``pipeline`` console script: run a command, a failure ending it with one line and a non-zero exit.
+
+    Args:
+        argv: The arguments after the program name (default: the command line's).
+        prog: The program name the usage and help lines show: ``pipeline`` for the installed command.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    run_main(lambda: run(arguments, prog), "pipeline")
+
+
 if __name__ == "__main__":
-    run_main(main, "pipeline")
+    # argparse (Python 3.11) would name the program "__main__.py" from sys.argv[0]: name it as the user typed it
+    main(prog="python -m pipeline")
