@@ -1,14 +1,24 @@
-"""`python -m pipeline summary`: evaluate's reports printed, and reports of another shape refused in one line."""
+"""The command line: every command, action and option documented; ``--params`` before or after the command; the
+``pipeline`` console script; ``summary`` printing evaluate's reports and refusing reports of another shape in one line.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import re
 import subprocess
 import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pipeline.__main__ import parser, run
+from pipeline.errors import PipelineError
 from tests.project import ROOT, env
 
 METRICS = {"test": {"accuracy": 0.98551, "macro_f1": 0.9812,
@@ -50,3 +60,85 @@ def test_summary_refuses_reports_of_another_shape_in_one_line(tmp_path: Path, me
     assert done.stdout == ""  # nothing printed before the refusal
     assert done.stderr == (f"pipeline: error: reports/{file}: expected the content the pipeline writes there, "
                            f"got content it cannot use {why}\n")
+
+
+def _commands(command: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], argparse.ArgumentParser, dict[str, str | None]]]:
+    """Each parser under ``command``, recursively: its path of command names, itself, and its subcommands' help."""
+    listed: dict[str, str | None] = {}
+    nested = []
+    for action in command._actions:  # argparse offers no public walk over its parsers
+        if isinstance(action, argparse._SubParsersAction):
+            listed |= {choice.dest: choice.help for choice in action._choices_actions}
+            nested += [((*path, name), sub) for name, sub in action.choices.items()]
+    yield path, command, listed
+    for sub_path, sub in nested:
+        yield from _commands(sub, sub_path)
+
+
+def test_every_command_action_and_option_has_help() -> None:
+    walked = list(_commands(parser()))
+    assert {" ".join(path) for path, _, _ in walked} == {
+        "", "predict", "models", "models list", "models pin", "models show", "models reproduce", "runs",
+        "runs cleanup", "summary", "ui", "preset", "server"}
+    for path, command, listed in walked:
+        where = " ".join(("pipeline", *path))
+        assert command.description, f"{where}: no description"
+        assert all(listed.values()), f"{where}: a subcommand without help in {listed}"
+        for action in command._actions:
+            name = "/".join(action.option_strings) or action.dest
+            assert action.help and action.help != argparse.SUPPRESS, f"{where} {name}: no help"
+            shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
+            assert not shown or "default" in action.help, f"{where} {name}: help does not give the default"
+        command.format_help()  # every %(default)s and %(prog)s in the help texts expands
+
+
+def test_the_top_level_help_lists_every_command() -> None:
+    text = parser().format_help()
+    for name in ("predict", "models", "runs", "summary", "ui", "preset", "server"):
+        assert re.search(rf"^    {name} +\S", text, re.MULTILINE), (name, text)
+        assert f"  pipeline {name}" in text, (name, text)  # an example of each
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "--model", "1", "--input", "rows.csv", "--output", "p.csv"], ["models", "list"],
+    ["models", "pin", "3"], ["models", "show", "champion"], ["models", "reproduce", "3"], ["preset", "digits"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_params_is_read_before_or_after_the_command(argv: list[str]) -> None:
+    assert parser().parse_args(argv).params == Path("params.yaml")
+    assert parser().parse_args(["--params", "before.yaml", *argv]).params == Path("before.yaml")
+    assert parser().parse_args([*argv, "--params", "after.yaml"]).params == Path("after.yaml")
+
+
+def test_a_params_file_given_after_the_command_is_the_one_used(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["train"]["lr"] = -1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    command = ["preset", "digits", "--presets", str(ROOT / "presets.yaml")]
+    refusal = re.escape(f"{bad} with preset 'digits': train.lr = -1")
+    with pytest.raises(PipelineError, match=refusal):
+        run([*command, "--params", str(bad)])
+    with pytest.raises(PipelineError, match=refusal):  # the old place, before the command, still works
+        run(["--params", str(bad), *command])
+    run([*command, "--params", str(ROOT / "params.yaml")])  # valid params: the command prints and returns
+
+
+def test_the_console_script_is_the_command_line(tmp_path: Path) -> None:
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]["pipeline"]
+    module, attribute = target.split(":")
+    assert callable(getattr(importlib.import_module(module), attribute))
+    # what pip's generated script does: import the entry point and exit with what it returns, argv[0] 'pipeline'
+    script = f"import sys; from {module} import {attribute}; sys.argv[0] = 'pipeline'; sys.exit({attribute}())"
+
+    def call(*argv: str, module_run: bool = False) -> subprocess.CompletedProcess[str]:
+        start = ["-m", "pipeline"] if module_run else ["-c", script]
+        return subprocess.run([sys.executable, *start, *argv], cwd=tmp_path, capture_output=True, text=True,
+                              check=False, env={**env(), "PYTHONPATH": str(ROOT)})
+
+    assert call("--help").stdout.startswith("usage: pipeline [-h]")
+    assert call("--help", module_run=True).stdout.startswith("usage: python -m pipeline [-h]")
+    refused = call("preset", "mnist", "--presets", str(ROOT / "presets.yaml"))
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == ("pipeline: error: " + str(ROOT / "presets.yaml") + ": preset 'mnist': expected one of "
+                              "['diabetes', 'digits', 'gunpoint', 'penguins']\n")
