@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.__main__ import parser, run
+from pipeline.__main__ import COMMANDS, run
+from pipeline.cli import parser
 from pipeline.errors import PipelineError
 from tests.project import ROOT, env
 
@@ -91,6 +92,14 @@ def test_every_command_action_and_option_has_help() -> None:
             shown = action.default not in (None, False, argparse.SUPPRESS) and not action.required
             assert not shown or "default" in action.help, f"{where} {name}: help does not give the default"
         command.format_help()  # every %(default)s and %(prog)s in the help texts expands
+
+
+def test_every_command_names_a_handler_that_exists() -> None:
+    # the parser (pipeline.cli) names each command's handler as a string: a misspelt one would fail only when run
+    handlers = {" ".join(path): command.get_default("handler")
+                for path, command, listed in _commands(parser()) if path and not listed}
+    assert all(handlers.values()), handlers
+    assert set(handlers.values()) == set(COMMANDS), handlers
 
 
 def test_the_top_level_help_lists_every_command() -> None:
