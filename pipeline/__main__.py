@@ -32,6 +32,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _model_name(args: argparse.Namespace) -> str:
+    """The registered model's name: ``--name``, or the params file's (read before any store is opened, so a bad
+    ``--params`` is named before a missing MLflow store)."""
     return args.name or load_params(args.params).registered_model_name
 
 
@@ -65,8 +67,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from pipeline.serving import registry
 
     rows = read_rows(args.input)
+    name = _model_name(args)
     tracking.configure(Path.cwd(), must_exist=True)
-    uri = registry.model_uri(args.model, _model_name(args))
+    uri = registry.model_uri(args.model, name)
     predictions = registry.predict(registry.load(uri), rows, str(args.input))
     with atomic_file(args.output) as tmp:
         predictions.to_csv(tmp, index=False)
@@ -76,8 +79,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_models_list(args: argparse.Namespace) -> None:
     from pipeline import tracking
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     # search results leave aliases out, so read them from each version itself
     found = client.search_model_versions(f"name = '{name}'")
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
@@ -100,8 +103,8 @@ def cmd_models_show(args: argparse.Namespace) -> None:
     from pipeline import tracking
     from pipeline.serving import registry
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     version = registry.model_version(client, name, args.version)
     run = client.get_run(version.run_id)
     registered = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=timezone.utc)
@@ -127,8 +130,8 @@ def cmd_models_reproduce(args: argparse.Namespace) -> None:
     from pipeline.serving.registry import model_version
     from pipeline.serving.reproduce import reproduce
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     number = str(model_version(client, name, args.version).version)  # an alias, resolved for the messages
     verdict = reproduce(client, name, number, Path.cwd(), args.keep)
     for line in verdict.data_mismatches:
@@ -156,8 +159,8 @@ def cmd_models_pin(args: argparse.Namespace) -> None:
     from pipeline import tracking
     from pipeline.serving import registry
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     if not args.version.isdigit():
         raise PipelineError(f"VERSION = {args.version!r}: expected a version number such as 3")
     registry.set_alias(client, name, args.version, args.alias)
