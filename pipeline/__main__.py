@@ -181,8 +181,9 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     if model["version"] is None:
         return ["", f"Model not registered (tracking.register_model is false); MLflow run {model['run_id']}"]
     example = {"image": "images.npz", "sequence": "series_rows.csv"}.get(model.get("modality"), "rows.csv")
+    # .venv/bin/pipeline: the console script `make venv` (which `make run` needs) installs with the project
     return ["", f"Registered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})",
-            f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input {example} "
+            f"  predict:  .venv/bin/pipeline predict --model {model['version']} --input {example} "
             "--output preds.csv"]
 
 
@@ -192,7 +193,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     lines = read_state(reports / "metrics.json", lambda metrics: _metric_lines(metrics["test"]))
     lines += read_state(reports / "model.json", _model_lines)
     print("\n".join(lines))
-    print("MLflow UI:  .venv/bin/python -m pipeline ui   (then open http://127.0.0.1:5000)")
+    print("MLflow UI:  .venv/bin/pipeline ui   (then open http://127.0.0.1:5000)")
 
 
 def cmd_ui(args: argparse.Namespace) -> None:

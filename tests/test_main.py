@@ -44,8 +44,17 @@ def test_summary_prints_the_test_metrics_and_how_to_predict(tmp_path: Path) -> N
     assert "  accuracy  0.9855" in lines and "  macro_f1  0.9812" in lines
     assert "  Adelie       precision 1.0000  recall 0.9667  (n=30)" in lines
     assert "Registered model: penguins-fnn version 3  (models:/penguins-fnn/3, run abc123)" in lines
-    assert any(line.startswith("  predict:  .venv/bin/python -m pipeline predict --model 3 --input rows.csv")
+    assert any(line.startswith("  predict:  .venv/bin/pipeline predict --model 3 --input rows.csv --output preds.csv")
                for line in lines), lines
+    assert lines[-1] == "MLflow UI:  .venv/bin/pipeline ui   (then open http://127.0.0.1:5000)"
+
+
+def test_the_summary_names_the_command_make_venv_installs() -> None:
+    # the hints say .venv/bin/pipeline: true while pyproject names the script so and `make venv` installs the project
+    assert "pipeline" in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "VENV := .venv" in makefile
+    assert re.search(r"^\t\$\(BIN\)/python -m pip install .* (-e )?\.$", makefile, re.MULTILINE), makefile
 
 
 @pytest.mark.parametrize(("metrics", "model", "file", "why"), [
