@@ -1,15 +1,16 @@
 """Command line: predict with a registered model, manage versions, summarise the last run, open the MLflow UI.
 
-    python -m pipeline predict --model champion --input rows.csv --output preds.csv
-    python -m pipeline models list
-    python -m pipeline models pin 3 --alias champion
-    python -m pipeline models show champion
-    python -m pipeline models reproduce 3
-    python -m pipeline runs cleanup
-    python -m pipeline summary
-    python -m pipeline ui
-    python -m pipeline preset digits [--run]
-    python -m pipeline server start|stop|status
+    pipeline predict --model champion --input rows.csv --output preds.csv
+    pipeline models list|pin|show|reproduce ...
+    pipeline runs cleanup
+    pipeline summary
+    pipeline ui
+    pipeline preset digits [--run]
+    pipeline server start|stop|status
+
+``pipeline`` is the console script ``make venv`` installs (``.venv/bin/pipeline``), the same as
+``python -m pipeline``. This module holds what each command does (:data:`COMMANDS`) and the entry point;
+:mod:`pipeline.cli` holds the grammar: the parser, its options and their help.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import DEFAULT_PARAMS, load_params
+from pipeline.cli import parser
+from pipeline.config import load_params
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_file, read_state
 
@@ -29,6 +32,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _model_name(args: argparse.Namespace) -> str:
+    """The registered model's name: ``--name``, or the params file's (read before any store is opened, so a bad
+    ``--params`` is named before a missing MLflow store)."""
     return args.name or load_params(args.params).registered_model_name
 
 
@@ -62,8 +67,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from pipeline.serving import registry
 
     rows = read_rows(args.input)
+    name = _model_name(args)
     tracking.configure(Path.cwd(), must_exist=True)
-    uri = registry.model_uri(args.model, _model_name(args))
+    uri = registry.model_uri(args.model, name)
     predictions = registry.predict(registry.load(uri), rows, str(args.input))
     with atomic_file(args.output) as tmp:
         predictions.to_csv(tmp, index=False)
@@ -73,8 +79,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_models_list(args: argparse.Namespace) -> None:
     from pipeline import tracking
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     # search results leave aliases out, so read them from each version itself
     found = client.search_model_versions(f"name = '{name}'")
     versions = sorted((client.get_model_version(name, v.version) for v in found), key=lambda v: int(v.version))
@@ -97,8 +103,8 @@ def cmd_models_show(args: argparse.Namespace) -> None:
     from pipeline import tracking
     from pipeline.serving import registry
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     version = registry.model_version(client, name, args.version)
     run = client.get_run(version.run_id)
     registered = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=timezone.utc)
@@ -124,8 +130,8 @@ def cmd_models_reproduce(args: argparse.Namespace) -> None:
     from pipeline.serving.registry import model_version
     from pipeline.serving.reproduce import reproduce
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     number = str(model_version(client, name, args.version).version)  # an alias, resolved for the messages
     verdict = reproduce(client, name, number, Path.cwd(), args.keep)
     for line in verdict.data_mismatches:
@@ -153,8 +159,8 @@ def cmd_models_pin(args: argparse.Namespace) -> None:
     from pipeline import tracking
     from pipeline.serving import registry
 
-    client = tracking.configure(Path.cwd(), must_exist=True)
     name = _model_name(args)
+    client = tracking.configure(Path.cwd(), must_exist=True)
     if not args.version.isdigit():
         raise PipelineError(f"VERSION = {args.version!r}: expected a version number such as 3")
     registry.set_alias(client, name, args.version, args.alias)
@@ -175,8 +181,9 @@ def _model_lines(model: dict[str, Any]) -> list[str]:
     if model["version"] is None:
         return ["", f"Model not registered (tracking.register_model is false); MLflow run {model['run_id']}"]
     example = {"image": "images.npz", "sequence": "series_rows.csv"}.get(model.get("modality"), "rows.csv")
+    # .venv/bin/pipeline: the console script `make venv` (which `make run` needs) installs with the project
     return ["", f"Registered model: {model['name']} version {model['version']}  ({model['uri']}, run {model['run_id']})",
-            f"  predict:  .venv/bin/python -m pipeline predict --model {model['version']} --input {example} "
+            f"  predict:  .venv/bin/pipeline predict --model {model['version']} --input {example} "
             "--output preds.csv"]
 
 
@@ -186,7 +193,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
     lines = read_state(reports / "metrics.json", lambda metrics: _metric_lines(metrics["test"]))
     lines += read_state(reports / "model.json", _model_lines)
     print("\n".join(lines))
-    print("MLflow UI:  .venv/bin/python -m pipeline ui   (then open http://127.0.0.1:5000)")
+    print("MLflow UI:  .venv/bin/pipeline ui   (then open http://127.0.0.1:5000)")
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
@@ -242,130 +249,12 @@ def cmd_preset(args: argparse.Namespace) -> None:
         raise PipelineError(f"preset {args.name!r}: dvc exp run exited {done.returncode}")
 
 
-def _command(group: Any, name: str, text: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """Add subcommand ``name``: ``text`` is its line in the parent's list and, capitalised, its own description."""
-    return group.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.", **kwargs)
-
-
-def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """Parent parsers: ``--params`` for the commands that read params, and it with ``--name`` for the registry's."""
-    params = argparse.ArgumentParser(add_help=False)
-    # SUPPRESS: given after the command it is set, absent it leaves the top-level --params (or its default) alone
-    params.add_argument("--params", type=Path, default=argparse.SUPPRESS,
-                        help=f"params file (default: {DEFAULT_PARAMS}; also accepted before the command)")
-    registry = argparse.ArgumentParser(add_help=False, parents=[params])
-    registry.add_argument("--name", help="registered model name (default: the params file's tracking.model_name, "
-                                         "which auto makes <data.source>-<model.kind>)")
-    return params, registry
-
-
-def _registry_commands(commands: Any, registry: argparse.ArgumentParser) -> None:
-    """``predict`` and ``models list|pin|show|reproduce``: the registered model versions."""
-    predict = _command(commands, "predict", "predict raw rows with a registered model version", parents=[registry])
-    predict.add_argument("--model", required=True, help="a version number, an alias, or a models:/ URI")
-    predict.add_argument("--input", type=Path, required=True,
-                         help="raw rows (.csv or .parquet; sequences in long format) or images (.npz with x)")
-    predict.add_argument("--output", type=Path, required=True, help="predictions CSV to write")
-    predict.set_defaults(func=cmd_predict)
-
-    models = _command(commands, "models", "list, inspect, pin or rebuild registered model versions").add_subparsers(
-        dest="action", required=True, title="actions", metavar="ACTION", help="what to do with the versions")
-    listing = _command(models, "list", "list versions with aliases, key test metric and commit", parents=[registry])
-    listing.set_defaults(func=cmd_models_list)
-    pin = _command(models, "pin", "point an alias at a version", parents=[registry])
-    pin.add_argument("version", help="a version number, e.g. 3")
-    pin.add_argument("--alias", default="champion", help="the alias to set (default: %(default)s)")
-    pin.set_defaults(func=cmd_models_pin)
-    show = _command(models, "show", "print a version's run, metrics, lineage, environment and params",
-                    parents=[registry])
-    show.add_argument("version", help="a version number or an alias")
-    show.set_defaults(func=cmd_models_show)
-    again = _command(models, "reproduce", "rebuild a version from its commit and params and compare the weights",
-                     parents=[registry])
-    again.add_argument("version", help="a version number or an alias")
-    again.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temporary one)")
-    again.set_defaults(func=cmd_models_reproduce)
-
-
-def _local_commands(commands: Any, params: argparse.ArgumentParser) -> None:
-    """``runs cleanup``, ``summary``, ``ui`` and ``preset``: this project's runs, reports and experiments."""
-    runs = _command(commands, "runs", "housekeeping of MLflow runs").add_subparsers(
-        dest="action", required=True, title="actions", metavar="ACTION", help="what to do with the runs")
-    cleanup = _command(runs, "cleanup", "mark KILLED the runs left RUNNING by a process that no longer exists")
-    cleanup.set_defaults(func=cmd_runs_cleanup)
-
-    summary = _command(commands, "summary", "print the last run's test metrics and registered version "
-                                            "(from reports/metrics.json and reports/model.json)")
-    summary.set_defaults(func=cmd_summary)
-
-    ui = _command(commands, "ui", "serve the MLflow UI for this project's store")
-    ui.add_argument("--host", default="127.0.0.1", help="address the UI binds (default: %(default)s: this machine)")
-    ui.add_argument("--port", type=int, default=5000, help="the UI's port (default: %(default)s)")
-    ui.set_defaults(func=cmd_ui)
-
-    presets = _command(
-        commands, "preset", "print (or --run) the `dvc exp run` of a measured preset", parents=[params],
-        epilog="Arguments after a lone -- go to `dvc exp run` as they are, e.g. preset digits --run -- --name d1",
-    )
-    presets.add_argument("name", help="a preset in the presets file: penguins, diabetes, digits, gunpoint")
-    presets.add_argument("--run", action="store_true", help="run the experiment instead of printing the command")
-    presets.add_argument("--presets", type=Path, default=Path("presets.yaml"),
-                         help="presets file (default: %(default)s)")
-    presets.set_defaults(func=cmd_preset)
-
-
-def _server_command(commands: Any) -> None:
-    """``server start|stop|status``: a team MLflow tracking server."""
-    from pipeline import server  # light: no MLflow, no torch
-
-    tracking_server = _command(
-        commands, "server", "start, stop or check a team MLflow tracking server (PostgreSQL backend store, "
-                            "artifacts served over HTTP)",
-        epilog="Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 (the --port given). status exits 3 "
-               "when the server is not (fully) running.",
-    )
-    tracking_server.add_argument("action", choices=["start", "stop", "status"],
-                                 help="start PostgreSQL and MLflow (nothing if already running), stop both, or "
-                                      "print their state (exit 3 when not fully running)")
-    tracking_server.add_argument("--dir", type=Path, default=server.DEFAULT_DIR,
-                                 help="the server's folder: database, artifacts, logs, state (default: %(default)s)")
-    tracking_server.add_argument("--host", default=server.DEFAULT_HOST,
-                                 help="address MLflow binds (default: %(default)s; PostgreSQL always binds 127.0.0.1)")
-    tracking_server.add_argument("--port", type=int, default=server.DEFAULT_PORT,
-                                 help="MLflow's port (default: %(default)s)")
-    tracking_server.add_argument("--pg-port", type=int, default=server.DEFAULT_PG_PORT,
-                                 help="PostgreSQL's port (default: %(default)s)")
-    tracking_server.add_argument("--workers", type=int, default=server.DEFAULT_WORKERS,
-                                 help="MLflow's uvicorn workers (default: %(default)s)")
-    tracking_server.add_argument("--auth", action="store_true",
-                                 help="MLflow's basic auth (mlflow server --app-name basic-auth; default: off)")
-    tracking_server.add_argument("--pg-user", help="run PostgreSQL as this user when started by root "
-                                                   f"(default: {server.DEFAULT_PG_USER}, created if absent)")
-    tracking_server.add_argument("--pg-bin", type=Path,
-                                 help="folder with initdb and pg_ctl (default: PATH, then /usr/lib/postgresql/*/bin)")
-    tracking_server.add_argument("--timeout", type=float, default=server.DEFAULT_TIMEOUT_S,
-                                 help="seconds to wait for each part to come up (default: %(default)s)")
-    tracking_server.set_defaults(func=cmd_server)
-
-
-def parser(prog: str = "pipeline") -> argparse.ArgumentParser:
-    """The argument parser for every command, its usage lines naming the program ``prog``."""
-    # the module docstring's examples, under the program name as typed (pipeline, or python -m pipeline)
-    examples = [f"  %(prog)s {line.split('python -m pipeline ', 1)[1]}" for line in __doc__.splitlines()
-                if line.startswith("    python -m pipeline ")]
-    top = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
-                                  epilog="\n".join(["examples:", *examples]),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                     help="params file, read by predict, models and preset (default: %(default)s; "
-                          "also accepted after those commands)")
-    commands = top.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
-                                  help="one of these; `%(prog)s COMMAND --help` lists its options")
-    params, registry = _shared_options()
-    _registry_commands(commands, registry)
-    _local_commands(commands, params)
-    _server_command(commands)
-    return top
+# each parser in pipeline.cli names its handler here (set_defaults(handler=...))
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "predict": cmd_predict, "models_list": cmd_models_list, "models_pin": cmd_models_pin,
+    "models_show": cmd_models_show, "models_reproduce": cmd_models_reproduce, "runs_cleanup": cmd_runs_cleanup,
+    "summary": cmd_summary, "ui": cmd_ui, "preset": cmd_preset, "server": cmd_server,
+}
 
 
 def run(argv: list[str], prog: str = "pipeline") -> None:
@@ -382,7 +271,7 @@ def run(argv: list[str], prog: str = "pipeline") -> None:
     if passed and args.command != "preset":
         raise PipelineError(f"{args.command}: expected no arguments after --, got {' '.join(passed)}")
     args.dvc_args = passed
-    args.func(args)
+    COMMANDS[args.handler](args)
 
 
 def main(argv: list[str] | None = None, prog: str = "pipeline") -> None:

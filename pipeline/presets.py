@@ -11,9 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.config import parse_params
+from pipeline.config import parse_params, read_raw_params, read_yaml
 from pipeline.errors import PipelineError
 
 DEFAULT_PRESETS = Path("presets.yaml")
@@ -21,11 +19,7 @@ DEFAULT_PRESETS = Path("presets.yaml")
 
 def load_presets(path: Path = DEFAULT_PRESETS) -> dict[str, dict[str, Any]]:
     """Read ``presets.yaml``: preset name -> {dotted params key: value}."""
-    path = Path(path)
-    try:
-        presets = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PipelineError(f"{path}: expected a readable YAML file of presets ({exc})") from None
+    presets = read_yaml(path, "a presets file")
     if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
         raise PipelineError(f"{path}: expected a mapping of preset name -> {{dotted.key: value}}")
     return presets
@@ -58,6 +52,6 @@ def preset(name: str, params_path: Path, presets_path: Path = DEFAULT_PRESETS) -
     presets = load_presets(presets_path)
     if name not in presets:
         raise PipelineError(f"{presets_path}: preset {name!r}: expected one of {sorted(presets)}")
-    raw = yaml.safe_load(Path(params_path).read_text(encoding="utf-8"))
+    raw = read_raw_params(params_path)
     parse_params(overlay(raw, presets[name], f"{presets_path}: {name}"), f"{params_path} with preset {name!r}")
     return presets[name]

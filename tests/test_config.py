@@ -281,7 +281,7 @@ def test_load_params_on_missing_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
     with pytest.raises(PipelineError) as caught:
         load_params(path)
-    assert str(caught.value) == f"{path}: file not found"
+    assert str(caught.value) == f"{path}: file not found (expected a params file)"
 
 
 def test_load_params_on_invalid_yaml_names_the_file(tmp_path: Path) -> None:
@@ -355,8 +355,13 @@ def test_scientific_notation_without_a_dot_is_a_number_as_dvc_reads_it(tmp_path:
 
 
 def test_unreadable_params_path_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match=f"{tmp_path}: expected a readable UTF-8 text file"):
+    with pytest.raises(PipelineError) as caught:
         load_params(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: expected a params file, got a directory"
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(PipelineError, match=f"^{binary}: expected a params file readable as UTF-8 text \\('utf-8'"):
+        load_params(binary)
 
 
 def test_settings_of_the_other_task_are_refused(default_params: dict[str, Any]) -> None:

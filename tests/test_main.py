@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.__main__ import parser, run
+from pipeline.__main__ import COMMANDS, run
+from pipeline.cli import parser
 from pipeline.errors import PipelineError
 from tests.project import ROOT, env
 
@@ -43,8 +44,17 @@ def test_summary_prints_the_test_metrics_and_how_to_predict(tmp_path: Path) -> N
     assert "  accuracy  0.9855" in lines and "  macro_f1  0.9812" in lines
     assert "  Adelie       precision 1.0000  recall 0.9667  (n=30)" in lines
     assert "Registered model: penguins-fnn version 3  (models:/penguins-fnn/3, run abc123)" in lines
-    assert any(line.startswith("  predict:  .venv/bin/python -m pipeline predict --model 3 --input rows.csv")
+    assert any(line.startswith("  predict:  .venv/bin/pipeline predict --model 3 --input rows.csv --output preds.csv")
                for line in lines), lines
+    assert lines[-1] == "MLflow UI:  .venv/bin/pipeline ui   (then open http://127.0.0.1:5000)"
+
+
+def test_the_summary_names_the_command_make_venv_installs() -> None:
+    # the hints say .venv/bin/pipeline: true while pyproject names the script so and `make venv` installs the project
+    assert "pipeline" in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "VENV := .venv" in makefile
+    assert re.search(r"^\t\$\(BIN\)/python -m pip install .* (-e )?\.$", makefile, re.MULTILINE), makefile
 
 
 @pytest.mark.parametrize(("metrics", "model", "file", "why"), [
@@ -93,6 +103,14 @@ def test_every_command_action_and_option_has_help() -> None:
         command.format_help()  # every %(default)s and %(prog)s in the help texts expands
 
 
+def test_every_command_names_a_handler_that_exists() -> None:
+    # the parser (pipeline.cli) names each command's handler as a string: a misspelt one would fail only when run
+    handlers = {" ".join(path): command.get_default("handler")
+                for path, command, listed in _commands(parser()) if path and not listed}
+    assert all(handlers.values()), handlers
+    assert set(handlers.values()) == set(COMMANDS), handlers
+
+
 def test_the_top_level_help_lists_every_command() -> None:
     text = parser().format_help()
     for name in ("predict", "models", "runs", "summary", "ui", "preset", "server"):
@@ -122,6 +140,60 @@ def test_a_params_file_given_after_the_command_is_the_one_used(tmp_path: Path) -
     with pytest.raises(PipelineError, match=refusal):  # the old place, before the command, still works
         run(["--params", str(bad), *command])
     run([*command, "--params", str(ROOT / "params.yaml")])  # valid params: the command prints and returns
+
+
+# a params or presets file that cannot be read, and the one line that says so ({} is the path as given)
+UNREADABLE = {
+    "missing": (None, "{}: file not found (expected a {what} file)"),
+    "a directory": ("", "{}: expected a {what} file, got a directory"),
+    "invalid YAML": ("seed: 1\ntrain: [1, 2\n", "{}: expected valid YAML, got a syntax error (line 3, column 1: "
+                                                  "expected ',' or ']', but got '<stream end>')"),
+}
+PARAMS_COMMANDS = {
+    "predict": ["predict", "--model", "1", "--input", "rows.csv", "--output", "preds.csv"],
+    "models list": ["models", "list"], "models pin": ["models", "pin", "3"], "models show": ["models", "show", "3"],
+    "models reproduce": ["models", "reproduce", "3"], "preset": ["preset", "digits", "--presets", "presets.yaml"],
+}
+
+
+def _unreadable(folder: Path, fault: str) -> Path:
+    """A file in ``folder`` with ``fault``: absent, a directory, or holding invalid YAML."""
+    path = folder / "given.yaml"
+    content = UNREADABLE[fault][0]
+    if content == "":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fault", sorted(UNREADABLE))
+@pytest.mark.parametrize("command", sorted(PARAMS_COMMANDS))
+def test_an_unreadable_params_file_is_named_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        command: str, fault: str) -> None:
+    monkeypatch.chdir(tmp_path)  # no MLflow store here: the params file is read first, and refused
+    (tmp_path / "rows.csv").write_text("bill_length_mm\n39.1\n", encoding="utf-8")
+    (tmp_path / "presets.yaml").write_bytes((ROOT / "presets.yaml").read_bytes())
+    params = _unreadable(tmp_path, fault)
+    with pytest.raises(PipelineError) as caught:
+        run([*PARAMS_COMMANDS[command], "--params", str(params)])
+    assert str(caught.value) == UNREADABLE[fault][1].format(params, what="params")
+
+
+@pytest.mark.parametrize("fault", sorted(UNREADABLE))
+def test_an_unreadable_presets_file_is_named_in_one_line(tmp_path: Path, fault: str) -> None:
+    presets = _unreadable(tmp_path, fault)
+    with pytest.raises(PipelineError) as caught:
+        run(["preset", "digits", "--presets", str(presets), "--params", str(ROOT / "params.yaml")])
+    assert str(caught.value) == UNREADABLE[fault][1].format(presets, what="presets")
+
+
+def test_a_missing_params_file_ends_the_command_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pipeline", "preset", "digits", "--params", "missing.yaml",
+                           "--presets", str(ROOT / "presets.yaml")], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, env={**env(), "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "pipeline: error: missing.yaml: file not found (expected a params file)\n"
 
 
 def test_the_console_script_is_the_command_line(tmp_path: Path) -> None:

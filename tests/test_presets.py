@@ -65,3 +65,18 @@ def test_the_cli_prints_the_dvc_command_and_refuses_an_unknown_preset() -> None:
     assert bad.returncode != 0
     assert bad.stderr.strip() == ("pipeline: error: presets.yaml: preset 'mnist': expected one of "
                                   "['diabetes', 'digits', 'gunpoint', 'penguins']")
+
+
+def test_the_params_file_is_read_as_dvc_reads_it(tmp_path: Path) -> None:
+    # YAML 1.2, as DVC: 1e-3 is a number (PyYAML's default, YAML 1.1, would read the text '1e-3' and refuse it)
+    text = (ROOT / "params.yaml").read_text(encoding="utf-8").replace("lr: 0.01", "lr: 1e-3")
+    assert "lr: 1e-3" in text
+    (tmp_path / "params.yaml").write_text(text, encoding="utf-8")
+    assert preset("digits", tmp_path / "params.yaml", ROOT / "presets.yaml") == PRESETS["digits"]
+
+
+def test_a_params_file_that_is_not_a_mapping_is_refused_before_the_preset_is_laid_over_it(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("- seed\n- data\n", encoding="utf-8")
+    with pytest.raises(PipelineError) as caught:
+        preset("digits", tmp_path / "params.yaml", ROOT / "presets.yaml")
+    assert str(caught.value) == f"{tmp_path / 'params.yaml'}: expected a mapping of sections, got list"

@@ -499,7 +499,7 @@ def test_redact_masks_secret_values_and_url_passwords() -> None:
 
 
 def test_servers_default_to_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.__main__ import parser
+    from pipeline.cli import parser
     from pipeline.server import layout, mlflow_app
 
     assert parser().parse_args(["ui"]).host == "127.0.0.1"

@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 __all__ = [
     "DEFAULT_PARAMS", "CleanConfig", "DataConfig", "EvaluateConfig", "ModelConfig", "Params", "ScaleConfig",
     "SplitConfig", "TrackingConfig", "TrainConfig", "check_imbalance", "check_task", "flatten", "load_params",
-    "parse_params", "require_imbalance", "require_task", "resolve", "resolved_autos",
+    "parse_params", "read_raw_params", "read_yaml", "require_imbalance", "require_task", "resolve", "resolved_autos",
 ]
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -298,6 +298,54 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise PipelineError(f"{source}: {problems[0]}{more}") from None
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """Read a YAML file as DVC does (YAML 1.2 numbers), in one line naming it when it cannot be read.
+
+    Args:
+        path: The file.
+        what: What the file should be, for the messages ("a params file").
+
+    Returns:
+        The document as Python objects (``None`` for an empty file).
+
+    Raises:
+        PipelineError: If the path is missing or a directory, the file is not UTF-8 text, or not YAML.
+    """
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found (expected {what})") from None
+    except IsADirectoryError:
+        raise PipelineError(f"{path}: expected {what}, got a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise PipelineError(f"{path}: expected {what} readable as UTF-8 text ({reason})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: expected valid YAML, got a syntax error ({_yaml_problem(exc)})") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint as one line: where and what (its own text spans lines and names "<unicode string>")."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def read_raw_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read a params file as the mapping it holds, not yet validated (presets overlay their keys on it).
+
+    Raises:
+        PipelineError: As :func:`read_yaml`, or if the file holds something other than a mapping.
+    """
+    raw = read_yaml(path, "a params file")
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
 def load_params(path: Path = DEFAULT_PARAMS) -> Params:
     """Read and validate ``params.yaml``.
 
@@ -305,18 +353,9 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
         path: The params file; DVC runs stages from the project root, where ``params.yaml`` lives.
 
     Raises:
-        PipelineError: If the file is missing, is not YAML, or does not match the schema.
+        PipelineError: If the file is missing, a directory, not YAML, or does not match the schema.
     """
-    path = Path(path)
-    try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{path}: expected a readable UTF-8 text file ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: expected valid YAML, got a syntax error ({' '.join(str(exc).split())})") from None
-    return parse_params(raw, str(path))
+    return parse_params(read_raw_params(path), str(path))
 
 
 def flatten(params: Params) -> dict[str, Any]:
