@@ -147,6 +147,7 @@ def fit(
     task: str = "classification",
     checkpoints: Path | None = None,
     val_offsets: list[float] | None = None,
+    probes: tuple[L.Callback, ...] = (),
 ) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
@@ -163,6 +164,8 @@ def fit(
         task: ``classification`` or ``regression``.
         checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
         val_offsets: The bundle's prior-correction offsets, applied to validation (see :class:`LitModel`).
+        probes: Callbacks that only observe (``benchmarks/stopping.py`` scores every epoch with one); they must
+            not change the weights, which the checkpoint fingerprint assumes.
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
@@ -198,7 +201,7 @@ def fit(
         monitor=stop.monitor, mode=stop.direction, patience=stop.patience, min_delta=stop.min_delta,
         check_finite=False,
     )
-    callbacks: list[L.Callback] = [history, best, early]
+    callbacks: list[L.Callback] = [history, best, early, *probes]
     resume = None
     if checkpoints is not None and cfg.checkpoint_every > 0:
         mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)

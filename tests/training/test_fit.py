@@ -51,6 +51,28 @@ def test_same_seed_gives_bit_identical_weights(scaled: Path) -> None:
     assert first.history == second.history
 
 
+def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Path) -> None:
+    import lightning as L
+
+    class Probe(L.Callback):  # what benchmarks/stopping.py does: score the net after each validation
+        def __init__(self) -> None:
+            self.epochs: list[int] = []
+
+        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            module.net.eval()
+            with torch.no_grad():
+                module.net(torch.zeros(4, module.net.layers[0].in_features))
+            module.net.train()
+            self.epochs.append(trainer.current_epoch)
+
+    params = parse_params(_params())
+    plain, seen = fit(params, scaled, n_outputs=3), Probe()
+    probed = fit(params, scaled, n_outputs=3, probes=(seen,))
+    assert seen.epochs == list(range(plain.epochs))
+    for key in plain.state_dict:
+        assert torch.equal(plain.state_dict[key], probed.state_dict[key]), key
+
+
 def test_other_seed_gives_other_weights(scaled: Path) -> None:
     raw = _params()
     first = fit(parse_params(raw), scaled, n_outputs=3)
