@@ -115,6 +115,11 @@ CASES: dict[str, Case] = {
         {**DIABETES, "clean__imbalance": "class_weight"},
         (P + "clean.imbalance = 'class_weight' with a regression task: expected 'auto' or 'none'",), stage="ingest",
         mode="repro"),
+    # refused when params.yaml is read, so clean never meets it
+    "clean-smote-on-sequences": Case(
+        {"data__source": "gunpoint", "data__target": "label", "data__sequence": {"id": "series", "time": "step"},
+         "clean__imbalance": "smote"},
+        (P + "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight",)),
     # --- scale ---
     "scale-unknown-key": Case({"scale__with_mean": True},
                               (P + "scale.with_mean: unknown key; expected one of: method, encoding",)),
