@@ -115,6 +115,11 @@ CASES: dict[str, Case] = {
         {**DIABETES, "clean__imbalance": "class_weight"},
         (P + "clean.imbalance = 'class_weight' with a regression task: expected 'auto' or 'none'",), stage="ingest",
         mode="repro"),
+    # refused when params.yaml is read, so clean never meets it
+    "clean-smote-on-sequences": Case(
+        {"data__source": "gunpoint", "data__target": "label", "data__sequence": {"id": "series", "time": "step"},
+         "clean__imbalance": "smote"},
+        (P + "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight",)),
     # --- scale ---
     "scale-unknown-key": Case({"scale__with_mean": True},
                               (P + "scale.with_mean: unknown key; expected one of: method, encoding",)),
@@ -146,6 +151,9 @@ CASES: dict[str, Case] = {
                                    "expected '32-true'",)),
     "train-momentum-with-adam": Case({"train__momentum": 0.9},
                                      (P + "train.momentum = 0.9 with train.optimizer = 'adam': expected momentum 0",)),
+    "train-ensemble-of-one": Case({"train__ensemble": True},
+                                  (P + "train.ensemble = true with train.restarts = 1: expected train.restarts "
+                                       "of at least 2",)),
     "train-monitor-of-other-task": Case(
         {"train__early_stopping__monitor": "val/mae"},
         (P + "train.early_stopping.monitor = 'val/mae' with a classification task: expected 'val/loss' or 'val/acc'",),
@@ -153,15 +161,15 @@ CASES: dict[str, Case] = {
     # --- evaluate ---
     "evaluate-unknown-key": Case({"evaluate__metric": "accuracy"},
                                  (P + "evaluate.metric: unknown key; expected one of: primary_metric, baselines,",)),
-    "evaluate-wrong-type": Case({"evaluate__ensemble": "yes"},
-                                (P + "evaluate.ensemble = 'yes': expected a valid boolean",)),
+    "evaluate-wrong-type": Case({"evaluate__baseline_rows": "all"},
+                                (P + "evaluate.baseline_rows = 'all': expected a valid integer",)),
     "evaluate-out-of-range": Case({"evaluate__baseline_rows": 0},
                                   (P + "evaluate.baseline_rows = 0: expected greater than 0",)),
     "evaluate-unknown-baseline": Case({"evaluate__baselines": ["svm"]},
                                       (P + "evaluate.baselines.0 = 'svm': expected 'dummy', 'linear', 'forest' or 'nearest'",)),
-    "evaluate-ensemble-of-one": Case({"evaluate__ensemble": True},
-                                     (P + "evaluate.ensemble = true with train.restarts = 1: expected train.restarts "
-                                          "of at least 2",)),
+    # a key from before it moved to train: one line naming where it lives now
+    "evaluate-ensemble-moved": Case({"evaluate__ensemble": True},
+                                    (P + "evaluate.ensemble: moved to train.ensemble (set it there)",)),
     "evaluate-metric-of-other-task": Case(
         {"data__task": "classification", "evaluate__primary_metric": "rmse"},
         (P + "evaluate.primary_metric = 'rmse' with a classification task: expected 'auto' or one of ('accuracy', "

@@ -133,8 +133,10 @@ BAD_VALUES = [
     ("lr-find-as-text", ("train", "lr_find"), "yes", ["train.lr_find = 'yes'", "boolean"]),
     ("unknown-baseline", ("evaluate", "baselines"), ["dummy", "svm"], ["evaluate.baselines.1 = 'svm'", "'forest'"]),
     ("no-restarts", ("train", "restarts"), 0, ["train.restarts = 0", "greater than or equal to 1"]),
-    ("ensemble-of-one", ("evaluate", "ensemble"), True,
-     ["evaluate.ensemble = true with train.restarts = 1: expected train.restarts of at least 2"]),
+    ("ensemble-of-one", ("train", "ensemble"), True,
+     ["train.ensemble = true with train.restarts = 1: expected train.restarts of at least 2"]),
+    ("ensemble-at-its-old-place", ("evaluate", "ensemble"), False,
+     ["evaluate.ensemble: moved to train.ensemble (set it there)"]),
 ]
 
 
@@ -151,6 +153,15 @@ def test_bad_value_is_refused_with_one_line_naming_key_and_value(
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_file_from_before_the_move_is_told_where_the_key_went(default_params: dict[str, Any], value: bool) -> None:
+    old = _with(_with(default_params, ("train", "ensemble"), DELETE), ("evaluate", "ensemble"), value)
+    with pytest.raises(PipelineError) as caught:
+        parse_params(old)
+    # the whole message: not also "train.ensemble: missing key" or "(and 1 more)"
+    assert str(caught.value) == "params.yaml: evaluate.ensemble: moved to train.ensemble (set it there)"
 
 
 @pytest.mark.parametrize(("document", "type_name"), [(None, "NoneType"), ([1, 2], "list"), ("seed: 1", "str"), (3, "int")])
@@ -239,6 +250,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.augment.noise": 0.0,
         "train.lr_find": False,
         "train.restarts": 1,
+        "train.ensemble": False,
         "train.checkpoint_every": 1,
         "train.accelerator": "auto",
         "train.devices": 1,
@@ -249,7 +261,6 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "evaluate.primary_metric": "auto",
         "evaluate.baselines": ["dummy", "linear", "forest", "nearest"],
         "evaluate.baseline_rows": 20000,
-        "evaluate.ensemble": False,
         "tracking.experiment": "auto",
         "tracking.model_name": "auto",
         "tracking.register_model": True,

@@ -25,7 +25,7 @@ def md5(path: Path) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_project(tmp_path_factory.mktemp("restarts"), train__max_epochs=15, train__early_stopping__patience=5,
-                        train__restarts=3, evaluate__ensemble=True)
+                        train__restarts=3, train__ensemble=True)
     dvc(root, "repro")
     return root
 
@@ -75,7 +75,7 @@ def test_each_restart_is_a_nested_mlflow_run_with_its_seed_and_test_score(projec
 def test_best_single_network_is_a_restart_chosen_on_validation(project: Path) -> None:
     restarts_md5 = md5(project / "models/restarts.safetensors")
     ensemble_weights = load_file(project / "models/model/weights.safetensors")
-    set_params(project, evaluate__ensemble=False)
+    set_params(project, train__ensemble=False)
     rerun = dvc(project, "repro")
     assert stages_run(rerun.stdout) == {"train", "evaluate"}
     # the same seeds give the same restarts, bit for bit, whatever is kept of them

@@ -96,11 +96,6 @@ class Params(Section):
                 "model.norm = 'batch' with train.update = 'stochastic': expected 'layer' or 'none' (batch statistics "
                 "need more than one row per step)"
             )
-        if self.evaluate.ensemble and self.train.restarts < 2:
-            raise ValueError(
-                f"evaluate.ensemble = true with train.restarts = {self.train.restarts}: expected train.restarts of "
-                "at least 2 (an ensemble averages several trained networks)"
-            )
         if self.split.method == "time":
             if modality == "image":
                 raise ValueError("split.method = 'time' with image data: expected 'random' (images carry no time)")
@@ -275,6 +270,26 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     return f"{key} = {error['input']!r}: {message}"
 
 
+# keys that once lived elsewhere, by old dotted name: a file that still sets one is told where it went, in one line,
+# instead of an unknown key and a missing one
+MOVED_KEYS = {"evaluate.ensemble": "train.ensemble"}  # read by train, which decides what models/model holds
+
+
+def _refuse_moved(raw: dict[str, Any], source: str) -> None:
+    """Stop on the first key of :data:`MOVED_KEYS` that ``raw`` still sets.
+
+    Raises:
+        PipelineError: Naming the old key and the new one.
+    """
+    for old, new in MOVED_KEYS.items():
+        *sections, leaf = old.split(".")
+        node: Any = raw
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            raise PipelineError(f"{source}: {old}: moved to {new} (set it there)")
+
+
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Validate an already-loaded params mapping.
 
@@ -286,10 +301,12 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         The frozen, typed params.
 
     Raises:
-        PipelineError: On any unknown key, wrong type, out-of-range or contradictory value.
+        PipelineError: On a key that moved (:data:`MOVED_KEYS`), any unknown key, wrong type, out-of-range or
+            contradictory value.
     """
     if not isinstance(raw, dict):
         raise PipelineError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    _refuse_moved(raw, source)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

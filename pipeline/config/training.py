@@ -120,6 +120,7 @@ class TrainConfig(Section):
     augment: AugmentConfig
     lr_find: bool
     restarts: Annotated[int, Field(ge=1, le=100)]  # networks trained from different seeds (seed, seed + 1, ...)
+    ensemble: bool  # with restarts > 1: the model kept is the restarts' average, not the best single one
     checkpoint_every: Annotated[int, Field(ge=0)]
     accelerator: Literal["auto", "cpu", "gpu"]
     devices: PositiveInt
@@ -161,6 +162,15 @@ class TrainConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _ensemble_has_members(self) -> TrainConfig:
+        if self.ensemble and self.restarts < 2:
+            raise ValueError(
+                f"train.ensemble = true with train.restarts = {self.restarts}: expected train.restarts of at least 2 "
+                "(an ensemble averages several trained networks)"
+            )
+        return self
+
     @property
     def world_size(self) -> int:
         """Training processes: devices per node times nodes."""
@@ -177,7 +187,6 @@ class EvaluateConfig(Section):
     primary_metric: Literal["auto", "accuracy", "macro_f1", "mae", "rmse", "r2"]  # auto: by task
     baselines: Annotated[tuple[Literal["dummy", "linear", "forest", "nearest"], ...], Field(strict=False)]
     baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
-    ensemble: bool  # with train.restarts > 1: the model is the restarts' average, not the best single one
 
 
 class TrackingConfig(Section):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CleanConfig, load_params, require_imbalance
-from pipeline.errors import PipelineError, run_main
+from pipeline.errors import run_main
 from pipeline.io import atomic_dir, read_npy, write_json, write_npy
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.impute import Imputer
@@ -133,10 +133,7 @@ def clean(
             train = None
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
     before = _counts(labels(cleaned["train"])) if classification else None
-    if imbalance == "smote" and sequences:
-        raise PipelineError("clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or "
-                            "class_weight")
-    if sequences:
+    if sequences:  # never smote: params.yaml refuses it with sequence data (pipeline.config.Params)
         cleaned["train"] = rebalance_series(cleaned["train"], schema.sequence_id, schema.target, imbalance, seed)
     elif imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
         cleaned["train"] = smote(cleaned["train"], schema.target, imputer.numeric_,

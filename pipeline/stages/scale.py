@@ -29,41 +29,52 @@ from pipeline.stages.common import SPLITS, read_schema, stage_args
 CHUNK_ROWS = 65_536  # rows encoded and written at a time: the dense one-hot output is the widest table there is
 
 
-
-def scale(
-    splits: dict[str, pd.DataFrame],
-    numeric: list[str],
-    categorical: list[str],
-    target: str,
-    config: ScaleConfig,
-    task: str = "classification",
-) -> tuple[dict[str, pd.DataFrame], FeatureEncoder, LabelEncoder | TargetScaler]:
-    """Fit the feature and target encoders on train and turn every split into float32 features + target.
+def fit_encoders(
+    train: pd.DataFrame, numeric: list[str], categorical: list[str], config: ScaleConfig, schema: Schema
+) -> Encoders:
+    """Fit the feature and target encoders of a table or of long-format sequences on the train split.
 
     Args:
-        splits: The cleaned splits.
+        train: The cleaned train split.
         numeric: Numeric feature columns after clean (kept numerics and missing-value indicators).
         categorical: Categorical feature columns after clean.
-        target: The label column.
         config: The ``scale`` params.
-        task: ``classification`` (target as class indices) or ``regression`` (target standardised on train).
+        schema: The ingested schema: the target, the task (class indices, or a target standardised on train)
+            and, for sequences, the series column.
 
     Returns:
-        Frames whose columns are ``encoder.feature_names_out_`` then the encoded target, and both fitted
-        encoders.
+        The fitted steps; for sequences also the series column and the longest train series.
     """
-    features = FeatureEncoder(config.method, config.encoding).fit(splits["train"], numeric, categorical)
-    labels = target_encoder(task).fit(splits["train"][target])
-    return {name: encode(frame, features, labels, target) for name, frame in splits.items()}, features, labels
+    features = FeatureEncoder(config.method, config.encoding).fit(train, numeric, categorical)
+    labels = target_encoder(schema.task).fit(_labels(train, schema))
+    sequence = None
+    if schema.modality == "sequence":
+        sequence = {"series": schema.sequence_id, "length": int(seq.lengths(train, schema.sequence_id).max())}
+    return Encoders(features, labels, sequence)
 
 
-def encode(
-    frame: pd.DataFrame, features: FeatureEncoder, labels: LabelEncoder | TargetScaler, target: str
-) -> pd.DataFrame:
-    """One split through fitted encoders: float32 feature columns, then the encoded target."""
+def encode(frame: pd.DataFrame, encoders: Encoders, target: str) -> pd.DataFrame:
+    """One split (or a slice of one) through fitted encoders: for sequences the series id first, then the
+    float32 feature columns (``feature_names_out_``), then the encoded target."""
+    features = encoders.features
     encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_, copy=False)
-    encoded[target] = labels.transform(frame[target])
+    if encoders.sequence is not None:
+        series = encoders.sequence["series"]
+        encoded.insert(0, series, frame[series].to_numpy())
+    encoded[target] = encoders.target.transform(frame[target])
     return encoded
+
+
+def encode_chunks(
+    frame: pd.DataFrame, encoders: Encoders, target: str, rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """:func:`encode` ``rows`` rows at a time (one empty slice for an empty frame).
+
+    The dense encoded output (one-hot columns, upsampled rows) is the largest thing the data stages hold:
+    encoded and written a slice at a time, only its input is ever whole in memory.
+    """
+    for start in range(0, max(len(frame), 1), rows):
+        yield encode(frame.iloc[start : start + rows], encoders, target)
 
 
 def _labels(frame: pd.DataFrame, schema: Schema) -> pd.Series:
@@ -71,16 +82,6 @@ def _labels(frame: pd.DataFrame, schema: Schema) -> pd.Series:
     if schema.modality == "sequence":
         return seq.series_labels(frame, schema.sequence_id, schema.target)
     return frame[schema.target]
-
-
-def encode_sequences(
-    frame: pd.DataFrame, features: FeatureEncoder, labels: LabelEncoder | TargetScaler, schema: Schema
-) -> pd.DataFrame:
-    """One split of long-format sequences: the series id, the float32 features, then the encoded target."""
-    encoded = pd.DataFrame(features.transform(frame), columns=features.feature_names_out_, copy=False)
-    encoded.insert(0, schema.sequence_id, frame[schema.sequence_id].to_numpy())
-    encoded[schema.target] = labels.transform(frame[schema.target])
-    return encoded
 
 
 def _scale_images(args: Any, params: Any, schema: Schema) -> tuple[ImageScaler, LabelEncoder | TargetScaler]:
@@ -108,30 +109,16 @@ def main() -> None:
     else:
         imputer = read_state(args.clean / "imputer.json", Imputer.from_dict)
         train = read_parquet(args.clean / "train.parquet")
-        features = FeatureEncoder(params.scale.method, params.scale.encoding).fit(
-            train, imputer.numeric_out_, imputer.categorical_out_
-        )
-        labels = target_encoder(schema.task).fit(_labels(train, schema))
-        sequence = None
-        if schema.modality == "sequence":
-            sequence = {"series": schema.sequence_id, "length": int(seq.lengths(train, schema.sequence_id).max())}
-
-        def chunks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
-            # the dense encoded output (one-hot columns, upsampled rows) is the largest thing the data stages
-            # hold: encode and write it a slice at a time, so only its input is ever whole in memory
-            for start in range(0, max(len(frame), 1), CHUNK_ROWS):
-                part = frame.iloc[start : start + CHUNK_ROWS]
-                if sequence is not None:
-                    yield encode_sequences(part, features, labels, schema)
-                else:
-                    yield encode(part, features, labels, schema.target)
-
+        encoders = fit_encoders(train, imputer.numeric_out_, imputer.categorical_out_, params.scale, schema)
+        features, labels, sequence = encoders.features, encoders.target, encoders.sequence
         with atomic_dir(args.out) as out:
-            write_parquet_chunks(out / "train.parquet", chunks(train))
+            write_parquet_chunks(out / "train.parquet", encode_chunks(train, encoders, schema.target))
             del train
-            for name in ("val", "test"):
-                write_parquet_chunks(out / f"{name}.parquet", chunks(read_parquet(args.clean / f"{name}.parquet")))
-            write_json(out / "encoder.json", Encoders(features, labels, sequence).to_dict())
+            for name in ("val", "test"):  # each read only while it is written
+                rows = read_parquet(args.clean / f"{name}.parquet")
+                write_parquet_chunks(out / f"{name}.parquet", encode_chunks(rows, encoders, schema.target))
+                del rows
+            write_json(out / "encoder.json", encoders.to_dict())
         n = len(features.feature_names_out_)
         what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
         if sequence:

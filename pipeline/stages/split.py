@@ -149,14 +149,6 @@ def _checked(parts: dict[str, np.ndarray], total: int) -> dict[str, np.ndarray]:
     return parts
 
 
-def split(
-    frame: pd.DataFrame, target: str, val: float, test: float, seed: int, stratify: bool = True
-) -> dict[str, pd.DataFrame]:
-    """Split rows at random (seeded), stratified by ``target`` unless ``stratify`` is off (regression)."""
-    parts = assign(frame[target].to_numpy(), val, test, seed, stratify)
-    return {name: frame.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
-
-
 def split_sequences(
     frame: pd.DataFrame, schema: Schema, val: float, test: float, seed: int, method: str = "random"
 ) -> dict[str, pd.DataFrame]:

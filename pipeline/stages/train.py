@@ -137,7 +137,7 @@ def main() -> None:
             results, run_ids = fit_restarts(params, experiment, args, n_outputs, class_weight, task, offsets)
         chosen = best_restart(results, stop.direction)
         result = results[chosen]  # the best single network: its curves are this run's, the one evaluate plots
-        ensemble = params.evaluate.ensemble
+        ensemble = params.train.ensemble
         if len(results) > 1:
             for row in result.history:
                 mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))

@@ -78,21 +78,19 @@ class ScaledDataModule(L.LightningDataModule):
     Args:
         folder: The scale stage's output folder.
         target: The label column.
-        batch_size: Rows per training batch.
         seed: Seeds the shuffling generator, so batch order is reproducible.
         task: ``classification`` or ``regression`` (the target's dtype).
         fixed_length: The network takes a fixed number of steps (a feed-forward net): a val series longer
             than every train series is refused in ``setup``, before any training.
     """
 
-    def __init__(self, folder: Path, target: str, batch_size: int, seed: int, task: str = "classification",
+    def __init__(self, folder: Path, target: str, seed: int, task: str = "classification",
                  fixed_length: bool = False) -> None:
         super().__init__()
         self.fixed_length = fixed_length
         self.folder = Path(folder)
         self.target = target
         self.task = task
-        self.batch_size = batch_size
         self.seed = seed
 
     def setup(self, stage: str | None = None) -> None:
@@ -104,7 +102,6 @@ class ScaledDataModule(L.LightningDataModule):
         # one example's shape; for sequences (T, F + 1) with T the longest train series, what a feed-forward net takes
         self.input_shape = tuple(int(v) for v in self.train_set.tensors[0].shape[1:])
         self.modality = modality(self.folder)
-        self.n_features = int(np.prod(self.input_shape))  # what a feed-forward net sees once it flattens
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)

@@ -176,7 +176,8 @@ def fit(
     torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(params.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
-    data = ScaledDataModule(scaled_dir, params.data.target, cfg.batch_size, params.seed, task,
+    # batches are cut by the module (rows_per_step); the data module only hands over the tensors and their order
+    data = ScaledDataModule(scaled_dir, params.data.target, params.seed, task,
                             fixed_length=params.model.kind in FIXED_LENGTH)
     data.setup()
     # 'auto' epochs, patience and weight decay sized by this split (resuming gives the same sizes)

@@ -1,8 +1,9 @@
-"""scale: encoders fitted on train, applied unchanged to every split."""
+"""scale: encoders fitted on train, applied unchanged to every split, by the functions the stage's main calls."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,8 @@ import pytest
 from pipeline.config import ScaleConfig
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import Schema
-from pipeline.stages.scale import scale
+from pipeline.preprocess.encoders import Encoders
+from pipeline.stages.scale import encode, encode_chunks, fit_encoders
 
 SCHEMA = Schema("species", (("bill", "numeric"), ("island", "categorical")))
 
@@ -25,6 +27,15 @@ def _splits() -> dict[str, pd.DataFrame]:
         "val": pd.DataFrame({"bill": [4.0, 9.0], "island": ["a", "c"], "species": ["Adelie", "Gentoo"]}),
         "test": pd.DataFrame({"bill": [104.0, 0.0], "island": ["b", "b"], "species": ["Chinstrap", "Gentoo"]}),
     }
+
+
+def scale(
+    splits: dict[str, pd.DataFrame], numeric: list[str], categorical: list[str], target: str, config: ScaleConfig,
+    schema: Schema = SCHEMA,
+) -> tuple[dict[str, pd.DataFrame], Any, Any]:
+    """What main does with each split: fit on train, encode every split (in one chunk)."""
+    encoders = fit_encoders(splits["train"], numeric, categorical, config, schema)
+    return {name: encode(frame, encoders, target) for name, frame in splits.items()}, encoders.features, encoders.target
 
 
 def test_output_columns_are_features_then_target() -> None:
@@ -66,3 +77,32 @@ def test_unseen_label_in_test_is_refused() -> None:
     splits["test"] = pd.DataFrame({"bill": [2.0], "island": ["a"], "species": ["Emperor"]})
     with pytest.raises(PipelineError, match=r"'species'.*'Emperor'"):
         scale(splits, SCHEMA.numeric, SCHEMA.categorical, SCHEMA.target, ScaleConfig(method="standard", encoding="onehot"))
+
+
+def test_encoding_in_chunks_gives_the_whole_split_encoded_at_once() -> None:
+    splits = _splits()
+    encoders = fit_encoders(splits["train"], SCHEMA.numeric, SCHEMA.categorical,
+                            ScaleConfig(method="standard", encoding="onehot"), SCHEMA)
+    whole = encode(splits["train"], encoders, "species")
+    parts = list(encode_chunks(splits["train"], encoders, "species", rows=3))
+    assert [len(part) for part in parts] == [3, 1]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+    (empty,) = encode_chunks(splits["train"].iloc[:0], encoders, "species")  # still one slice: the file's columns
+    assert list(empty.columns) == list(whole.columns) and empty.empty
+
+
+def test_sequences_keep_their_series_id_first_and_the_target_is_learnt_per_series() -> None:
+    schema = Schema("level", (("x", "numeric"),), task="regression", modality="sequence", sequence_id="series",
+                    sequence_time="step")
+    # series a: 3 steps at level 1, b: 1 step at level 5; per series the mean is 3 and the std 2 (per row: 2, sqrt 3)
+    train = pd.DataFrame({"series": ["a", "a", "a", "b"], "step": [0, 1, 2, 0], "x": [1.0, 2.0, 3.0, 6.0],
+                          "level": [1.0, 1.0, 1.0, 5.0]})
+    encoders = fit_encoders(train, ["x"], [], ScaleConfig(method="minmax", encoding="onehot"), schema)
+    assert isinstance(encoders, Encoders) and encoders.modality == "sequence"
+    assert encoders.sequence == {"series": "series", "length": 3}
+    assert (encoders.target.center_, encoders.target.scale_) == (3.0, 2.0)
+    out = encode(train, encoders, "level")
+    assert list(out.columns) == ["series", "x", "level"]
+    assert out["series"].tolist() == ["a", "a", "a", "b"]
+    np.testing.assert_allclose(out["x"], [0.0, 0.2, 0.4, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(out["level"], [-1.0, -1.0, -1.0, 1.0], rtol=1e-6)

@@ -454,11 +454,6 @@ def test_clean_class_weight_weighs_classes_by_series_count() -> None:
     pd.testing.assert_frame_equal(cleaned["train"], splits["train"], check_dtype=False)
 
 
-def test_clean_refuses_smote_for_sequences() -> None:
-    with pytest.raises(PipelineError, match=r"clean\.imbalance = 'smote' with sequence data"):
-        clean(_unbalanced(), SCHEMA, _config(imbalance="smote"), seed=0)
-
-
 @pytest.mark.parametrize("method", ["ffill", "interpolate"])
 def test_imputer_along_time_without_a_series_column_is_refused(method: str) -> None:
     frame = pd.DataFrame({"x": [1.0, NAN, 3.0]})

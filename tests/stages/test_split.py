@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import Schema
-from pipeline.stages.split import assign, row_groups, split, split_any, summarise
+from pipeline.stages.split import assign, row_groups, split_any, summarise
 
 SCHEMA = Schema("label", (("sex", "categorical"), ("cls", "numeric"), ("age", "categorical")), "classification")
+DEFAULTS = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+
+
+def split(
+    frame: pd.DataFrame, target: str, val: float, test: float, seed: int, stratify: bool = True
+) -> dict[str, pd.DataFrame]:
+    """A table split as the stage splits it (:func:`split_any`, method random, repeated rows kept): stratified
+    by ``target`` (classification) unless ``stratify`` is off (regression)."""
+    doc = copy.deepcopy(DEFAULTS)
+    doc["seed"] = seed
+    doc["split"].update(val=val, test=test)
+    features = tuple((c, "numeric") for c in frame.columns if c != target)
+    schema = Schema(target, features, "classification" if stratify else "regression")
+    parts, images = split_any(frame, None, schema, parse_params(doc))
+    assert images is None
+    return parts
 
 
 def _frame() -> pd.DataFrame:
