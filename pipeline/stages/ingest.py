@@ -22,7 +22,8 @@ from pipeline.config import DataConfig, load_params, require_task, resolved_auto
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_npy, write_parquet
 from pipeline.preprocess import sequence as seq
-from pipeline.preprocess.schema import Schema, as_category, column_kind, detect, infer_task
+from pipeline.preprocess.profile import Rows, build_profile, class_counts, column_profile, resolve_target
+from pipeline.preprocess.schema import Schema, as_category, column_kind, detect
 from pipeline.stages.common import stage_args
 
 
@@ -36,11 +37,11 @@ def _duplicated(frame: pd.DataFrame) -> pd.Series:
     return out
 
 
-def _repeats(frame: pd.DataFrame) -> dict[str, int]:
+def _repeats(frame: pd.DataFrame) -> tuple[int, int]:
     """How many rows repeat an earlier row exactly, and how many distinct rows occur more than once."""
     repeated = _duplicated(frame)
     groups = int((~_duplicated(frame.loc[repeated])).sum()) if repeated.any() else 0
-    return {"rows_repeated": int(repeated.sum()), "repeated_groups": groups}
+    return int(repeated.sum()), groups
 
 
 def _declared_numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) -> pd.DataFrame:
@@ -63,6 +64,57 @@ def _declared_numeric(frame: pd.DataFrame, columns: Sequence[str], source: str) 
                                 f"in data row {row + 1}")
         frame[name] = parsed.astype("float64")
     return frame
+
+
+def _check_columns(frame: pd.DataFrame, target: str, drop: Sequence[str], source: str) -> None:
+    """The target and the ``data.drop`` columns are in the table, and the target is not among those dropped."""
+    if target not in frame.columns:
+        raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
+    unknown = [c for c in drop if c not in frame.columns]
+    if unknown:
+        raise PipelineError(f"data.drop: column(s) {unknown} not found in {source}; expected some of {list(frame.columns)}")
+    if target in drop:
+        raise PipelineError(f"data.drop: {target!r} is data.target; expected feature columns only")
+
+
+def _missing_target(frame: pd.DataFrame, target: str, source: str) -> pd.Series:
+    """Which rows have no target; refuses a table where none has one, or where a number is infinite."""
+    no_target = frame[target].isna()
+    if no_target.all():
+        raise PipelineError(f"{source}: column {target!r}: expected some rows with a target, got none of {len(frame)}")
+    numbers = frame.select_dtypes("number")
+    infinite = [name for name in numbers.columns if np.isinf(numbers[name].to_numpy(dtype="float64")).any()]
+    if infinite:
+        raise PipelineError(
+            f"{source}: column(s) {infinite} hold +/-inf; expected finite numbers (or empty cells for missing values)"
+        )
+    return no_target
+
+
+def _features(
+    rows: pd.DataFrame, target: str, drop: Sequence[str], keys: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """The rows with a fresh index, less the ``drop`` columns and the near-unique text ones, categories as text.
+
+    Returns:
+        The rows, the kind of each feature kept (in column order) and the near-unique text columns left out.
+    """
+    kept = rows.drop(columns=list(drop)).reset_index(drop=True)
+    kinds = {name: detect(kept[name]) for name in kept.columns if name != target and name not in keys}
+    identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
+    kept = kept.drop(columns=identifiers)
+    for name in [name for name, kind in kinds.items() if kind == "categorical"]:
+        # the same text form predict gives raw rows, so training and serving agree
+        kept[name] = as_category(kept[name])
+    return kept, {name: kind for name, kind in kinds.items() if kind != "identifier"}, identifiers
+
+
+def _dropped_columns(drop: Sequence[str], identifiers: Sequence[str]) -> dict[str, str]:
+    """The profile's ``columns_dropped``: each column left out, with why."""
+    return {
+        **{name: "listed in data.drop" for name in drop},
+        **{name: "near-unique text (an identifier or free text), not a category" for name in identifiers},
+    }
 
 
 def ingest(
@@ -101,73 +153,74 @@ def ingest(
     Raises:
         PipelineError: If the target or a ``drop`` column is absent, or fewer than two classes remain.
     """
-    if target not in frame.columns:
-        raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
-    unknown = [c for c in drop if c not in frame.columns]
-    if unknown:
-        raise PipelineError(f"data.drop: column(s) {unknown} not found in {source}; expected some of {list(frame.columns)}")
-    if target in drop:
-        raise PipelineError(f"data.drop: {target!r} is data.target; expected feature columns only")
+    _check_columns(frame, target, drop, source)
     frame = _declared_numeric(frame, numeric, source)
-    no_target = frame[target].isna()
-    if no_target.all():
-        raise PipelineError(f"{source}: column {target!r}: expected some rows with a target, got none of {len(frame)}")
-    numeric = frame.select_dtypes("number")
-    infinite = [name for name in numeric.columns if np.isinf(numeric[name].to_numpy(dtype="float64")).any()]
-    if infinite:
-        raise PipelineError(
-            f"{source}: column(s) {infinite} hold +/-inf; expected finite numbers (or empty cells for missing values)"
-        )
+    no_target = _missing_target(frame, target, source)
     # a row missing its target cannot duplicate one that has it, so one pass over the whole frame will do
     duplicated = _duplicated(frame) & ~no_target if duplicates == "drop" else pd.Series(False, index=frame.index)
-    kept = frame.loc[~no_target & ~duplicated].drop(columns=list(drop)).reset_index(drop=True)
-    kinds = {name: detect(kept[name]) for name in kept.columns if name != target and name not in keys}
-    identifiers = [name for name, kind in kinds.items() if kind == "identifier"]
-    kept = kept.drop(columns=identifiers)
-    if task == "auto":
-        task, reason = infer_task(kept[target])
-    else:
-        reason = "set in data.task"
-    if task == "regression" and column_kind(kept[target]) != "numeric":
-        raise PipelineError(
-            f"data.task = 'regression': column {target!r} in {source}: expected numbers, got {kept[target].dtype} values"
-        )
-    classes = kept[target].value_counts().sort_index()
-    if task == "classification" and len(classes) < 2:
-        raise PipelineError(f"{source}: column {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
+    kept, kinds, identifiers = _features(frame.loc[~no_target & ~duplicated], target, drop, keys)
+    found = resolve_target(kept[target], task, source, "column")
     if len(kept.columns) < 2 + len(keys):
         raise PipelineError(f"{source}: expected at least one feature column besides {[target, *keys]}, got none")
-    schema = Schema(target, tuple((name, kinds[name]) for name in kept.columns if name in kinds), task)
-    for name in schema.categorical:  # the same text form predict gives raw rows, so training and serving agree
-        kept[name] = as_category(kept[name])
-    profile = {
-        "source": source,
-        "rows_loaded": int(len(frame)),
-        "rows_dropped_missing_target": int(no_target.sum()),
-        "rows_dropped_duplicate": int(duplicated.sum()),
-        "rows": int(len(kept)),
-        "duplicates": duplicates,
-        **_repeats(kept),
-        "task": task,
-        "task_reason": reason,
-        "columns_dropped": {
-            **{name: "listed in data.drop" for name in drop},
-            **{name: "near-unique text (an identifier or free text), not a category" for name in identifiers},
-        },
-        "columns": {
-            name: {
-                "dtype": str(kept[name].dtype),
-                "kind": "target" if name == target else kinds.get(name, "key"),
-                "missing": int(kept[name].isna().sum()),
-            }
-            for name in kept.columns
-        },
-        "class_counts": {str(k): int(v) for k, v in classes.items()} if task == "classification" else None,
-        "target_summary": None if task == "classification" else {
-            k: float(v) for k, v in kept[target].describe().items() if k != "count"
-        },
-    }
-    return kept, schema, profile
+    schema = Schema(target, tuple(kinds.items()), found.task)
+    rows = Rows(int(len(frame)), int(no_target.sum()), int(duplicated.sum()), int(len(kept)), duplicates,
+                *_repeats(kept))
+    dropped = _dropped_columns(drop, identifiers)
+    return kept, schema, build_profile(source, rows, found, dropped, column_profile(kept, target, kinds))
+
+
+def _sequence_keys(
+    frame: pd.DataFrame, target: str, series: str, time: str, drop: Sequence[str], source: str
+) -> pd.DataFrame:
+    """A copy of ``frame`` with the series ids as text and the times parsed; refuses an absent or empty key."""
+    frame = frame.copy()
+    for key, name in (("id", series), ("time", time)):
+        if name not in frame.columns:
+            raise PipelineError(f"data.sequence.{key} = {name!r}: column not found in {source}; expected one of {list(frame.columns)}")
+        if name == target or name in drop:
+            raise PipelineError(f"data.sequence.{key} = {name!r}: expected a column that is neither data.target nor in data.drop")
+        if key == "id":
+            frame[name] = as_category(frame[name])  # ids as text; a blank id is a missing one
+        empty = frame[name].isna()
+        if empty.any():
+            raise PipelineError(f"{source}: column {name!r} (data.sequence.{key}): expected a value on every row, "
+                                f"got {int(empty.sum())} empty")
+    frame[time] = seq.as_time(frame[time], time, source)
+    return frame
+
+
+def _series_label(frame: pd.DataFrame, series: str, target: str, source: str) -> pd.Series:
+    """The target with each series' label on all its rows; refuses a label that changes within a series."""
+    labels = frame.groupby(series, sort=False)[target]
+    distinct = labels.nunique()
+    changing = distinct[distinct > 1]
+    if len(changing):
+        first = changing.index[0]
+        values = sorted(frame.loc[frame[series] == first, target].dropna().unique().tolist(), key=str)
+        raise PipelineError(
+            f"{source}: column {target!r}: label changes within series {first!r} (values {values}); expected one "
+            f"label per series ({len(changing)} series affected)"
+        )
+    return labels.transform("first")
+
+
+def _series_steps(kept: pd.DataFrame, series: str, time: str, source: str) -> pd.Series:
+    """Steps per series; refuses a time step given twice with different values, and a series of one step."""
+    repeated = kept.duplicated([series, time])
+    if repeated.any():
+        row = kept.loc[repeated].iloc[0]
+        raise PipelineError(
+            f"{source}: series {row[series]!r} has time {row[time]} on more than one row with different values; "
+            "expected one row per (series, time step)"
+        )
+    steps = seq.lengths(kept, series)
+    short = steps[steps < 2]
+    if len(short):
+        raise PipelineError(
+            f"{source}: series {short.index[0]!r} has {int(short.iloc[0])} time step; expected at least 2 per series "
+            f"(a sequence model needs more than one step; {len(short)} series affected)"
+        )
+    return steps
 
 
 def ingest_sequences(
@@ -188,58 +241,53 @@ def ingest_sequences(
     """
     if target not in frame.columns:
         raise PipelineError(f"data.target = {target!r}: column not found in {source}; expected one of {list(frame.columns)}")
-    frame = frame.copy()
-    for key, name in (("id", series), ("time", time)):
-        if name not in frame.columns:
-            raise PipelineError(f"data.sequence.{key} = {name!r}: column not found in {source}; expected one of {list(frame.columns)}")
-        if name == target or name in drop:
-            raise PipelineError(f"data.sequence.{key} = {name!r}: expected a column that is neither data.target nor in data.drop")
-        if key == "id":
-            frame[name] = as_category(frame[name])  # ids as text; a blank id is a missing one
-        empty = frame[name].isna()
-        if empty.any():
-            raise PipelineError(f"{source}: column {name!r} (data.sequence.{key}): expected a value on every row, "
-                                f"got {int(empty.sum())} empty")
-    frame[time] = seq.as_time(frame[time], time, source)
-    labels = frame.groupby(series, sort=False)[target]
-    distinct = labels.nunique()
-    changing = distinct[distinct > 1]
-    if len(changing):
-        first = changing.index[0]
-        values = sorted(frame.loc[frame[series] == first, target].dropna().unique().tolist(), key=str)
-        raise PipelineError(
-            f"{source}: column {target!r}: label changes within series {first!r} (values {values}); expected one "
-            f"label per series ({len(changing)} series affected)"
-        )
-    frame[target] = labels.transform("first")  # fill a series' unlabelled rows with its label
+    frame = _sequence_keys(frame, target, series, time, drop, source)
+    frame[target] = _series_label(frame, series, target, source)  # fill a series' unlabelled rows with its label
     kept, schema, profile = ingest(frame, target, source, drop, task, keys=(series, time), numeric=numeric,
                                    duplicates="drop")
     kept = seq.order(kept, series, time)
-    repeated = kept.duplicated([series, time])
-    if repeated.any():
-        row = kept.loc[repeated].iloc[0]
-        raise PipelineError(
-            f"{source}: series {row[series]!r} has time {row[time]} on more than one row with different values; "
-            "expected one row per (series, time step)"
-        )
-    steps = seq.lengths(kept, series)
-    short = steps[steps < 2]
-    if len(short):
-        raise PipelineError(
-            f"{source}: series {short.index[0]!r} has {int(short.iloc[0])} time step; expected at least 2 per series "
-            f"(a sequence model needs more than one step; {len(short)} series affected)"
-        )
+    steps = _series_steps(kept, series, time, source)
     schema = Schema(schema.target, schema.features, schema.task, "sequence", series, time)
     per_series = seq.series_labels(kept, series, target)
     profile.update(
         modality="sequence",
         series=int(len(steps)),
         series_length={"min": int(steps.min()), "median": float(steps.median()), "max": int(steps.max())},
-        class_counts={str(k): int(v) for k, v in per_series.value_counts().sort_index().items()}
-        if schema.task == "classification" else None,
+        class_counts=class_counts(per_series) if schema.task == "classification" else None,  # a label per series
         class_counts_unit="series",
     )
     return kept, schema, profile
+
+
+def _image_labels(x: np.ndarray, y: np.ndarray, target: str, source: str) -> tuple[pd.Series, np.ndarray]:
+    """The labels (text ones in category form) and which images have none; refuses non-finite pixels and a set
+    with no label at all."""
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise PipelineError(
+            f"{source}: array 'x': expected finite pixel values, got NaN or +/-inf in {int(bad.sum())} image(s), "
+            f"first at index {int(np.flatnonzero(bad)[0])}"
+        )
+    labels = pd.Series(y, name=target)
+    if labels.dtype.kind in "OUS":
+        labels = as_category(labels)
+    no_target = labels.isna().to_numpy()
+    if no_target.all():
+        raise PipelineError(f"{source}: array {target!r}: expected some labelled images, got none of {len(x)}")
+    return labels, no_target
+
+
+def _image_repeats(x: np.ndarray, labels: pd.Series, no_target: np.ndarray) -> tuple[np.ndarray, int]:
+    """Which labelled images repeat an earlier one's pixels and label, and how many distinct images they copy."""
+    # an image and its label hashed together; equal hashes are confirmed byte for byte
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    keys = pd.DataFrame({"pixels": [row.tobytes() for row in flat], "label": labels.astype("str")})
+    # unlabelled images are left out first, so they never count as copies
+    labelled = keys.loc[~no_target]
+    repeated = np.zeros(len(x), dtype=bool)
+    repeated[~no_target] = labelled.duplicated().to_numpy()
+    groups = int((~labelled.loc[repeated[~no_target]].duplicated()).sum())
+    return repeated, groups
 
 
 def ingest_images(
@@ -256,63 +304,21 @@ def ingest_images(
     Raises:
         PipelineError: If a pixel is not finite, no image has a label, or fewer than two classes remain.
     """
-    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    if bad.any():
-        raise PipelineError(
-            f"{source}: array 'x': expected finite pixel values, got NaN or +/-inf in {int(bad.sum())} image(s), "
-            f"first at index {int(np.flatnonzero(bad)[0])}"
-        )
-    labels = pd.Series(y, name=target)
-    if labels.dtype.kind in "OUS":
-        labels = as_category(labels)
-    no_target = labels.isna().to_numpy()
-    if no_target.all():
-        raise PipelineError(f"{source}: array {target!r}: expected some labelled images, got none of {len(x)}")
-    # an image and its label hashed together; equal hashes are confirmed byte for byte
-    flat = np.ascontiguousarray(x.reshape(len(x), -1))
-    keys = pd.DataFrame({"pixels": [row.tobytes() for row in flat], "label": labels.astype("str")})
-    # unlabelled images are left out first, so they never count as copies
-    labelled = keys.loc[~no_target]
-    repeated = np.zeros(len(x), dtype=bool)
-    repeated[~no_target] = labelled.duplicated().to_numpy()
-    groups = int((~labelled.loc[repeated[~no_target]].duplicated()).sum())
-    duplicated = repeated if duplicates == "drop" else np.zeros(len(x), dtype=bool)
+    labels, no_target = _image_labels(x, y, target, source)
+    repeated, groups = _image_repeats(x, labels, no_target)
+    kept_copies = duplicates != "drop"
+    duplicated = np.zeros(len(x), dtype=bool) if kept_copies else repeated
     keep = ~no_target & ~duplicated
     images = x[keep]
     table = pd.DataFrame({target: labels[keep].reset_index(drop=True)})
-    if task == "auto":
-        task, reason = infer_task(table[target])
-    else:
-        reason = "set in data.task"
-    if task == "regression" and column_kind(table[target]) != "numeric":
-        raise PipelineError(f"data.task = 'regression': array {target!r} in {source}: expected numbers, got {labels.dtype}")
-    classes = table[target].value_counts().sort_index()
-    if task == "classification" and len(classes) < 2:
-        raise PipelineError(f"{source}: array {target!r}: expected at least 2 classes, got {classes.index.tolist()}")
+    found = resolve_target(table[target], task, source, "array")
     shape = tuple(int(v) for v in images.shape[1:])
-    schema = Schema(target, (), task, "image", image_shape=shape)
-    profile = {
-        "source": source,
-        "modality": "image",
-        "rows_loaded": int(len(x)),
-        "rows_dropped_missing_target": int(no_target.sum()),
-        "rows_dropped_duplicate": int(duplicated.sum()),
-        "rows": int(len(images)),
-        "duplicates": duplicates,
-        "rows_repeated": 0 if duplicates == "drop" else int(repeated.sum()),
-        "repeated_groups": 0 if duplicates == "drop" else groups,
-        "task": task,
-        "task_reason": reason,
-        "image_shape": list(shape),
-        "pixels": {"dtype": "float32", "min": float(images.min()), "max": float(images.max()),
-                   "mean": float(images.mean())},
-        "columns_dropped": {},
-        "columns": {target: {"dtype": str(table[target].dtype), "kind": "target", "missing": 0}},
-        "class_counts": {str(k): int(v) for k, v in classes.items()} if task == "classification" else None,
-        "target_summary": None if task == "classification" else {
-            k: float(v) for k, v in table[target].describe().items() if k != "count"
-        },
-    }
+    schema = Schema(target, (), found.task, "image", image_shape=shape)
+    rows = Rows(int(len(x)), int(no_target.sum()), int(duplicated.sum()), int(len(images)), duplicates,
+                int(repeated.sum()) if kept_copies else 0, groups if kept_copies else 0)
+    pixels = {"dtype": "float32", "min": float(images.min()), "max": float(images.max()), "mean": float(images.mean())}
+    columns = {target: {"dtype": str(table[target].dtype), "kind": "target", "missing": 0}}
+    profile = build_profile(source, rows, found, {}, columns, "image", image_shape=list(shape), pixels=pixels)
     return table, images, schema, profile
 
 
