@@ -7,6 +7,7 @@ non-finite pixels) and are rebalanced with their labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from pipeline.errors import run_main
 from pipeline.io import atomic_dir, read_npy, write_json, write_npy
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.impute import Imputer
+from pipeline.preprocess.profile import class_counts
 from pipeline.preprocess.rebalance import (
     class_prior, class_weights, rebalance, resample_positions, smote, smote_arrays,
 )
@@ -24,10 +26,6 @@ from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, read_splits, stage_args, write_splits
 
 COPY = "~"  # an upsampled copy of series "s7" becomes series "s7~1", "s7~2", ...
-
-
-def _counts(labels: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
 
 
 def _balance(natural: dict[str, int] | None, after: dict[str, int] | None, weights: dict[str, float] | None,
@@ -87,6 +85,60 @@ def rebalance_series(frame: pd.DataFrame, series: str, target: str, strategy: st
     return pd.concat(parts, ignore_index=True)
 
 
+def _labels(schema: Schema) -> Callable[[pd.DataFrame], pd.Series]:
+    """How to read the labels class counts are taken over: a label per series for sequences, per row otherwise."""
+    if schema.modality == "sequence":
+        return lambda frame: seq.series_labels(frame, schema.sequence_id, schema.target)
+    return lambda frame: frame[schema.target]
+
+
+def _impute_splits(
+    typed: dict[str, pd.DataFrame | None], imputer: Imputer, schema: Schema, drop_rows: bool
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Apply the fitted imputer to every typed split (train less its incomplete rows with ``drop_rows``).
+
+    Each typed split is released from ``typed`` once cleaned, so only one extra copy is held at a time.
+
+    Returns:
+        The cleaned splits and the report of what was dropped and filled.
+    """
+    train = typed["train"]
+    if drop_rows:
+        train = train.loc[imputer.complete(train)]  # sequences: whole series, as the imputer learned from
+    kept = imputer.numeric_ + imputer.categorical_
+    series = schema.sequence_id
+    report: dict[str, Any] = {
+        "columns_dropped": imputer.dropped_,
+        "indicator_columns": imputer.indicator_columns_,
+        "train_rows_dropped_incomplete": int(len(typed["train"]) - len(train)),
+        **({"train_series_dropped_incomplete": int(typed["train"][series].nunique() - train[series].nunique())}
+           if schema.modality == "sequence" else {}),
+        "filled": {
+            name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
+            for name, frame in {**typed, "train": train}.items()
+        },
+    }
+    cleaned = {}
+    for name in ("train", "val", "test"):  # each typed split released once cleaned
+        cleaned[name] = imputer.transform(train if name == "train" else typed[name])
+        typed[name] = None
+        if name == "train":
+            train = None
+    return cleaned, report
+
+
+def _rebalance_train(
+    train: pd.DataFrame, schema: Schema, imputer: Imputer, config: CleanConfig, imbalance: str, seed: int
+) -> pd.DataFrame:
+    """Resample the cleaned train split by ``imbalance``: whole series for sequences, SMOTE or rows otherwise."""
+    if schema.modality == "sequence":  # never smote: params.yaml refuses it with sequence data (pipeline.config.Params)
+        return rebalance_series(train, schema.sequence_id, schema.target, imbalance, seed)
+    if imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
+        return smote(train, schema.target, imputer.numeric_, imputer.categorical_out_ + imputer.indicator_columns_,
+                     config.smote_neighbors, seed)
+    return rebalance(train, schema.target, imbalance, seed)
+
+
 def clean(
     splits: dict[str, pd.DataFrame], schema: Schema, config: CleanConfig, seed: int
 ) -> tuple[dict[str, pd.DataFrame], Imputer, dict[str, Any]]:
@@ -103,44 +155,17 @@ def clean(
     """
     sequences = schema.modality == "sequence"
     classification = schema.task == "classification"
-    labels = (lambda f: seq.series_labels(f, schema.sequence_id, schema.target)) if sequences else (
-        lambda f: f[schema.target])
-    natural = _counts(labels(splits["train"])) if classification else None  # before any row is dropped
+    labels = _labels(schema)
+    natural = class_counts(labels(splits["train"])) if classification else None  # before any row is dropped
     imputer = _imputer(config, seed, schema.sequence_id if sequences else None)
     # the typed form serving gives raw rows (dates as days, categories as text), so both paths agree
-    splits = {name: _typed(frame, schema, name) for name, frame in splits.items()}
-    imputer.fit(splits["train"], schema.numeric, schema.categorical)
-    train = splits["train"]
-    if config.drop_rows:
-        train = train.loc[imputer.complete(train)]  # sequences: whole series, as the imputer learned from
-    kept = imputer.numeric_ + imputer.categorical_
-    report: dict[str, Any] = {
-        "columns_dropped": imputer.dropped_,
-        "indicator_columns": imputer.indicator_columns_,
-        "train_rows_dropped_incomplete": int(len(splits["train"]) - len(train)),
-        **({"train_series_dropped_incomplete": int(splits["train"][schema.sequence_id].nunique()
-                                                    - train[schema.sequence_id].nunique())} if sequences else {}),
-        "filled": {
-            name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
-            for name, frame in {**splits, "train": train}.items()
-        },
-    }
-    cleaned = {}
-    for name in ("train", "val", "test"):  # each typed split is dropped once cleaned: one extra copy at a time
-        cleaned[name] = imputer.transform(train if name == "train" else splits[name])
-        splits[name] = None
-        if name == "train":
-            train = None
+    typed = {name: _typed(frame, schema, name) for name, frame in splits.items()}
+    imputer.fit(typed["train"], schema.numeric, schema.categorical)
+    cleaned, report = _impute_splits(typed, imputer, schema, config.drop_rows)
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
-    before = _counts(labels(cleaned["train"])) if classification else None
-    if sequences:  # never smote: params.yaml refuses it with sequence data (pipeline.config.Params)
-        cleaned["train"] = rebalance_series(cleaned["train"], schema.sequence_id, schema.target, imbalance, seed)
-    elif imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
-        cleaned["train"] = smote(cleaned["train"], schema.target, imputer.numeric_,
-                                 imputer.categorical_out_ + imputer.indicator_columns_, config.smote_neighbors, seed)
-    else:
-        cleaned["train"] = rebalance(cleaned["train"], schema.target, imbalance, seed)
-    after = _counts(labels(cleaned["train"])) if classification else None
+    before = class_counts(labels(cleaned["train"])) if classification else None
+    cleaned["train"] = _rebalance_train(cleaned["train"], schema, imputer, config, imbalance, seed)
+    after = class_counts(labels(cleaned["train"])) if classification else None
     weights = class_weights(labels(cleaned["train"])) if imbalance == "class_weight" else None
     report.update(
         imbalance=imbalance,
@@ -164,14 +189,14 @@ def clean_images(
     classification = schema.task == "classification"
     imbalance = config.imbalance if classification else "none"
     train, x = splits["train"], images["train"]
-    before = _counts(train[schema.target]) if classification else None
+    before = class_counts(train[schema.target]) if classification else None
     if imbalance == "smote":
         x, y = smote_arrays(x, train[schema.target].to_numpy(), config.smote_neighbors, seed)
         train = pd.DataFrame({schema.target: pd.Series(y).astype(train[schema.target].dtype)})
     else:
         positions = resample_positions(train[schema.target].to_numpy(), imbalance, seed)
         train, x = train.iloc[positions].reset_index(drop=True), x[positions]
-    after = _counts(train[schema.target]) if classification else None
+    after = class_counts(train[schema.target]) if classification else None
     weights = class_weights(train[schema.target]) if imbalance == "class_weight" else None
     report: dict[str, Any] = {
         "columns_dropped": [],
