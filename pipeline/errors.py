@@ -59,7 +59,6 @@ def run_main(main: Callable[[], None], name: str) -> None:
         main: The function to run.
         name: The stage or command name, printed before the message.
     """
-
     # SIGTERM as an exception in every stage, not only inside an MLflow run: the atomic writers' cleanup runs
     # (no temporary folder is left behind) and the stage ends with its one line and 143
     with sigterm_raises(only_default=True):
