@@ -1,4 +1,5 @@
-"""Reading and writing stage files: atomic writes, and reads that name the file when it is missing or corrupt.
+"""Reading, writing and hashing stage files: atomic writes, reads that name the file when it is missing or corrupt,
+and the md5 DVC records for each.
 
 Every output goes to a temporary name beside its final place and is renamed into place only once complete,
 so a failed stage never leaves a complete-looking file behind (DESIGN rule 2).
@@ -7,6 +8,7 @@ so a failed stage never leaves a complete-looking file behind (DESIGN rule 2).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -247,3 +249,12 @@ def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:
         raise PipelineError(f"{path}: expected a .npy array, got an unreadable file ({exc})") from None
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes, the hash DVC itself uses."""
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -24,8 +24,8 @@ own process group, so ``stop`` ends it together with its uvicorn workers.
 Nothing here imports MLflow: the server is a child process.
 
 The package, one concern a module: :mod:`~pipeline.server.layout` (defaults, where each part lives),
-:mod:`~pipeline.server.files` (logs, private files), :mod:`~pipeline.server.processes` (ports, process
-groups, the lock, SIGTERM), :mod:`~pipeline.server.statefile` (``state.json``), :mod:`~pipeline.server.postgres`
+:mod:`~pipeline.server.files` (logs, private files), :mod:`~pipeline.server.processes` (ports, MLflow's
+process group, the folder's lock), :mod:`~pipeline.server.statefile` (``state.json``), :mod:`~pipeline.server.postgres`
 (the cluster) and :mod:`~pipeline.server.mlflow_app` (``mlflow server``); this module starts, stops and
 describes the whole.
 """
@@ -38,7 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, sigterm_raises
+from pipeline.plumbing import alive
 from pipeline.server.layout import (
     AUTH_DB,
     DB_USER,
@@ -69,10 +70,8 @@ from pipeline.server.postgres import (
     stop_postgres,
 )
 from pipeline.server.processes import (
-    _alive,
     _locked,
     _mlflow_group,
-    _sigterm_raises,
     group_members,
     port_free,
     stop_group,
@@ -109,7 +108,7 @@ def status(root: Path = DEFAULT_DIR) -> Status:
     state = read_state(layout)
     members = _mlflow_group(state.get("mlflow_pgid"))
     mlflow_pid = state.get("mlflow_pid") if members else None
-    postgres_pid = state.get("postgres_pid") if _alive(state.get("postgres_pid")) else None
+    postgres_pid = state.get("postgres_pid") if alive(state.get("postgres_pid")) else None
     if postgres_pid is None and (cluster := _cluster(layout, state)) is not None:
         postgres_pid = pg_running(*cluster, layout)
     url = state.get("url") if mlflow_pid is not None else None
@@ -129,7 +128,7 @@ def start(root: Path = DEFAULT_DIR, host: str = DEFAULT_HOST, port: int = DEFAUL
     layout = Layout(Path(root).absolute())
     if port == pg_port:
         raise PipelineError(f"--port and --pg-port are both {port}: give PostgreSQL and MLflow different ports")
-    with _locked(layout), _sigterm_raises():
+    with _locked(layout), sigterm_raises():
         now = status(layout.root)
         if now.running:
             return now, False
@@ -190,7 +189,7 @@ def stop(root: Path = DEFAULT_DIR) -> list[str]:
     layout = Layout(Path(root).absolute())
     if not layout.root.is_dir():
         return []
-    with _locked(layout), _sigterm_raises():
+    with _locked(layout), sigterm_raises():
         return _stop(layout, read_state(layout))
 
 

@@ -122,7 +122,7 @@ def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: 
     A checkpoint is resumed only under the same fingerprint. ``checkpoint_every`` and ``lr_find`` are left out:
     neither changes the weights.
     """
-    from pipeline.tracking import file_md5
+    from pipeline.io import file_md5
 
     train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find"})
     settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,

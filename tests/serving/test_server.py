@@ -16,14 +16,19 @@ import pytest
 
 from pipeline import server, tracking
 from pipeline.errors import PipelineError
-from tests.project import env, free_port
+from pipeline.plumbing import file_lock
+from tests.project import ROOT, env, free_port
 
 
+def here_env() -> dict[str, str]:
+    """:func:`env` with this checkout first on ``sys.path``: the commands run in a temporary folder, where
+    ``python -m pipeline`` would otherwise import whichever checkout the virtual environment was installed from."""
+    return {**env(), "PYTHONPATH": str(ROOT)}
 
 
 def start(folder: Path, *args: str | int) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipeline", "server", "start", "--dir", str(folder),
-                           *map(str, args)], cwd=folder.parent, env=env(), capture_output=True, text=True,
+                           *map(str, args)], cwd=folder.parent, env=here_env(), capture_output=True, text=True,
                           check=False, timeout=120)
 
 
@@ -74,13 +79,25 @@ def test_the_same_port_for_both_is_refused(tmp_path: Path) -> None:
     assert "--port and --pg-port are both" in line
 
 
+@pytest.mark.parametrize("command", ["start", "stop"])
+def test_a_second_start_or_stop_is_refused_at_once_while_one_runs(tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "server"
+    folder.mkdir()
+    with file_lock(server.Layout(folder).lock):  # what a running `server start` or `server stop` holds
+        done = subprocess.run([sys.executable, "-m", "pipeline", "server", command, "--dir", str(folder)],
+                              cwd=tmp_path, env=here_env(), capture_output=True, text=True, check=False, timeout=60)
+    line = one_error(done)
+    assert line.endswith(f"{folder}: another `server start` or `server stop` is running"), line
+    assert_nothing_started(folder)
+
+
 def test_status_and_stop_without_a_server(tmp_path: Path) -> None:
     folder = tmp_path / "server"
     base = [sys.executable, "-m", "pipeline", "server"]
-    status = subprocess.run([*base, "status", "--dir", str(folder)], env=env(), capture_output=True, text=True,
+    status = subprocess.run([*base, "status", "--dir", str(folder)], env=here_env(), capture_output=True, text=True,
                             check=False)
     assert status.returncode == 3 and "not running" in status.stdout
-    stop = subprocess.run([*base, "stop", "--dir", str(folder)], env=env(), capture_output=True, text=True,
+    stop = subprocess.run([*base, "stop", "--dir", str(folder)], env=here_env(), capture_output=True, text=True,
                           check=False)
     assert stop.returncode == 0 and "nothing was running" in stop.stdout
 

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, call, env, free_port, make_project
+from tests.project import BIN, ROOT, call, env, free_port, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +54,10 @@ def port_free(port: int) -> bool:
 
 def server_cli(action: str, folder: Path, *args: str | int, environ: dict[str, str] | None = None,
                check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``python -m pipeline server ACTION --dir FOLDER ...``."""
+    """``python -m pipeline server ACTION --dir FOLDER ...``, this checkout's (the folder is outside it, where
+    ``python -m pipeline`` would import whichever checkout the virtual environment was installed from)."""
     return call([sys.executable, "-m", "pipeline", "server", action, "--dir", folder, *map(str, args)],
-                folder.parent, environ or env(), check=check)
+                folder.parent, {**(environ or env()), "PYTHONPATH": str(ROOT)}, check=check)
 
 
 def alive(pid: int) -> bool:
