@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 from pipeline.config import Params
 from pipeline.training.fit import FitResult, fit
+
+# What fit calls after each epoch with that epoch's metrics (MLflow's log_metrics, in the stage).
+Sink = Callable[[dict[str, float], int], None]
+# Runs one restart: given its index, its params and the fit (to call with a sink or None), returns that fit.
+# The train stage passes one that opens each restart's MLflow run around the fit; without one nothing is tracked.
+RestartRunner = Callable[[int, Params, Callable[[Sink | None], FitResult]], FitResult]
+
 
 def restart_seeds(seed: int, restarts: int) -> list[int]:
     """The seed of each restart: ``seed`` itself, then ``seed + 1``, ... (wrapping within the 32-bit range)."""
@@ -31,29 +39,38 @@ def restart_plan(params: Params, checkpoints: Path) -> list[tuple[Params, Path]]
     return plan
 
 
-def fit_restarts(params: Params, experiment: str, args: Any, n_outputs: int, class_weight: list[float] | None,
-                 task: str, val_offsets: list[float] | None = None) -> tuple[list[FitResult], list[str]]:
-    """Train ``train.restarts`` networks, each from its own seed, each in a nested MLflow run of the active one.
+def untracked(index: int, settings: Params, fit_one: Callable[[Sink | None], FitResult]) -> FitResult:
+    """The :data:`RestartRunner` that tracks nothing: the fit, without a sink."""
+    return fit_one(None)
+
+
+def fit_restarts(params: Params, scaled: Path, n_outputs: int, class_weight: list[float] | None, task: str,
+                 checkpoints: Path, val_offsets: list[float] | None = None,
+                 runner: RestartRunner = untracked) -> list[FitResult]:
+    """Train ``train.restarts`` networks, each from its own seed and in its own checkpoint folder (one restart: the
+    params as they are, in ``checkpoints`` itself).
+
+    Args:
+        params: The resolved params.
+        scaled: The scale stage's output folder.
+        n_outputs: The network's outputs (classes, or 1 for regression).
+        class_weight: Loss weight per class index, or ``None``.
+        task: ``classification`` or ``regression``.
+        checkpoints: The folder for training checkpoints.
+        val_offsets: Logit offsets validation judges the network with (prior correction), or ``None``.
+        runner: Runs each restart's fit (see :data:`RestartRunner`); the default tracks nothing.
 
     Returns:
-        Each restart's fit, and its MLflow run id.
+        Each restart's fit, in order.
     """
-    import mlflow
+    results = []
+    for i, (settings, folder) in enumerate(restart_plan(params, checkpoints)):
+        fit_one = partial(_fit_one, settings, scaled, n_outputs, class_weight, task, folder, val_offsets)
+        results.append(runner(i, settings, fit_one))
+    return results
 
-    from pipeline import tracking
 
-    plan = restart_plan(params, args.checkpoints)
-    results, run_ids = [], []
-    for i, (settings, folder) in enumerate(plan):
-        seed = settings.seed
-        with tracking.tracked_run(experiment_id=experiment, run_name=f"restart {i} (seed {seed})", nested=True) as run:
-            mlflow.log_params({"restart": i, "seed": seed})
-            mlflow.set_tags({"seed": str(seed), "restart": str(i), "model.kind": params.model.kind, "task": task})
-            print(f"train: restart {i + 1} of {len(plan)} (seed {seed})", flush=True)
-            result = fit(settings, args.scaled, n_outputs, lambda m, e: mlflow.log_metrics(m, step=e), class_weight,
-                         task, checkpoints=folder, val_offsets=val_offsets)
-            mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs,
-                                f"best/{params.train.early_stopping.monitor}": result.best_value})
-        results.append(result)
-        run_ids.append(run.info.run_id)
-    return results, run_ids
+def _fit_one(settings: Params, scaled: Path, n_outputs: int, class_weight: list[float] | None, task: str,
+             folder: Path, val_offsets: list[float] | None, sink: Sink | None) -> FitResult:
+    """One restart's fit, reporting each epoch to ``sink``."""
+    return fit(settings, scaled, n_outputs, sink, class_weight, task, checkpoints=folder, val_offsets=val_offsets)
