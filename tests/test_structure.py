@@ -20,7 +20,6 @@ PACKAGE_LIMIT = 80
 # it may shrink, never grow past it. Remove an entry once its function is within the limit; a function not
 # listed here that goes over the limit fails.
 ALLOWED_OVER: dict[str, int] = {
-    "pipeline/stages/evaluate.py::main": 155,  # being split into steps on another branch
     "pipeline/training/fit.py::fit": 108,  # being split into steps on another branch
 }
 
