@@ -7,6 +7,7 @@ without executing anything stored in the artifact.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,7 +59,15 @@ def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], ou
             "layers": rnn.layers, "bidirectional": rnn.bidirectional, "images": modality == "image", **common}
 
 
-INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
+# One way to draw a weight per ``model.init`` but ``default``, given the activation's gain and nonlinearity name.
+DRAWS: dict[str, Callable[[torch.Tensor, float, str], Any]] = {
+    "xavier_uniform": lambda weight, gain, nonlinearity: nn.init.xavier_uniform_(weight, gain=gain),
+    "xavier_normal": lambda weight, gain, nonlinearity: nn.init.xavier_normal_(weight, gain=gain),
+    "kaiming_uniform": lambda weight, gain, nonlinearity: nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity),
+    "kaiming_normal": lambda weight, gain, nonlinearity: nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity),
+    "orthogonal": lambda weight, gain, nonlinearity: nn.init.orthogonal_(weight, gain=gain),
+}
+INITS = ("default", *DRAWS)
 
 
 def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
@@ -68,25 +77,20 @@ def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
     ``activation`` (GELU and ELU counted as ReLU); ``orthogonal`` suits recurrent weights, and a recurrent
     layer's hidden-to-hidden weights are orthogonal under every scheme but ``default``, since repeated
     multiplication by them is what makes gradients vanish or explode. Norm layers keep weight 1 and bias 0.
+
+    Raises:
+        PipelineError: On an unknown scheme. The schema refuses one in ``params.yaml``, but a spec also comes
+            from a model bundle's ``net.json`` (:meth:`pipeline.bundle.ModelBundle.load`), which it never sees.
     """
     if scheme == "default":
         return
-    if scheme not in INITS:
+    if scheme not in DRAWS:
         raise PipelineError(f"model.init: expected one of {INITS}, got {scheme!r}")
     nonlinearity = activation if activation in ("relu", "leaky_relu", "tanh", "sigmoid") else "relu"
     gain = nn.init.calculate_gain(nonlinearity)
 
     def draw(weight: torch.Tensor) -> None:
-        if scheme == "xavier_uniform":
-            nn.init.xavier_uniform_(weight, gain=gain)
-        elif scheme == "xavier_normal":
-            nn.init.xavier_normal_(weight, gain=gain)
-        elif scheme == "kaiming_uniform":
-            nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity)
-        elif scheme == "kaiming_normal":
-            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
-        else:
-            nn.init.orthogonal_(weight, gain=gain)
+        DRAWS[scheme](weight, gain, nonlinearity)
 
     for module in net.modules():
         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):

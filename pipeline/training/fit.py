@@ -19,7 +19,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.config import Params  # noqa: E402
+from pipeline.config import Params, TrainConfig  # noqa: E402
 from pipeline.config.auto import budget  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
@@ -156,7 +156,7 @@ def fit(
     CPU the result is bit-identical to an uninterrupted run.
 
     Args:
-        params: The validated params (reads ``seed``, ``model`` and ``train``).
+        params: The validated params (reads ``seed``, ``data.target``, ``model`` and ``train``).
         scaled_dir: The scale stage's output.
         n_outputs: Output width: the number of classes, or 1 for regression.
         sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
@@ -164,53 +164,109 @@ def fit(
         task: ``classification`` or ``regression``.
         checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
         val_offsets: The bundle's prior-correction offsets, applied to validation (see :class:`LitModel`).
-        probes: Callbacks that only observe (``benchmarks/stopping.py`` scores every epoch with one); they must
-            not change the weights, which the checkpoint fingerprint assumes.
+        probes: Callbacks that only observe (``benchmarks/stopping.py``): the fingerprint assumes the same weights.
 
     Returns:
-        The best epoch's weights (a CPU state dict), its spec and the per-epoch history.
+        The best epoch's weights (a CPU state dict), its spec, the per-epoch history and the sizes it ran with.
     """
+    seeded(params)
+    data, params = sized(params, scaled_dir, task)
+    cfg, stop = params.train, params.train.early_stopping
+    spec, module = build_module(params, data, n_outputs, task, class_weight, val_offsets)
+    finding = lr_finding(module, data, params.seed) if cfg.lr_find else None
+    history, best = EpochHistory(sink), BestWeights(stop.monitor, stop.direction, stop.min_delta)
+    callbacks: list[L.Callback] = [history, best, early_stopping(cfg), *probes]
+    resume = None
+    if checkpoints is not None and cfg.checkpoint_every > 0:
+        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)
+        resume = resume_from(checkpoints, mark, cfg)
+        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
+    trainer = build_trainer(cfg, callbacks)
+    trainer.fit(module, datamodule=data, ckpt_path=None if resume is None else resume[0])
+    return fit_result(cfg, spec, trainer, best, history, None if resume is None else resume[1], finding)
+
+
+def fit_result(cfg: TrainConfig, spec: dict[str, Any], trainer: L.Trainer, best: BestWeights, history: EpochHistory,
+               resumed_from: int | None, finding: LRFinding | None) -> FitResult:
+    """What the finished training produced, with the sizes ``cfg`` (sized) ran with.
+
+    Raises:
+        PipelineError: If the monitored figure was never finite, so no epoch's weights were kept.
+    """
+    stop = cfg.early_stopping
+    if best.weights is None:
+        raise PipelineError(f"train: {stop.monitor} was never finite; nothing to save")
+    return FitResult(
+        spec=spec, state_dict=best.weights, history=history.history, best_epoch=int(best.best_epoch),
+        best_value=float(best.best_value), epochs=trainer.current_epoch, device=str(trainer.strategy.root_device),
+        resumed_from=resumed_from, lr_finding=finding, max_epochs=int(cfg.max_epochs),
+        patience=int(stop.patience), weight_decay=float(cfg.weight_decay),
+    )
+
+
+def seeded(params: Params) -> None:
+    """Check the hardware, quieten Lightning and make this process's training a function of ``params.seed``."""
     cfg = params.train
     check_accelerator(cfg.accelerator, cfg.precision)
     quiet_lightning()
     torch.set_num_threads(cfg.cpu_threads)
     L.seed_everything(params.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(True)
+
+
+def sized(params: Params, scaled_dir: Path, task: str) -> tuple[ScaledDataModule, Params]:
+    """The train and val tensors, and ``params`` with the ``auto`` epochs, patience and weight decay sized by this
+    split's train rows (resuming gives the same sizes)."""
     # batches are cut by the module (rows_per_step); the data module only hands over the tensors and their order
     data = ScaledDataModule(scaled_dir, params.data.target, params.seed, task,
                             fixed_length=params.model.kind in FIXED_LENGTH)
     data.setup()
-    # 'auto' epochs, patience and weight decay sized by this split (resuming gives the same sizes)
-    params = params.model_copy(update={"train": budget(cfg, len(data.train_set))})
-    cfg = params.train
+    return data, params.model_copy(update={"train": budget(params.train, len(data.train_set))})
+
+
+def build_module(params: Params, data: ScaledDataModule, n_outputs: int, task: str,
+                 class_weight: list[float] | None, val_offsets: list[float] | None) -> tuple[dict[str, Any], LitModel]:
+    """The network's spec and the module that trains it (``params.train`` already sized by ``budget``).
+
+    Building the network draws its initial weights from the seeded torch RNG.
+    """
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
-    module = LitModel(
-        build_net(spec), task, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, class_weight,
-        batch_size=cfg.rows_per_step(len(data.train_set)), l1=cfg.l1, clip=cfg.gradient_clip.mode,
-        clip_max=cfg.gradient_clip.max, label_smoothing=cfg.label_smoothing, regression_loss=cfg.regression_loss,
-        schedule=cfg.schedule.model_dump(), max_epochs=cfg.max_epochs, augment=cfg.augment.model_dump(),
-        modality=data.modality, val_offsets=val_offsets,
-    )
-    finding = None
-    if cfg.lr_find:
-        x, y = data.train_set.tensors
-        finding = find_lr(module.net, module._loss, module.make_optimizer, x, y, module.batch_size, params.seed)
+    module = LitModel(net=build_net(spec), cfg=params.train, task=task,
+                      rows_per_step=params.train.rows_per_step(len(data.train_set)), modality=data.modality,
+                      class_weight=class_weight, val_offsets=val_offsets)
+    return spec, module
+
+
+def lr_finding(module: LitModel, data: ScaledDataModule, seed: int) -> LRFinding:
+    """The learning-rate range test on a copy of the module's network (the module and the RNG are left as they
+    were)."""
+    x, y = data.train_set.tensors
+    return find_lr(module.net, module._loss, module.make_optimizer, x, y, module.rows_per_step, seed)
+
+
+def early_stopping(cfg: TrainConfig) -> L.pytorch.callbacks.EarlyStopping:
+    """Lightning's early stopping as ``train.early_stopping`` says (a non-finite figure is the epoch history's to
+    report, with its own message)."""
     stop = cfg.early_stopping
-    history = EpochHistory(sink)
-    best = BestWeights(stop.monitor, stop.direction, stop.min_delta)
-    early = L.pytorch.callbacks.EarlyStopping(
+    return L.pytorch.callbacks.EarlyStopping(
         monitor=stop.monitor, mode=stop.direction, patience=stop.patience, min_delta=stop.min_delta,
         check_finite=False,
     )
-    callbacks: list[L.Callback] = [history, best, early, *probes]
-    resume = None
-    if checkpoints is not None and cfg.checkpoint_every > 0:
-        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)
-        resume = resumable(checkpoints, mark)
-        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
-        if resume is not None:
-            print(f"train: resuming from {resume[0]}: {resume[1]} of {cfg.max_epochs} epochs done", flush=True)
-    trainer = L.Trainer(
+
+
+def resume_from(checkpoints: Path, mark: str, cfg: TrainConfig) -> tuple[Path, int] | None:
+    """The checkpoint in ``checkpoints`` of this very training (fingerprint ``mark``) to resume, and the epochs it
+    has done; None to start afresh. Says so when it resumes."""
+    resume = resumable(checkpoints, mark)
+    if resume is not None:
+        print(f"train: resuming from {resume[0]}: {resume[1]} of {cfg.max_epochs} epochs done", flush=True)
+    return resume
+
+
+def build_trainer(cfg: TrainConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Lightning trainer for ``train``'s hardware, precision and epoch limit: deterministic, silent, with the
+    pipeline's own checkpoints (:class:`Checkpoints`) instead of Lightning's."""
+    return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -228,21 +284,4 @@ def fit(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=callbacks,
-    )
-    trainer.fit(module, datamodule=data, ckpt_path=None if resume is None else resume[0])
-    if best.weights is None:
-        raise PipelineError(f"train: {stop.monitor} was never finite; nothing to save")
-    return FitResult(
-        spec=spec,
-        state_dict=best.weights,
-        history=history.history,
-        best_epoch=int(best.best_epoch),
-        best_value=float(best.best_value),
-        epochs=trainer.current_epoch,
-        device=str(trainer.strategy.root_device),
-        resumed_from=None if resume is None else resume[1],
-        lr_finding=finding,
-        max_epochs=int(cfg.max_epochs),
-        patience=int(cfg.early_stopping.patience),
-        weight_decay=float(cfg.weight_decay),
     )

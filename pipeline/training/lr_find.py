@@ -7,9 +7,10 @@ rule as fastai's and Lightning's ``lr_find``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class LRFinding:
     suggestion: float
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless row indices, ``min(batch_size, n)`` at a time, from back-to-back random permutations of ``n`` rows.
 
     Batches run across the seam between two permutations, so every step sees the same number of rows (a
@@ -74,6 +75,57 @@ def _check(x: torch.Tensor, y: torch.Tensor, batch_size: int, start: float, end:
         raise ValueError(f"lr_find: start, end: expected 0 < start < end, got start = {start}, end = {end}")
     if steps < MIN_POINTS:
         raise ValueError(f"lr_find: steps: expected at least {MIN_POINTS} to suggest a rate, got {steps}")
+
+
+@contextlib.contextmanager
+def _seeded_fork(device: torch.device, seed: int) -> Iterator[None]:
+    """Inside, the global torch RNG (the CPU's, and ``device``'s on CUDA) starts from ``seed`` and gradients are on;
+    after, the RNG is as it was before."""
+    forked = [] if device.type == "cpu" else [device]
+    # enable_grad: the caller may sit in a no-grad context (a Lightning hook), but the copy must train
+    with torch.random.fork_rng(devices=forked, device_type=device.type if forked else None), torch.enable_grad():
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _range_test(
+    trial: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: Iterator[torch.Tensor],
+    start: float,
+    end: float,
+    steps: int,
+) -> tuple[list[float], list[float], float]:
+    """Train ``trial`` one batch per rate; the rates and smoothed losses recorded, and the last rate tried."""
+    lrs: list[float] = []
+    losses: list[float] = []
+    average, best, lr = 0.0, math.inf, start
+    for step in range(steps):
+        lr = start * (end / start) ** (step / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = next(batches).to(x.device)
+        loss = loss_fn(trial(x[idx]), y[idx])
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        average = BETA * average + (1 - BETA) * value
+        smoothed = average / (1 - BETA ** (step + 1))  # the average starts at 0: undo that pull towards 0
+        lrs.append(lr)
+        losses.append(smoothed)
+        if smoothed > DIVERGE * best:
+            break
+        best = min(best, smoothed)
+    return lrs, losses, lr
 
 
 def find_lr(
@@ -115,45 +167,15 @@ def find_lr(
         ValueError: Bad arguments, or fewer than 10 steps gave a finite loss.
     """
     _check(x, y, batch_size, start, end, steps)
-    device = x.device
-    forked = [] if device.type == "cpu" else [device]
-    # enable_grad: the caller may sit in a no-grad context (a Lightning hook), but the copy must train
-    with torch.random.fork_rng(devices=forked, device_type=device.type if forked else None), torch.enable_grad():
-        torch.default_generator.manual_seed(seed)
-        if device.type == "cuda":
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
+    with _seeded_fork(x.device, seed):
         trial = copy.deepcopy(net).train()
         optimizer = make_optimizer(trial)
         batches = _batches(len(x), batch_size, torch.Generator().manual_seed(seed))
-        lrs: list[float] = []
-        losses: list[float] = []
-        average, best, lr = 0.0, math.inf, start
-        for step in range(steps):
-            lr = start * (end / start) ** (step / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = next(batches).to(device)
-            loss = loss_fn(trial(x[idx]), y[idx])
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            average = BETA * average + (1 - BETA) * value
-            smoothed = average / (1 - BETA ** (step + 1))  # the average starts at 0: undo that pull towards 0
-            lrs.append(lr)
-            losses.append(smoothed)
-            if smoothed > DIVERGE * best:
-                break
-            best = min(best, smoothed)
+        lrs, losses, lr = _range_test(trial, loss_fn, optimizer, x, y, batches, start, end, steps)
     if len(lrs) < MIN_POINTS:
-        raise ValueError(
-            f"lr_find: expected at least {MIN_POINTS} steps with a finite, non-diverging loss, got {len(lrs)} "
-            f"(the loss blew up at lr = {lr:.3g}); lower start "
-            f"(now {start:g}) or end (now {end:g}), or raise steps (now {steps})"
-        )
+        raise ValueError(f"lr_find: expected at least {MIN_POINTS} steps with a finite, non-diverging loss, got "
+                         f"{len(lrs)} (the loss blew up at lr = {lr:.3g}); lower start (now {start:g}) or end "
+                         f"(now {end:g}), or raise steps (now {steps})")
     return LRFinding(lrs=lrs, losses=losses, suggestion=_suggest(lrs, losses))
 
 

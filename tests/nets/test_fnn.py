@@ -78,3 +78,17 @@ def test_norm_reaches_the_dense_head_of_every_net_through_the_spec() -> None:
 def test_unknown_norm_is_refused() -> None:
     with pytest.raises(ValueError, match="model.norm: expected one of"):
         FNN(3, [4], 2, norm="group")
+
+
+def test_init_schemes_are_the_schemas_and_a_spec_with_another_is_refused() -> None:
+    """A bundle's net.json reaches build_net without the schema, so the spec's init is checked there."""
+    from typing import get_args
+
+    from pipeline.config.training import ModelConfig
+    from pipeline.errors import PipelineError
+    from pipeline.nets import INITS
+
+    assert set(INITS) == set(get_args(ModelConfig.model_fields["init"].annotation))
+    spec = {"kind": "fnn", "in_features": 3, "hidden": [2], "out_features": 2, "activation": "relu", "dropout": 0.0}
+    with pytest.raises(PipelineError, match="model.init: expected one of .* got 'he'"):
+        build_net({**spec, "init": "he"})

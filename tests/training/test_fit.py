@@ -16,8 +16,8 @@ from pipeline.errors import PipelineError
 from pipeline.io import write_json
 from pipeline.preprocess.encoders import Encoders
 from pipeline.training.fit import fit
-from pipeline.training.module import LitModel
 from pipeline.nets.fnn import FNN
+from tests.training.lit import lit_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE_ENCODER = Encoders.passthrough(["a", "b", "c", "d"], [0, 1, 2]).to_dict()  # the data below is already scaled
@@ -110,7 +110,7 @@ def test_non_finite_loss_stops_with_a_clear_error(scaled: Path, tmp_path: Path) 
 
 @pytest.mark.parametrize(("name", "momentum", "expected"), [("sgd", 0.9, torch.optim.SGD), ("adam", 0.0, torch.optim.Adam)])
 def test_optimizer_knobs_reach_the_optimizer(name: str, momentum: float, expected: type) -> None:
-    module = LitModel(FNN(3, [2], 2), "classification", optimizer=name, lr=0.123, momentum=momentum, weight_decay=0.01)
+    module = lit_model(FNN(3, [2], 2), optimizer=name, lr=0.123, momentum=momentum, weight_decay=0.01)
     optimizer = module.configure_optimizers()
     assert type(optimizer) is expected
     group = optimizer.param_groups[0]
@@ -123,14 +123,14 @@ def test_class_weight_reaches_the_loss() -> None:
     torch.manual_seed(0)
     net = FNN(3, [], 2)
     x, y = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 1])
-    weighted = LitModel(net, "classification", "adam", 0.1, 0.0, 0.0, class_weight=[0.75, 1.5])
+    weighted = lit_model(net, lr=0.1, class_weight=[0.75, 1.5])
     logits = net(x)
     per_row = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     w = torch.tensor([0.75, 1.5])[y]
     expected = (per_row * w).sum() / w.sum()  # PyTorch's weighted mean
     weighted.log_dict = lambda *a, **k: None  # logging needs a Trainer; the loss itself does not
     assert torch.allclose(weighted._evaluate((x, y), "val"), expected)
-    plain = LitModel(net, "classification", "adam", 0.1, 0.0, 0.0)
+    plain = lit_model(net, lr=0.1)
     plain.log_dict = lambda *a, **k: None
     assert not torch.allclose(plain._evaluate((x, y), "val"), expected)
 
@@ -139,7 +139,7 @@ def test_regression_loss_is_mean_squared_error_on_the_single_output() -> None:
     torch.manual_seed(0)
     net = FNN(3, [], 1)
     x, y = torch.randn(5, 3), torch.randn(5)
-    module = LitModel(net, "regression", "adam", 0.1, 0.0, 0.0)
+    module = lit_model(net, task="regression", lr=0.1)
     module.log_dict = lambda *a, **k: None
     assert torch.allclose(module._evaluate((x, y), "val"), ((net(x)[:, 0] - y) ** 2).mean())
 
@@ -182,7 +182,7 @@ def test_an_epoch_takes_one_optimizer_step_per_mini_batch_in_the_given_order() -
 
     x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
     steps: list[torch.Tensor] = []
-    module = LitModel(FNN(4, [], 3), "classification", "sgd", 0.1, 0.0, 0.0, batch_size=4)
+    module = lit_model(FNN(4, [], 3), optimizer="sgd", lr=0.1, rows_per_step=4)
     module.log_dict = module.log = lambda *a, **k: None  # logging and optimizers() need a Trainer; the loop does not
 
     class Recorder(torch.optim.SGD):
@@ -242,13 +242,11 @@ def test_history_carries_gradient_norms_dead_relus_and_the_train_val_gap(scaled:
 
 
 def test_a_relu_that_never_fires_is_reported_dead(scaled: Path) -> None:
-    from pipeline.training.module import LitModel
-
     net = FNN(4, [5], 3)
     with torch.no_grad():
         net.layers[0].weight.zero_()
         net.layers[0].bias.fill_(-1.0)  # every hidden unit outputs relu(-1) = 0
-    module = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0)
+    module = lit_model(net, lr=0.01)
     logged: dict[str, torch.Tensor] = {}
     module.log_dict = lambda values, **k: logged.update(values)
     module.on_validation_epoch_start()
@@ -296,7 +294,7 @@ def test_bf16_mixed_precision_autocasts_the_training_step() -> None:
     net = FNN(4, [8], 2)
     seen: list[torch.dtype] = []
     net.layers[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    module = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, batch_size=8)
+    module = lit_model(net, lr=0.01, rows_per_step=8)
     x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
     trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

@@ -15,6 +15,7 @@ from pipeline.config import parse_params
 from pipeline.nets import build_net
 from pipeline.training.module import LitModel
 from tests.conftest import PARAMS_FILE
+from tests.training.lit import lit_model
 
 
 def _fnn(**extra: object) -> nn.Module:
@@ -25,8 +26,7 @@ def _fnn(**extra: object) -> nn.Module:
 
 
 def _module(net: nn.Module | None = None, **kwargs: object) -> LitModel:
-    args = {"task": "classification", "optimizer": "adam", "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, **kwargs}
-    return LitModel(net or _fnn(), **args)
+    return lit_model(net or _fnn(), **{"optimizer": "adam", "lr": 0.01, "momentum": 0.0, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def _one_epoch(module: LitModel, x: torch.Tensor, y: torch.Tensor) -> None:
 def _lrs(schedule: dict, epochs: int, val_losses: list[float] | None = None) -> list[float]:
     """The learning rate each epoch trains with, as the module logs it; 8 rows in batches of 4 (two steps)."""
     torch.manual_seed(0)
-    module = _module(_fnn(), optimizer="sgd", lr=0.1, batch_size=4, max_epochs=epochs,
+    module = _module(_fnn(), optimizer="sgd", lr=0.1, rows_per_step=4, max_epochs=epochs,
                      schedule={"step_size": 2, "gamma": 0.5, "patience": 1, "warmup_epochs": 0, **schedule})
     x, y = torch.randn(8, 400), torch.randint(0, 3, (8,))
     logged: list[float] = []
@@ -175,8 +175,8 @@ def test_warmup_with_onecycle_is_refused() -> None:
 def test_l1_shrinks_weights_during_training() -> None:
     torch.manual_seed(1)
     x, y = torch.randn(64, 400), torch.randint(0, 3, (64,))
-    plain = _module(_fnn(), optimizer="sgd", lr=0.05, batch_size=4)
-    sparse = _module(_fnn(), optimizer="sgd", lr=0.05, batch_size=4, l1=0.05)  # 16 steps of 0.0025 towards 0
+    plain = _module(_fnn(), optimizer="sgd", lr=0.05, rows_per_step=4)
+    sparse = _module(_fnn(), optimizer="sgd", lr=0.05, rows_per_step=4, l1=0.05)  # 16 steps of 0.0025 towards 0
     _one_epoch(plain, x, y)
     _one_epoch(sparse, x, y)
     assert sparse.net.layers[0].weight.abs().sum() < 0.9 * plain.net.layers[0].weight.abs().sum()
@@ -184,7 +184,7 @@ def test_l1_shrinks_weights_during_training() -> None:
 
 @pytest.mark.parametrize(("mode", "limit"), [("norm", 0.01), ("value", 0.001)])
 def test_gradient_clipping_bounds_the_gradients_the_optimizer_sees(mode: str, limit: float) -> None:
-    module = _module(clip=mode, clip_max=limit)
+    module = _module(gradient_clip={"mode": mode, "max": limit})
     x, y = torch.randn(16, 400) * 50, torch.randint(0, 3, (16,))
     F.cross_entropy(module.net(x), y).backward()
     grads = [p.grad for p in module.net.parameters()]
@@ -219,17 +219,26 @@ def test_validation_judges_the_prior_corrected_logits_with_an_unweighted_loss() 
     import torch
     from torch.nn import functional as F
 
-    from pipeline.training.module import LitModel
-
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
     x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
     offsets = [0.7, -2.5]
-    plain = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, class_weight=[0.6, 3.0])
-    corrected = LitModel(net, "classification", "adam", 0.01, 0.0, 0.0, class_weight=[0.6, 3.0], val_offsets=offsets)
+    plain = lit_model(net, class_weight=[0.6, 3.0])
+    corrected = lit_model(net, class_weight=[0.6, 3.0], val_offsets=offsets)
     for module in (plain, corrected):
         module._log_epoch = lambda *args: None  # no trainer to log to: only the returned loss is compared
     with torch.no_grad():
         out = net(x)
         assert torch.allclose(plain._evaluate((x, y), "val"), F.cross_entropy(out, y, weight=torch.tensor([0.6, 3.0])))
         assert torch.allclose(corrected._evaluate((x, y), "val"), F.cross_entropy(out + torch.tensor(offsets), y))
+
+
+def test_every_optimizer_and_schedule_the_schema_admits_has_a_builder() -> None:
+    """The dispatch tables cover exactly the schema's values, so a lookup after validation cannot miss."""
+    from typing import get_args
+
+    from pipeline.config.training import ScheduleConfig, TrainConfig
+    from pipeline.training.module import OPTIMIZERS, SCHEDULES
+
+    assert set(OPTIMIZERS) == set(get_args(TrainConfig.model_fields["optimizer"].annotation))
+    assert set(SCHEDULES) | {"none"} == set(get_args(ScheduleConfig.model_fields["kind"].annotation))
