@@ -52,14 +52,13 @@ def test_a_waiting_lock_is_taken_only_once_the_other_process_lets_go(tmp_path: P
 def test_a_non_waiting_lock_refuses_at_once_with_its_message(tmp_path: Path) -> None:
     child = _hold(tmp_path, 30)
     try:
-        started = time.monotonic()
+        # the holder keeps the lock for 30 s: a lock that waited would get it then and raise nothing
         with pytest.raises(PipelineError, match=r"^the folder is busy$"):
             with file_lock(tmp_path / "lock", wait=False, busy="the folder is busy"):
                 pass
         with pytest.raises(PipelineError, match=rf"^{tmp_path / 'lock'}: locked by another process$"):
             with file_lock(tmp_path / "lock", wait=False):
                 pass
-        assert time.monotonic() - started < 5  # refused, not waited for
     finally:
         child.kill()  # SIGKILL: no cleanup runs, yet the kernel drops the lock with the process
         child.wait(timeout=30)
