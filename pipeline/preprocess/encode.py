@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.config.base import check_choice
+from pipeline.config.data import Encoding, ScaleMethod
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import as_category
-
-METHODS = ("standard", "minmax", "robust", "none")
-ENCODINGS = ("onehot", "ordinal")
 
 
 class FeatureEncoder:
@@ -35,10 +34,8 @@ class FeatureEncoder:
 
     def fit(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> FeatureEncoder:
         """Learn per-column offsets, spreads and category lists from ``frame`` (the train split)."""
-        if self.method not in METHODS:
-            raise PipelineError(f"scale.method: expected one of {METHODS}, got {self.method!r}")
-        if self.encoding not in ENCODINGS:
-            raise PipelineError(f"scale.encoding: expected one of {ENCODINGS}, got {self.encoding!r}")
+        check_choice("scale.method", self.method, ScaleMethod, PipelineError)
+        check_choice("scale.encoding", self.encoding, Encoding, PipelineError)
         self.numeric_ = list(numeric)
         self.categorical_ = list(categorical)
         bad = [c for c in self.numeric_ if frame[c].isna().any()]
