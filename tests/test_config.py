@@ -512,3 +512,27 @@ def test_a_choice_outside_its_type_is_refused_with_the_types_values() -> None:
     with pytest.raises(PipelineError, match=r"^clean\.numeric: expected one of \('mean', 'median', 'most_frequent', "
                                             r"'constant', 'knn', 'ffill', 'interpolate'\), got 'mode'$"):
         check_choice("clean.numeric", "mode", NumericFill, PipelineError)
+
+
+def test_the_auto_tables_cover_their_keys_values_and_give_values_the_schema_admits(
+    default_params: dict[str, Any],
+) -> None:
+    """What each 'auto' becomes is a table by modality, network kind or task: one entry per value of that type,
+    each an allowed value of the key it settles, and every way of updating has its rows per step."""
+    from typing import get_args
+
+    from pipeline.config.auto import BY_KIND, BY_MODALITY, BY_TASK
+    from pipeline.config.data import Imbalance, Modality, Task
+    from pipeline.config.training import Metric, NetKind, Pool, Update
+
+    for table in BY_MODALITY.values():
+        assert set(table) == set(get_args(Modality))
+    assert set(BY_KIND["model.hidden"]) == set(get_args(NetKind)) >= set(BY_KIND["train.weight_decay"])
+    assert set(BY_TASK) == set(get_args(Task))
+    assert set(BY_MODALITY["model.kind"].values()) <= set(get_args(NetKind))
+    assert set(BY_MODALITY["model.cnn.pool"].values()) <= set(get_args(Pool))
+    assert {t["clean.imbalance"] for t in BY_TASK.values()} <= set(get_args(Imbalance))
+    assert {t["evaluate.primary_metric"] for t in BY_TASK.values()} <= set(get_args(Metric))
+    train = parse_params(default_params).train
+    rows = {update: train.model_copy(update={"update": update}).rows_per_step(100) for update in get_args(Update)}
+    assert rows == {"mini_batch": train.batch_size, "full_batch": 100, "stochastic": 1}

@@ -21,6 +21,7 @@ Cell = Literal["rnn", "lstm", "gru"]
 Optimizer = Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
 ScheduleKind = Literal["none", "step", "cosine", "onecycle", "plateau"]
 RegressionLoss = Literal["mse", "mae", "huber"]
+Update = Literal["mini_batch", "full_batch", "stochastic"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
 ClassificationMetric = Literal["accuracy", "macro_f1"]
 RegressionMetric = Literal["mae", "rmse", "r2"]
@@ -131,7 +132,7 @@ class TrainConfig(Section):
     l1: Annotated[float, Field(ge=0.0)]
     schedule: ScheduleConfig
     gradient_clip: GradientClipConfig
-    update: Literal["mini_batch", "full_batch", "stochastic"]
+    update: Update
     batch_size: PositiveInt
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
     regression_loss: RegressionLoss
