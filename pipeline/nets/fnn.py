@@ -21,7 +21,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-
 def head(
     in_features: int,
     hidden: Sequence[int],
