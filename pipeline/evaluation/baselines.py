@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.config.training import Baseline
+
 # per value of evaluate.primary_metric but 'auto' (tests/evaluation check the keys against the type)
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "r2": True, "mae": False, "rmse": False}
 
@@ -49,7 +51,7 @@ def estimators(task: str, seed: int) -> dict[str, Callable[[], Any]]:
 
 
 def fit_predict(
-    names: tuple[str, ...],
+    names: tuple[Baseline, ...],
     task: str,
     x_train: np.ndarray,
     y_train: np.ndarray,

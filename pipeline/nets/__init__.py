@@ -16,7 +16,7 @@ from torch import nn
 from pipeline.config import ModelConfig
 from pipeline.config.base import check_choice
 from pipeline.config.data import Task
-from pipeline.config.training import Init, NetKind
+from pipeline.config.training import Activation, Init, NetKind
 from pipeline.errors import PipelineError
 from pipeline.nets.cnn import CNN
 from pipeline.nets.ensemble import Ensemble
@@ -77,7 +77,7 @@ NONLINEARITIES: dict[str, str] = {"relu": "relu", "leaky_relu": "leaky_relu", "e
                                   "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
-def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
+def initialise(net: nn.Module, scheme: Init, activation: Activation = "relu") -> None:
     """Re-draw every weight matrix with ``scheme`` (from the global torch RNG) and zero every bias.
 
     ``default`` keeps PyTorch's own initialisation. Xavier/Glorot and Kaiming/He use the gain of

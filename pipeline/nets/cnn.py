@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.config.base import check_choice
-from pipeline.config.training import Activation, Pool
+from pipeline.config.training import Activation, Norm, Pool
 from pipeline.nets.fnn import ACTIVATIONS, head
 
 
@@ -48,13 +48,13 @@ class CNN(nn.Module):
         kernel: int = 3,
         stride: int = 1,
         padding: int = 1,
-        pool: str = "max",
+        pool: Pool = "max",
         batch_norm: bool = True,
         hidden: Sequence[int] = (),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         if dims not in (1, 2):

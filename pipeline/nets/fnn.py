@@ -25,10 +25,10 @@ def head(
     in_features: int,
     hidden: Sequence[int],
     out_features: int,
-    activation: str,
+    activation: Activation,
     dropout: float,
     bias: bool = True,
-    norm: str = "none",
+    norm: Norm = "none",
 ) -> nn.Sequential:
     """Linear -> [batch or layer norm] -> activation -> [dropout] per hidden layer, then a linear layer to the logits.
 
@@ -75,10 +75,10 @@ class FNN(nn.Module):
         in_features: int,
         hidden: Sequence[int],
         out_features: int,
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         check_choice("model.activation", activation, Activation)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from pipeline.config.base import check_choice
-from pipeline.config.training import Activation, Cell
+from pipeline.config.training import Activation, Cell, Norm
 from pipeline.nets.fnn import head
 
 # one recurrent layer per value of model.rnn.cell (tests/nets check the keys against the type)
@@ -43,15 +43,15 @@ class RNN(nn.Module):
         input_size: int,
         hidden_size: int,
         out_features: int,
-        cell: str = "gru",
+        cell: Cell = "gru",
         layers: int = 1,
         bidirectional: bool = False,
         images: bool = False,
         hidden: Sequence[int] = (),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         check_choice("model.rnn.cell", cell, Cell)

@@ -28,7 +28,7 @@ class FeatureEncoder:
             sorted order).
     """
 
-    def __init__(self, method: str = "standard", encoding: str = "onehot") -> None:
+    def __init__(self, method: ScaleMethod = "standard", encoding: Encoding = "onehot") -> None:
         self.method = method
         self.encoding = encoding
 

@@ -22,7 +22,7 @@ class ImageScaler:
             interquartile range) or ``none``.
     """
 
-    def __init__(self, method: str = "standard") -> None:
+    def __init__(self, method: ScaleMethod = "standard") -> None:
         self.method = method
 
     def fit(self, images: np.ndarray) -> ImageScaler:

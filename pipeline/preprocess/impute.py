@@ -49,8 +49,8 @@ class Imputer:
 
     def __init__(
         self,
-        numeric: str = "median",
-        categorical: str = "most_frequent",
+        numeric: NumericFill = "median",
+        categorical: CategoricalFill = "most_frequent",
         fill_value: float = 0.0,
         fill_category: str = "missing",
         max_missing: float = 1.0,

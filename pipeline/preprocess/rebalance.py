@@ -91,7 +91,7 @@ def smote_arrays(x: np.ndarray, labels: np.ndarray, neighbors: int, seed: int) -
     return x_new, np.asarray(y_new)
 
 
-def resample_positions(labels: np.ndarray, strategy: str, seed: int) -> np.ndarray:
+def resample_positions(labels: np.ndarray, strategy: Imbalance, seed: int) -> np.ndarray:
     """Positions of the rebalanced train rows (see :func:`rebalance`); repeated positions are upsampled copies."""
     if strategy not in RESAMPLING:
         raise PipelineError(
@@ -115,7 +115,7 @@ def resample_positions(labels: np.ndarray, strategy: str, seed: int) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.DataFrame:
+def rebalance(frame: pd.DataFrame, target: str, strategy: Imbalance, seed: int) -> pd.DataFrame:
     """Equalise class counts by resampling rows (``smote`` has its own function, as it needs the columns).
 
     ``upsample`` draws extra rows with replacement from every smaller class until it matches the largest;

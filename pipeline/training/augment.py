@@ -16,7 +16,7 @@ _NDIM = {"tabular": 2, "image": 4, "sequence": 3}
 _SHAPES = {"tabular": "(B, F)", "image": "(B, C, H, W)", "sequence": "(B, T, F + 1)"}
 
 
-def _check(x: torch.Tensor, modality: str, flip: str, shift: int, noise: float) -> None:
+def _check(x: torch.Tensor, modality: Modality, flip: Flip, shift: int, noise: float) -> None:
     """Raise ValueError naming the first argument that is out of range or does not fit ``modality``."""
     check_choice("modality", modality, Modality)
     check_choice("train.augment.flip", flip, Flip)
@@ -60,7 +60,9 @@ def _shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
 
 
-def augment(x: torch.Tensor, modality: str, flip: str = "none", shift: int = 0, noise: float = 0.0) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, modality: Modality, flip: Flip = "none", shift: int = 0, noise: float = 0.0
+) -> torch.Tensor:
     """Randomly flip, shift and add noise to one training mini-batch, on whatever device it is on.
 
     Every random draw comes from the global torch RNG of ``x``'s device, so a seeded run repeats exactly and a
