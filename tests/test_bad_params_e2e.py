@@ -119,7 +119,8 @@ CASES: dict[str, Case] = {
     "clean-smote-on-sequences": Case(
         {"data__source": "gunpoint", "data__target": "label", "data__sequence": {"id": "series", "time": "step"},
          "clean__imbalance": "smote"},
-        (P + "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight",)),
+        (P + "clean.imbalance = 'smote' with sequence data: expected one of ('none', 'downsample', 'upsample', "
+             "'class_weight')",)),
     # --- scale ---
     "scale-unknown-key": Case({"scale__with_mean": True},
                               (P + "scale.with_mean: unknown key; expected one of: method, encoding",)),

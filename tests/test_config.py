@@ -422,7 +422,8 @@ def test_modality_and_kind_autos_settle_when_params_are_read(default_params: dic
         ({("data", "source"): "digits", ("data", "sequence"): {"id": "a", "time": "b"}},
          "data.sequence.id = 'a' with data.source = 'digits', an image source: expected data.sequence.id and"),
         ({("data", "sequence"): {"id": "a", "time": "b"}, ("clean", "imbalance"): "smote"},
-         "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight"),
+         "clean.imbalance = 'smote' with sequence data: expected one of "
+         "('none', 'downsample', 'upsample', 'class_weight')"),
     ],
     ids=["time-split-of-images", "images-with-sequence-columns", "smote-on-sequences"],
 )
@@ -496,3 +497,42 @@ def test_auto_weight_decay_is_one_over_train_rows_and_a_set_value_stays(default_
     for value in (0.0, 0.05):  # 0 is a choice (no penalty), not a missing value
         kept = parse_params(_with(default_params, ("train", "weight_decay"), value)).train
         assert budget(kept, 100).weight_decay == value
+
+
+def test_a_choice_outside_its_type_is_refused_with_the_types_values() -> None:
+    """What a fitted step or a bundle's spec checks a knob against: the schema's own Literal."""
+    from typing import get_args
+
+    from pipeline.config.base import check_choice
+    from pipeline.config.data import AlongTimeFill, CleanConfig, NumericFill, RowFill
+
+    assert get_args(NumericFill) == get_args(RowFill) + get_args(AlongTimeFill)
+    assert get_args(CleanConfig.model_fields["numeric"].annotation) == get_args(NumericFill)
+    check_choice("clean.numeric", "knn", NumericFill)
+    with pytest.raises(PipelineError, match=r"^clean\.numeric: expected one of \('mean', 'median', 'most_frequent', "
+                                            r"'constant', 'knn', 'ffill', 'interpolate'\), got 'mode'$"):
+        check_choice("clean.numeric", "mode", NumericFill, PipelineError)
+
+
+def test_the_auto_tables_cover_their_keys_values_and_give_values_the_schema_admits(
+    default_params: dict[str, Any],
+) -> None:
+    """What each 'auto' becomes is a table by modality, network kind or task: one entry per value of that type,
+    each an allowed value of the key it settles, and every way of updating has its rows per step."""
+    from typing import get_args
+
+    from pipeline.config.auto import BY_KIND, BY_MODALITY, BY_TASK
+    from pipeline.config.data import Imbalance, Modality, Task
+    from pipeline.config.training import Metric, NetKind, Pool, Update
+
+    for table in BY_MODALITY.values():
+        assert set(table) == set(get_args(Modality))
+    assert set(BY_KIND["model.hidden"]) == set(get_args(NetKind)) >= set(BY_KIND["train.weight_decay"])
+    assert set(BY_TASK) == set(get_args(Task))
+    assert set(BY_MODALITY["model.kind"].values()) <= set(get_args(NetKind))
+    assert set(BY_MODALITY["model.cnn.pool"].values()) <= set(get_args(Pool))
+    assert {t["clean.imbalance"] for t in BY_TASK.values()} <= set(get_args(Imbalance))
+    assert {t["evaluate.primary_metric"] for t in BY_TASK.values()} <= set(get_args(Metric))
+    train = parse_params(default_params).train
+    rows = {update: train.model_copy(update={"update": update}).rows_per_step(100) for update in get_args(Update)}
+    assert rows == {"mini_batch": train.batch_size, "full_batch": 100, "stochastic": 1}

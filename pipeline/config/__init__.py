@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidatorFunctionWrapHandler, model_validator
 
 from pipeline.config.auto import BY_TASK, settle
 from pipeline.config.base import Section
-from pipeline.config.data import NUMERIC_FILLS, SEQUENCE_FILLS, CleanConfig, DataConfig, ScaleConfig, SplitConfig
-from pipeline.config.training import EvaluateConfig, ModelConfig, TrackingConfig, TrainConfig
+from pipeline.config.data import (
+    AlongTimeFill, ClassOnlyImbalance, CleanConfig, DataConfig, Imbalance, RowFill, ScaleConfig, SplitConfig,
+)
+from pipeline.config.training import (
+    ClassificationMetric, EvaluateConfig, ModelConfig, RegressionMetric, TrackingConfig, TrainConfig,
+)
 from pipeline.errors import PipelineError
 
 # what stages import from here: the whole file and each section's type (each section is defined in its module)
@@ -74,16 +78,16 @@ class Params(Section):
                 f"model.kind = {self.model.kind!r} with tabular data: expected 'fnn' (convolutions and recurrences "
                 "need images or sequences)"
             )
-        if self.clean.numeric in SEQUENCE_FILLS and modality != "sequence":
+        if self.clean.numeric in get_args(AlongTimeFill) and modality != "sequence":
             raise ValueError(
-                f"clean.numeric = {self.clean.numeric!r} with {modality} data: expected one of "
-                f"{tuple(s for s in NUMERIC_FILLS if s not in SEQUENCE_FILLS)} (filling along time needs "
-                "data.sequence)"
+                f"clean.numeric = {self.clean.numeric!r} with {modality} data: expected one of {get_args(RowFill)} "
+                "(filling along time needs data.sequence)"
             )
         if self.clean.imbalance == "smote" and modality == "sequence":
             raise ValueError(
-                "clean.imbalance = 'smote' with sequence data: expected none, downsample, upsample or class_weight "
-                "(SMOTE interpolates fixed-width rows, not series of different lengths)"
+                f"clean.imbalance = 'smote' with sequence data: expected one of "
+                f"{tuple(s for s in get_args(Imbalance) if s != 'smote')} (SMOTE interpolates fixed-width rows, not "
+                "series of different lengths)"
             )
         augment = self.train.augment
         if modality != "image" and (augment.flip != "none" or augment.shift > 0):
@@ -129,10 +133,6 @@ _Loader.add_implicit_resolver(
 )
 
 
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
-# the imbalance strategies that need classes; only 'none' (or 'auto') fits a regression target
-CLASS_ONLY_IMBALANCE = ("downsample", "upsample", "smote", "class_weight")
 AUTO = BY_TASK  # what each task-dependent 'auto' becomes (pipeline.config.auto says why)
 
 
@@ -143,7 +143,7 @@ def check_task(params: Params, task: str) -> None:
         ValueError: Naming the key, its value and what the task allows (pydantic turns it into a message;
             stages call it through :func:`require_task`).
     """
-    metrics = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    metrics = get_args(ClassificationMetric if task == "classification" else RegressionMetric)
     if params.evaluate.primary_metric not in ("auto", *metrics):
         raise ValueError(
             f"evaluate.primary_metric = {params.evaluate.primary_metric!r} with a {task} task: expected 'auto' or "
@@ -165,7 +165,7 @@ def check_imbalance(clean: CleanConfig, task: str) -> None:
     Raises:
         ValueError: Naming ``clean.imbalance`` and its value.
     """
-    if task == "regression" and clean.imbalance in CLASS_ONLY_IMBALANCE:
+    if task == "regression" and clean.imbalance in get_args(ClassOnlyImbalance):
         raise ValueError(
             f"clean.imbalance = {clean.imbalance!r} with a regression task: expected 'auto' or 'none' (resampling "
             "and class weights need classes, which a regression target has not)"

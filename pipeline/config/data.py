@@ -1,4 +1,8 @@
-"""The data sections of ``params.yaml``: ``data``, ``split``, ``clean`` and ``scale``."""
+"""The data sections of ``params.yaml``: ``data``, ``split``, ``clean`` and ``scale``.
+
+Each knob's allowed values are declared once, as a ``Literal`` type below; code elsewhere that needs them (a fitted
+step's own check, a dispatch table's test) takes them from the type with :func:`typing.get_args`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,17 @@ BUNDLED_SEQUENCES = ("gunpoint",)
 INPUTS = "inputs"  # the folder user files live in: ingest depends on it, so DVC sees every change
 FILE_SUFFIXES = (".csv", ".parquet", ".npz")
 IMAGE_SUFFIX = ".npz"
+
+Task = Literal["classification", "regression"]
+Modality = Literal["tabular", "image", "sequence"]  # follows from data.source and data.sequence (DataConfig.modality)
+RowFill = Literal["mean", "median", "most_frequent", "constant", "knn"]  # fills that work on any table
+AlongTimeFill = Literal["ffill", "interpolate"]  # sequences only: fill from the same series
+NumericFill = Literal[RowFill, AlongTimeFill]
+CategoricalFill = Literal["most_frequent", "constant"]
+ClassOnlyImbalance = Literal["downsample", "upsample", "smote", "class_weight"]  # need classes: not for regression
+Imbalance = Literal["none", ClassOnlyImbalance]  # a strategy, once 'auto' is resolved for the task
+ScaleMethod = Literal["standard", "minmax", "robust", "none"]
+Encoding = Literal["onehot", "ordinal"]
 
 
 class SequenceConfig(Section):
@@ -43,7 +58,7 @@ class DataConfig(Section):
 
     source: str
     target: str = Field(min_length=1)
-    task: Literal["auto", "classification", "regression"]
+    task: Literal["auto", Task]
     drop: Annotated[tuple[str, ...], Field(strict=False)]  # columns that are not features (ids, free text)
     numeric: Annotated[tuple[str, ...], Field(strict=False)]  # columns declared numeric: a stray text cell is an error
     # identical rows: kept as separate examples (split row by row), kept with same-input rows in one split part,
@@ -79,7 +94,7 @@ class DataConfig(Section):
         return self.source if self.source in BUNDLED else PurePosixPath(self.source).stem
 
     @property
-    def modality(self) -> Literal["tabular", "image", "sequence"]:
+    def modality(self) -> Modality:
         """``image`` for digits and ``.npz`` files, ``sequence`` when ``data.sequence`` names its columns."""
         if self.source in BUNDLED_IMAGES or PurePosixPath(self.source).suffix == IMAGE_SUFFIX:
             return "image"
@@ -103,15 +118,11 @@ class SplitConfig(Section):
         return self
 
 
-NUMERIC_FILLS = ("mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate")
-SEQUENCE_FILLS = ("ffill", "interpolate")
-
-
 class CleanConfig(Section):
     """Missing values and class imbalance, learned from the train split only."""
 
-    numeric: Literal["mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate"]
-    categorical: Literal["most_frequent", "constant"]
+    numeric: NumericFill
+    categorical: CategoricalFill
     fill_value: float
     fill_category: str = Field(min_length=1)
     max_missing: Annotated[float, Field(gt=0.0, le=1.0)]
@@ -119,7 +130,7 @@ class CleanConfig(Section):
     indicators: bool
     knn_neighbors: PositiveInt
     knn_reference_rows: PositiveInt
-    imbalance: Literal["auto", "none", "downsample", "upsample", "smote", "class_weight"]  # auto: by task
+    imbalance: Literal["auto", Imbalance]  # auto: by task
     prior_correction: bool  # after resampling or class weights, predict at the natural class balance
     smote_neighbors: PositiveInt
 
@@ -127,5 +138,5 @@ class CleanConfig(Section):
 class ScaleConfig(Section):
     """Feature scaling and categorical encoding, fitted on the train split only."""
 
-    method: Literal["standard", "minmax", "robust", "none"]
-    encoding: Literal["onehot", "ordinal"]
+    method: ScaleMethod
+    encoding: Encoding

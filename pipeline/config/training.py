@@ -1,4 +1,8 @@
-"""The training sections of ``params.yaml``: ``model``, ``train``, ``evaluate`` and ``tracking``."""
+"""The training sections of ``params.yaml``: ``model``, ``train``, ``evaluate`` and ``tracking``.
+
+Each knob's allowed values are declared once, as a ``Literal`` type below; the tables that map a value to what it
+builds (an activation to its layer, an optimizer to its factory) are tested to have exactly these keys.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,23 @@ from pydantic import Field, model_validator
 
 from pipeline.config.base import PositiveInt, Section
 
+NetKind = Literal["fnn", "cnn", "rnn"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
+Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
+Norm = Literal["none", "batch", "layer"]
+Pool = Literal["max", "avg", "none"]
+Cell = Literal["rnn", "lstm", "gru"]
+Optimizer = Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
+ScheduleKind = Literal["none", "step", "cosine", "onecycle", "plateau"]
+RegressionLoss = Literal["mse", "mae", "huber"]
+Update = Literal["mini_batch", "full_batch", "stochastic"]
+Flip = Literal["none", "horizontal", "vertical", "both"]
+ClassificationMetric = Literal["accuracy", "macro_f1"]
+RegressionMetric = Literal["mae", "rmse", "r2"]
+Metric = Literal[ClassificationMetric, RegressionMetric]
+Baseline = Literal["dummy", "linear", "forest", "nearest"]
+
+
 class CnnConfig(Section):
     """Convolution blocks (``model.kind: cnn``): Conv2d over images, Conv1d over time for sequences."""
 
@@ -15,14 +36,14 @@ class CnnConfig(Section):
     kernel: PositiveInt | Literal["auto"]  # auto: 3 for images, 7 for sequences (pipeline.config.auto)
     stride: PositiveInt
     padding: Annotated[int, Field(ge=0)] | Literal["auto"]  # auto: kernel // 2 ("same")
-    pool: Literal["auto", "max", "avg", "none"]  # auto: max for images, none for sequences
+    pool: Literal["auto", Pool]  # auto: max for images, none for sequences
     batch_norm: bool
 
 
 class RnnConfig(Section):
     """The recurrent encoder (``model.kind: rnn``)."""
 
-    cell: Literal["rnn", "lstm", "gru"]
+    cell: Cell
     hidden_size: PositiveInt
     layers: PositiveInt
     bidirectional: bool
@@ -31,13 +52,13 @@ class RnnConfig(Section):
 class ModelConfig(Section):
     """The network architecture."""
 
-    kind: Literal["auto", "fnn", "cnn", "rnn"]  # auto: fnn for tables, cnn for images and sequences
+    kind: Literal["auto", NetKind]  # auto: fnn for tables, cnn for images and sequences
     # YAML lists become tuples; auto: [64, 32] for fnn, none (no dense head) for cnn and rnn
     hidden: Annotated[tuple[PositiveInt, ...], Field(strict=False)] | Literal["auto"]
-    activation: Literal["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh"]
-    init: Literal["default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"]
+    activation: Activation
+    init: Init
     bias: bool
-    norm: Literal["none", "batch", "layer"]
+    norm: Norm
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
     cnn: CnnConfig
     rnn: RnnConfig
@@ -70,7 +91,7 @@ class EarlyStoppingConfig(Section):
 class ScheduleConfig(Section):
     """The learning-rate schedule, with an optional linear warm-up (``step`` and ``cosine`` only)."""
 
-    kind: Literal["none", "step", "cosine", "onecycle", "plateau"]
+    kind: ScheduleKind
     step_size: PositiveInt  # step: epochs between decays
     gamma: Annotated[float, Field(gt=0.0, lt=1.0)]  # step and plateau: the decay factor
     patience: PositiveInt  # plateau: epochs without a val/loss improvement before decaying
@@ -96,7 +117,7 @@ class GradientClipConfig(Section):
 class AugmentConfig(Section):
     """Random changes to each training mini-batch (never to val or test), drawn from the seeded torch RNG."""
 
-    flip: Literal["none", "horizontal", "vertical", "both"]  # images: mirror each with probability 0.5
+    flip: Flip  # images: mirror each with probability 0.5
     shift: Annotated[int, Field(ge=0)]  # images: translate by up to this many pixels per axis, zero-filled
     noise: Annotated[float, Field(ge=0.0)]  # any data: Gaussian noise of this std on the scaled features
 
@@ -104,17 +125,17 @@ class AugmentConfig(Section):
 class TrainConfig(Section):
     """Optimisation and hardware settings."""
 
-    optimizer: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
+    optimizer: Optimizer
     lr: Annotated[float, Field(gt=0.0, le=10.0)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
     weight_decay: Annotated[float, Field(ge=0.0)] | Literal["auto"]  # auto: 1 / train rows (auto.budget)
     l1: Annotated[float, Field(ge=0.0)]
     schedule: ScheduleConfig
     gradient_clip: GradientClipConfig
-    update: Literal["mini_batch", "full_batch", "stochastic"]
+    update: Update
     batch_size: PositiveInt
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
-    regression_loss: Literal["mse", "mae", "huber"]
+    regression_loss: RegressionLoss
     max_epochs: PositiveInt | Literal["auto"]  # auto: by optimizer steps per epoch (pipeline.config.auto.budget)
     early_stopping: EarlyStoppingConfig
     augment: AugmentConfig
@@ -184,8 +205,8 @@ class TrainConfig(Section):
 class EvaluateConfig(Section):
     """Test-set evaluation."""
 
-    primary_metric: Literal["auto", "accuracy", "macro_f1", "mae", "rmse", "r2"]  # auto: by task
-    baselines: Annotated[tuple[Literal["dummy", "linear", "forest", "nearest"], ...], Field(strict=False)]
+    primary_metric: Literal["auto", Metric]  # auto: by task
+    baselines: Annotated[tuple[Baseline, ...], Field(strict=False)]
     baseline_rows: PositiveInt  # train rows the baselines fit on at most (a seeded sample beyond that)
 
 

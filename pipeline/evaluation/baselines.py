@@ -7,14 +7,15 @@ the same metric code. Large train splits are subsampled (seeded) so a forest nev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-# linear: logistic regression for classes, least squares for values; nearest: 1-nearest-neighbour (Euclidean), the
-# standard baseline of time-series classification
-BASELINES = ("dummy", "linear", "forest", "nearest")
+from pipeline.config.training import Baseline
+
+# per value of evaluate.primary_metric but 'auto' (tests/evaluation check the keys against the type)
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "r2": True, "mae": False, "rmse": False}
 
 
@@ -25,28 +26,32 @@ def flat_inputs(x: np.ndarray, sequence: bool) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
-def make(name: str, task: str, seed: int) -> Any:
-    """An unfitted baseline estimator."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
+def estimators(task: str, seed: int) -> dict[str, Callable[[], Any]]:
+    """Per value of ``evaluate.baselines`` (:data:`pipeline.config.training.Baseline`; tests check the keys), what
+    makes that unfitted estimator for ``task``.
+
+    dummy: the majority class (with its prior as probabilities), or the mean; linear: logistic regression for
+    classes, least squares for values; nearest: the label (or value) of the closest train row (Euclidean; its
+    probabilities are that row's one-hot), the standard baseline of time-series classification.
+    """
+    from sklearn.dummy import DummyClassifier, DummyRegressor  # scikit-learn is slow to import: only when asked
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
     classification = task == "classification"
-    if name == "dummy":  # the majority class (with its prior as probabilities), or the mean
-        return DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean")
-    if name == "linear":
-        return LogisticRegression(max_iter=2000) if classification else LinearRegression()
-    if name == "forest":
-        cls = RandomForestClassifier if classification else RandomForestRegressor
-        return cls(n_estimators=100, random_state=seed, n_jobs=1)
-    if name == "nearest":  # the label (or value) of the closest train row; probabilities are that row's one-hot
-        return (KNeighborsClassifier if classification else KNeighborsRegressor)(n_neighbors=1, n_jobs=1)
-    raise ValueError(f"evaluate.baselines: expected names from {BASELINES}, got {name!r}")
+    forest = RandomForestClassifier if classification else RandomForestRegressor
+    nearest = KNeighborsClassifier if classification else KNeighborsRegressor
+    return {
+        "dummy": lambda: DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean"),
+        "linear": lambda: LogisticRegression(max_iter=2000) if classification else LinearRegression(),
+        "forest": lambda: forest(n_estimators=100, random_state=seed, n_jobs=1),
+        "nearest": lambda: nearest(n_neighbors=1, n_jobs=1),
+    }
 
 
 def fit_predict(
-    names: tuple[str, ...],
+    names: tuple[Baseline, ...],
     task: str,
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -64,9 +69,10 @@ def fit_predict(
     if len(x_train) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x_train), size=max_rows, replace=False))
         x_train, y_train = x_train[keep], y_train[keep]
+    makers = estimators(task, seed)
     out: dict[str, np.ndarray] = {}
     for name in names:
-        model = make(name, task, seed).fit(x_train, y_train)
+        model = makers[name]().fit(x_train, y_train)
         if task == "regression":
             out[name] = model.predict(x_test).astype("float64")
             continue

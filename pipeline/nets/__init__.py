@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import nn
 
 from pipeline.config import ModelConfig
+from pipeline.config.base import check_choice
+from pipeline.config.data import Task
+from pipeline.config.training import Activation, Init, NetKind
 from pipeline.errors import PipelineError
 from pipeline.nets.cnn import CNN
 from pipeline.nets.ensemble import Ensemble
 from pipeline.nets.fnn import FNN
 from pipeline.nets.rnn import RNN
 
+# one class per value of model.kind but 'auto' (settled when params are read); tests/nets check the keys
 NETS: dict[str, type[nn.Module]] = {"fnn": FNN, "cnn": CNN, "rnn": RNN}
 FIXED_LENGTH = ("fnn",)  # kinds whose input width fixes the number of steps a sequence may have
 
@@ -60,6 +64,7 @@ def net_spec(model: ModelConfig, modality: str, input_shape: tuple[int, ...], ou
 
 
 # One way to draw a weight per ``model.init`` but ``default``, given the activation's gain and nonlinearity name.
+# tests/nets check the keys against the type.
 DRAWS: dict[str, Callable[[torch.Tensor, float, str], Any]] = {
     "xavier_uniform": lambda weight, gain, nonlinearity: nn.init.xavier_uniform_(weight, gain=gain),
     "xavier_normal": lambda weight, gain, nonlinearity: nn.init.xavier_normal_(weight, gain=gain),
@@ -67,10 +72,12 @@ DRAWS: dict[str, Callable[[torch.Tensor, float, str], Any]] = {
     "kaiming_normal": lambda weight, gain, nonlinearity: nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity),
     "orthogonal": lambda weight, gain, nonlinearity: nn.init.orthogonal_(weight, gain=gain),
 }
-INITS = ("default", *DRAWS)
+# per model.activation, the nonlinearity whose gain torch.nn.init uses (GELU and ELU counted as ReLU)
+NONLINEARITIES: dict[str, str] = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "gelu": "relu",
+                                  "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
-def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
+def initialise(net: nn.Module, scheme: Init, activation: Activation = "relu") -> None:
     """Re-draw every weight matrix with ``scheme`` (from the global torch RNG) and zero every bias.
 
     ``default`` keeps PyTorch's own initialisation. Xavier/Glorot and Kaiming/He use the gain of
@@ -82,11 +89,10 @@ def initialise(net: nn.Module, scheme: str, activation: str = "relu") -> None:
         PipelineError: On an unknown scheme. The schema refuses one in ``params.yaml``, but a spec also comes
             from a model bundle's ``net.json`` (:meth:`pipeline.bundle.ModelBundle.load`), which it never sees.
     """
+    check_choice("model.init", scheme, Init, PipelineError)
     if scheme == "default":
         return
-    if scheme not in DRAWS:
-        raise PipelineError(f"model.init: expected one of {INITS}, got {scheme!r}")
-    nonlinearity = activation if activation in ("relu", "leaky_relu", "tanh", "sigmoid") else "relu"
+    nonlinearity = NONLINEARITIES[activation]
     gain = nn.init.calculate_gain(nonlinearity)
 
     def draw(weight: torch.Tensor) -> None:
@@ -120,7 +126,7 @@ def ensemble_net(spec: dict[str, Any]) -> Ensemble:
         PipelineError: If the spec lacks its size, task or member, or they are not what an ensemble takes.
     """
     size, task, member = spec.get("size"), spec.get("task"), spec.get("member")
-    if not isinstance(size, int) or size < 1 or task not in ("classification", "regression") \
+    if not isinstance(size, int) or size < 1 or task not in get_args(Task) \
             or not isinstance(member, dict) or member.get("kind") == "ensemble":
         raise PipelineError(
             f"net spec for 'ensemble': expected a size >= 1, a task and one member network's spec, got size {size!r}, "
@@ -133,15 +139,15 @@ def build_net(spec: dict[str, Any]) -> nn.Module:
     """Instantiate the network a spec describes, initialised as its ``init`` says.
 
     Raises:
-        PipelineError: On an unknown kind or arguments the network does not take.
+        PipelineError: On an unknown kind or init, or arguments the network does not take.
+        ValueError: On a setting the network refuses (an unknown activation, say).
     """
     kwargs = dict(spec)
     kind = kwargs.pop("kind", None)
     if kind == "ensemble":
         return ensemble_net(spec)
     init = kwargs.pop("init", "default")
-    if kind not in NETS:
-        raise PipelineError(f"model.kind: expected one of {sorted(NETS)}, got {kind!r}")
+    check_choice("model.kind", kind, NetKind, PipelineError)
     try:
         net = NETS[kind](**kwargs)
     except TypeError as exc:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pipeline.config.base import check_choice
+from pipeline.config.training import Activation, Norm, Pool
 from pipeline.nets.fnn import ACTIVATIONS, head
 
 
@@ -31,7 +33,7 @@ class CNN(nn.Module):
         pool: ``max``, ``avg`` or ``none``: 2x pooling after each block (ceil mode, so small maps never vanish).
         batch_norm: Batch normalisation after each conv.
         hidden: Units per hidden layer of the dense head.
-        activation: One of :data:`ACTIVATIONS`.
+        activation: One of :data:`pipeline.config.training.Activation`.
         dropout: Drop probability after each block and each head layer.
         bias: Give convs (without batch norm, whose shift replaces it) and head layers a bias.
         norm: ``none``, ``batch`` or ``layer`` normalisation in the dense head.
@@ -46,21 +48,19 @@ class CNN(nn.Module):
         kernel: int = 3,
         stride: int = 1,
         padding: int = 1,
-        pool: str = "max",
+        pool: Pool = "max",
         batch_norm: bool = True,
         hidden: Sequence[int] = (),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         if dims not in (1, 2):
             raise ValueError(f"dims: expected 1 (sequences) or 2 (images), got {dims}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if pool not in ("max", "avg", "none"):
-            raise ValueError(f"pool: expected 'max', 'avg' or 'none', got {pool!r}")
+        check_choice("model.activation", activation, Activation)
+        check_choice("model.cnn.pool", pool, Pool)
         if not channels:
             raise ValueError("channels: expected at least one conv block, got none")
         conv = nn.Conv2d if dims == 2 else nn.Conv1d

@@ -7,6 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pipeline.config.base import check_choice
+from pipeline.config.training import Activation, Norm
+
+# one layer per value of model.activation (tests/nets check the keys against the type)
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -17,17 +21,14 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-NORMS = ("none", "batch", "layer")
-
-
 def head(
     in_features: int,
     hidden: Sequence[int],
     out_features: int,
-    activation: str,
+    activation: Activation,
     dropout: float,
     bias: bool = True,
-    norm: str = "none",
+    norm: Norm = "none",
 ) -> nn.Sequential:
     """Linear -> [batch or layer norm] -> activation -> [dropout] per hidden layer, then a linear layer to the logits.
 
@@ -35,8 +36,7 @@ def head(
     Ioffe and Szegedy (2015), so each activation sees inputs centred whatever the earlier layers drift to; a
     linear layer followed by a norm needs no bias of its own (the norm's shift replaces it).
     """
-    if norm not in NORMS:
-        raise ValueError(f"model.norm: expected one of {NORMS}, got {norm!r}")
+    check_choice("model.norm", norm, Norm)
     layers: list[nn.Module] = []
     width = in_features
     for units in hidden:
@@ -60,10 +60,14 @@ class FNN(nn.Module):
         in_features: Input width; image or sequence inputs are flattened to this.
         hidden: Units per hidden layer, in order.
         out_features: Number of classes (logits out).
-        activation: One of :data:`ACTIVATIONS`.
+        activation: One of :data:`pipeline.config.training.Activation`.
         dropout: Drop probability after each hidden activation; 0 adds no dropout layer.
         bias: Give every linear layer a bias (hidden layers followed by a norm never have one).
         norm: ``none``, ``batch`` or ``layer`` normalisation after each hidden linear layer.
+
+    Raises:
+        ValueError: On an activation or norm the schema does not admit (a spec from a model bundle's
+            ``net.json`` reaches here without the schema).
     """
 
     def __init__(
@@ -71,14 +75,13 @@ class FNN(nn.Module):
         in_features: int,
         hidden: Sequence[int],
         out_features: int,
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        check_choice("model.activation", activation, Activation)
         self.layers = head(in_features, hidden, out_features, activation, dropout, bias, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from pipeline.nets.fnn import ACTIVATIONS, head
+from pipeline.config.base import check_choice
+from pipeline.config.training import Activation, Cell, Norm
+from pipeline.nets.fnn import head
 
+# one recurrent layer per value of model.rnn.cell (tests/nets check the keys against the type)
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -29,7 +32,7 @@ class RNN(nn.Module):
         bidirectional: Also read each series backwards; both final states feed the head.
         images: Inputs are images (read row by row) rather than masked sequences.
         hidden: Units per hidden layer of the dense head.
-        activation: Activation of the head, one of :data:`ACTIVATIONS`.
+        activation: Activation of the head, one of :data:`pipeline.config.training.Activation`.
         dropout: Drop probability between recurrent layers and in the head.
         bias: Give the recurrent cells and head layers biases.
         norm: ``none``, ``batch`` or ``layer`` normalisation in the dense head.
@@ -40,21 +43,19 @@ class RNN(nn.Module):
         input_size: int,
         hidden_size: int,
         out_features: int,
-        cell: str = "gru",
+        cell: Cell = "gru",
         layers: int = 1,
         bidirectional: bool = False,
         images: bool = False,
         hidden: Sequence[int] = (),
-        activation: str = "relu",
+        activation: Activation = "relu",
         dropout: float = 0.0,
         bias: bool = True,
-        norm: str = "none",
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {cell!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        check_choice("model.rnn.cell", cell, Cell)
+        check_choice("model.activation", activation, Activation)
         self.images = images
         self.directions = 2 if bidirectional else 1
         self.recurrent = CELLS[cell](

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.config.base import check_choice
+from pipeline.config.data import Encoding, ScaleMethod
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import as_category
-
-METHODS = ("standard", "minmax", "robust", "none")
-ENCODINGS = ("onehot", "ordinal")
 
 
 class FeatureEncoder:
@@ -29,16 +28,14 @@ class FeatureEncoder:
             sorted order).
     """
 
-    def __init__(self, method: str = "standard", encoding: str = "onehot") -> None:
+    def __init__(self, method: ScaleMethod = "standard", encoding: Encoding = "onehot") -> None:
         self.method = method
         self.encoding = encoding
 
     def fit(self, frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> FeatureEncoder:
         """Learn per-column offsets, spreads and category lists from ``frame`` (the train split)."""
-        if self.method not in METHODS:
-            raise PipelineError(f"scale.method: expected one of {METHODS}, got {self.method!r}")
-        if self.encoding not in ENCODINGS:
-            raise PipelineError(f"scale.encoding: expected one of {ENCODINGS}, got {self.encoding!r}")
+        check_choice("scale.method", self.method, ScaleMethod, PipelineError)
+        check_choice("scale.encoding", self.encoding, Encoding, PipelineError)
         self.numeric_ = list(numeric)
         self.categorical_ = list(categorical)
         bad = [c for c in self.numeric_ if frame[c].isna().any()]

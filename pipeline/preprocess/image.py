@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config.base import check_choice
+from pipeline.config.data import ScaleMethod
 from pipeline.errors import PipelineError
-from pipeline.preprocess.encode import METHODS
 
 
 class ImageScaler:
@@ -21,13 +22,12 @@ class ImageScaler:
             interquartile range) or ``none``.
     """
 
-    def __init__(self, method: str = "standard") -> None:
+    def __init__(self, method: ScaleMethod = "standard") -> None:
         self.method = method
 
     def fit(self, images: np.ndarray) -> ImageScaler:
         """Learn per-channel offsets and spreads from the train images (N, C, H, W)."""
-        if self.method not in METHODS:
-            raise PipelineError(f"scale.method: expected one of {METHODS}, got {self.method!r}")
+        check_choice("scale.method", self.method, ScaleMethod, PipelineError)
         if images.ndim != 4:
             raise PipelineError(f"ImageScaler.fit: expected images N x C x H x W, got shape {images.shape}")
         self.shape_ = [int(v) for v in images.shape[1:]]

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config.base import check_choice
+from pipeline.config.data import AlongTimeFill, CategoricalFill, NumericFill, RowFill
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import as_category
 from pipeline.preprocess.sequence import fill_along_time
 
-NUMERIC = ("mean", "median", "most_frequent", "constant", "knn", "ffill", "interpolate")
-ALONG_TIME = ("ffill", "interpolate")  # sequences only: fill from the same series
-CATEGORICAL = ("most_frequent", "constant")
 INDICATOR = "__missing"
 
 
@@ -50,8 +49,8 @@ class Imputer:
 
     def __init__(
         self,
-        numeric: str = "median",
-        categorical: str = "most_frequent",
+        numeric: NumericFill = "median",
+        categorical: CategoricalFill = "most_frequent",
         fill_value: float = 0.0,
         fill_category: str = "missing",
         max_missing: float = 1.0,
@@ -80,15 +79,13 @@ class Imputer:
         Raises:
             PipelineError: On an unknown strategy or a kept column with no value to learn from.
         """
-        if self.numeric not in NUMERIC:
-            raise PipelineError(f"clean.numeric: expected one of {NUMERIC}, got {self.numeric!r}")
-        if self.numeric in ALONG_TIME and self.series is None:
+        check_choice("clean.numeric", self.numeric, NumericFill, PipelineError)
+        if self.numeric in get_args(AlongTimeFill) and self.series is None:
             raise PipelineError(
                 f"clean.numeric = {self.numeric!r}: expected sequence data (data.sequence set) to fill along time; "
-                f"for one row per example use one of {tuple(s for s in NUMERIC if s not in ALONG_TIME)}"
+                f"for one row per example use one of {get_args(RowFill)}"
             )
-        if self.categorical not in CATEGORICAL:
-            raise PipelineError(f"clean.categorical: expected one of {CATEGORICAL}, got {self.categorical!r}")
+        check_choice("clean.categorical", self.categorical, CategoricalFill, PipelineError)
         share = frame[list(numeric) + list(categorical)].isna().mean()
         self.dropped_ = [c for c in share.index if share[c] > self.max_missing]
         self.numeric_ = [c for c in numeric if c not in self.dropped_]
@@ -186,7 +183,7 @@ class Imputer:
             out[f"{name}{INDICATOR}"] = out[name].isna().astype("float64")
         if self.numeric == "knn" and self.numeric_:
             out[self.numeric_] = self._knn_fill(out[self.numeric_].to_numpy(dtype="float64"))
-        if self.numeric in ALONG_TIME and self.numeric_ and out[self.numeric_].isna().any().any():
+        if self.numeric in get_args(AlongTimeFill) and self.numeric_ and out[self.numeric_].isna().any().any():
             out = fill_along_time(out, self.series, self.numeric_, self.numeric)
         for name, value in self.statistics_.items():
             column = as_category(out[name]) if name in self.categorical_ else out[name]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 
+from pipeline.config.data import Imbalance
 from pipeline.errors import PipelineError, plain
 
-STRATEGIES = ("none", "downsample", "upsample", "smote", "class_weight")
+RESAMPLING = tuple(s for s in get_args(Imbalance) if s != "smote")  # what resample_positions takes
 
 
 def class_weights(labels: pd.Series) -> dict[str, float]:
@@ -88,11 +91,12 @@ def smote_arrays(x: np.ndarray, labels: np.ndarray, neighbors: int, seed: int) -
     return x_new, np.asarray(y_new)
 
 
-def resample_positions(labels: np.ndarray, strategy: str, seed: int) -> np.ndarray:
+def resample_positions(labels: np.ndarray, strategy: Imbalance, seed: int) -> np.ndarray:
     """Positions of the rebalanced train rows (see :func:`rebalance`); repeated positions are upsampled copies."""
-    if strategy not in STRATEGIES or strategy == "smote":
-        allowed = tuple(s for s in STRATEGIES if s != "smote")
-        raise PipelineError(f"clean.imbalance: expected one of {allowed} here (smote: call smote()), got {strategy!r}")
+    if strategy not in RESAMPLING:
+        raise PipelineError(
+            f"clean.imbalance: expected one of {RESAMPLING} here (smote: call smote()), got {strategy!r}"
+        )
     if strategy in ("none", "class_weight"):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
@@ -111,7 +115,7 @@ def resample_positions(labels: np.ndarray, strategy: str, seed: int) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.DataFrame:
+def rebalance(frame: pd.DataFrame, target: str, strategy: Imbalance, seed: int) -> pd.DataFrame:
     """Equalise class counts by resampling rows (``smote`` has its own function, as it needs the columns).
 
     ``upsample`` draws extra rows with replacement from every smaller class until it matches the largest;
@@ -122,7 +126,7 @@ def rebalance(frame: pd.DataFrame, target: str, strategy: str, seed: int) -> pd.
     Args:
         frame: The train split.
         target: The label column.
-        strategy: one of :data:`STRATEGIES`.
+        strategy: one of :data:`RESAMPLING` (:data:`pipeline.config.data.Imbalance` but ``smote``).
         seed: Seeds the draw.
 
     Returns:

@@ -9,11 +9,10 @@ from typing import Any, Literal
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
+from pipeline.config.data import Modality, Task  # declared once, with the params schema
 from pipeline.errors import PipelineError
 
 Kind = Literal["numeric", "categorical", "date"]
-Task = Literal["classification", "regression"]
-Modality = Literal["tabular", "image", "sequence"]
 MAX_CLASSES = 20  # a numeric target with more distinct values than this is taken for a quantity to regress
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}"  # text counts as a date only in ISO form, so "2007" stays a number or a category
 EPOCH = pd.Timestamp("1970-01-01")

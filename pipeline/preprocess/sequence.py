@@ -6,9 +6,12 @@ appearance) and then by time, so every step that needs a series in one piece can
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 
+from pipeline.config.data import AlongTimeFill
 from pipeline.errors import PipelineError
 
 MASK = "__mask"  # the name of the extra channel that marks real steps (1) against padding (0)
@@ -46,7 +49,7 @@ def fill_along_time(frame: pd.DataFrame, series: str, columns: list[str], method
     elif method == "interpolate":
         filled = groups.transform(lambda g: g.interpolate(method="linear", limit_direction="forward"))
     else:
-        raise PipelineError(f"clean.numeric: expected 'ffill' or 'interpolate' along time, got {method!r}")
+        raise PipelineError(f"clean.numeric: expected one of {get_args(AlongTimeFill)} along time, got {method!r}")
     out[columns] = filled
     out[columns] = out.groupby(series, sort=False)[columns].bfill()  # leading gaps: the first observation
     return out

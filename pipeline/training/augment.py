@@ -7,18 +7,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-MODALITIES = ("tabular", "image", "sequence")
-FLIPS = ("none", "horizontal", "vertical", "both")
+from pipeline.config.base import check_choice
+from pipeline.config.data import Modality
+from pipeline.config.training import Flip
+
+# per modality, the rank and shape of a batch (tests/training check the keys against the type)
 _NDIM = {"tabular": 2, "image": 4, "sequence": 3}
 _SHAPES = {"tabular": "(B, F)", "image": "(B, C, H, W)", "sequence": "(B, T, F + 1)"}
 
 
-def _check(x: torch.Tensor, modality: str, flip: str, shift: int, noise: float) -> None:
+def _check(x: torch.Tensor, modality: Modality, flip: Flip, shift: int, noise: float) -> None:
     """Raise ValueError naming the first argument that is out of range or does not fit ``modality``."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality: expected one of {list(MODALITIES)}, got {modality!r}")
-    if flip not in FLIPS:
-        raise ValueError(f"train.augment.flip: expected one of {list(FLIPS)}, got {flip!r}")
+    check_choice("modality", modality, Modality)
+    check_choice("train.augment.flip", flip, Flip)
     # bool is an int subclass, but shift=True is a mistake rather than a one-pixel shift
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise ValueError(f"train.augment.shift: expected an integer >= 0, got {shift!r}")
@@ -59,7 +60,9 @@ def _shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     return padded[batch, channel, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
 
 
-def augment(x: torch.Tensor, modality: str, flip: str = "none", shift: int = 0, noise: float = 0.0) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, modality: Modality, flip: Flip = "none", shift: int = 0, noise: float = 0.0
+) -> torch.Tensor:
     """Randomly flip, shift and add noise to one training mini-batch, on whatever device it is on.
 
     Every random draw comes from the global torch RNG of ``x``'s device, so a seeded run repeats exactly and a

@@ -13,7 +13,7 @@ from torch import nn
 from pipeline.config import TrainConfig
 from pipeline.training.augment import augment
 
-
+# One loss per value of ``train.regression_loss`` (tests/training check the keys against the type).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
 
 
@@ -40,7 +40,7 @@ def batch_starts(n_rows: int, batch_size: int, min_rows: int = 2) -> list[int]:
 Schedule = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 Groups = list[dict[str, Any]]  # an optimizer's parameter groups
 
-# One builder per value of ``train.optimizer``; the schema's Literal admits no other key.
+# One builder per value of ``train.optimizer`` (tests/training check the keys against the type).
 OPTIMIZERS: dict[str, Callable[[Groups, TrainConfig], torch.optim.Optimizer]] = {
     "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                                weight_decay=cfg.weight_decay),
@@ -54,7 +54,7 @@ OPTIMIZERS: dict[str, Callable[[Groups, TrainConfig], torch.optim.Optimizer]] = 
 
 _sched = torch.optim.lr_scheduler
 # One builder per ``train.schedule.kind`` but ``none`` (no schedule is made), given the optimizer, the train
-# section (sized: ``max_epochs`` is a number) and the optimizer steps per epoch.
+# section (sized: ``max_epochs`` is a number) and the optimizer steps per epoch (keys checked as OPTIMIZERS').
 SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, TrainConfig, int], Schedule]] = {
     "onecycle": lambda opt, cfg, steps: _sched.OneCycleLR(opt, max_lr=cfg.lr,
                                                           total_steps=max(steps * cfg.max_epochs, 1)),

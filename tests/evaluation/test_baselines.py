@@ -72,3 +72,14 @@ def test_best_picks_the_lowest_error_and_the_highest_score() -> None:
     scores = {"dummy": {"mae": 60.0, "r2": -0.1}, "forest": {"mae": 45.0, "r2": 0.4}, "linear": {"mae": 44.0, "r2": 0.38}}
     assert baselines.best(scores, "mae") == ("linear", 44.0)
     assert baselines.best(scores, "r2") == ("forest", 0.4)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_baseline_and_metric_the_schema_admits_has_an_entry(task: str) -> None:
+    """The dispatch tables cover exactly the schema's values, so a lookup after validation cannot miss."""
+    from typing import get_args
+
+    from pipeline.config.training import Baseline, Metric
+
+    assert set(baselines.estimators(task, seed=0)) == set(get_args(Baseline))
+    assert set(baselines.HIGHER_IS_BETTER) == set(get_args(Metric))

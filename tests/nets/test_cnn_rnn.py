@@ -131,9 +131,10 @@ def test_rnn_reads_images_row_by_row() -> None:
 
 
 def test_unknown_cell_or_pool_is_refused() -> None:
-    with pytest.raises(ValueError, match="cell: expected one of"):
+    with pytest.raises(ValueError,
+                       match=r"^model\.rnn\.cell: expected one of \('rnn', 'lstm', 'gru'\), got 'transformer'$"):
         RNN(2, 3, 2, cell="transformer")
-    with pytest.raises(ValueError, match="pool: expected 'max', 'avg' or 'none'"):
+    with pytest.raises(ValueError, match=r"^model\.cnn\.pool: expected one of \('max', 'avg', 'none'\), got 'median'$"):
         CNN(1, 2, [2], 2, pool="median")
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 from torch import nn
@@ -36,7 +38,7 @@ def test_flattens_multidimensional_input() -> None:
 def test_build_net_from_spec_and_refuses_unknown_kind() -> None:
     net = build_net({"kind": "fnn", "in_features": 3, "hidden": [2], "out_features": 2, "activation": "sigmoid", "dropout": 0.0})
     assert isinstance(net.layers[1], nn.Sigmoid)
-    with pytest.raises(PipelineError, match="model.kind.*'cnn', 'fnn', 'rnn'"):
+    with pytest.raises(PipelineError, match="model.kind.*'fnn', 'cnn', 'rnn'"):
         build_net({"kind": "transformer"})
     with pytest.raises(PipelineError, match="net spec for 'fnn'"):
         build_net({"kind": "fnn", "in_features": 3})
@@ -80,15 +82,36 @@ def test_unknown_norm_is_refused() -> None:
         FNN(3, [4], 2, norm="group")
 
 
-def test_init_schemes_are_the_schemas_and_a_spec_with_another_is_refused() -> None:
-    """A bundle's net.json reaches build_net without the schema, so the spec's init is checked there."""
-    from typing import get_args
+def test_every_table_has_one_entry_per_value_the_schema_admits() -> None:
+    """The nets' dispatch tables cover exactly their knob's values, so a lookup after the check cannot miss."""
+    from pipeline.config.training import Activation, Cell, Init, NetKind
+    from pipeline.nets import DRAWS, NETS, NONLINEARITIES
+    from pipeline.nets.fnn import ACTIVATIONS
+    from pipeline.nets.rnn import CELLS
 
-    from pipeline.config.training import ModelConfig
-    from pipeline.errors import PipelineError
-    from pipeline.nets import INITS
+    assert set(NETS) == set(get_args(NetKind))
+    assert set(ACTIVATIONS) == set(get_args(Activation))
+    assert set(NONLINEARITIES) == set(get_args(Activation))
+    assert set(CELLS) == set(get_args(Cell))
+    assert set(DRAWS) | {"default"} == set(get_args(Init))
 
-    assert set(INITS) == set(get_args(ModelConfig.model_fields["init"].annotation))
-    spec = {"kind": "fnn", "in_features": 3, "hidden": [2], "out_features": 2, "activation": "relu", "dropout": 0.0}
-    with pytest.raises(PipelineError, match="model.init: expected one of .* got 'he'"):
-        build_net({**spec, "init": "he"})
+
+SPEC = {"kind": "fnn", "in_features": 3, "hidden": [2], "out_features": 2, "activation": "relu", "dropout": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"init": "he"}, PipelineError, "model.init: expected one of ('default', 'xavier_uniform', 'xavier_normal', "
+                                        "'kaiming_uniform', 'kaiming_normal', 'orthogonal'), got 'he'"),
+        ({"kind": "mlp"}, PipelineError, "model.kind: expected one of ('fnn', 'cnn', 'rnn'), got 'mlp'"),
+        ({"activation": "swish"}, ValueError, "model.activation: expected one of ('relu', 'leaky_relu', 'elu', "
+                                              "'gelu', 'sigmoid', 'tanh'), got 'swish'"),
+    ],
+    ids=["init", "kind", "activation"],
+)
+def test_a_spec_with_a_value_the_schema_does_not_admit_is_refused(change: dict, error: type, message: str) -> None:
+    """A bundle's net.json reaches build_net without the schema, so the spec's values are checked there."""
+    with pytest.raises(error) as info:
+        build_net({**SPEC, **change})
+    assert str(info.value) == message

@@ -114,3 +114,13 @@ def test_smote_balances_with_new_rows_inside_the_minority_range_and_keeps_origin
 def test_smote_refuses_a_class_smaller_than_its_neighbours() -> None:
     with pytest.raises(PipelineError, match=r"clean.smote_neighbors = 8: class 'B' has 8 train rows, expected more than 8"):
         smote(_imbalanced(), "y", ["a", "b"], ["c"], neighbors=8, seed=0)
+
+
+def test_resampling_refuses_smote_and_unknown_strategies_with_the_schemas_values() -> None:
+    from pipeline.preprocess.rebalance import resample_positions
+
+    for strategy in ("smote", "oversample"):
+        with pytest.raises(PipelineError, match=r"^clean\.imbalance: expected one of \('none', 'downsample', "
+                                                rf"'upsample', 'class_weight'\) here \(smote: call smote\(\)\), got "
+                                                rf"'{strategy}'$"):
+            resample_positions(np.array([0, 1, 1]), strategy, seed=0)

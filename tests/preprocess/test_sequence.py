@@ -135,7 +135,8 @@ def test_fill_along_time_fills_each_column_on_its_own_and_leaves_the_input() -> 
 
 
 def test_fill_along_time_refuses_an_unknown_method() -> None:
-    with pytest.raises(PipelineError, match=r"clean\.numeric.*'ffill' or 'interpolate'.*'median'"):
+    with pytest.raises(PipelineError,
+                       match=r"^clean\.numeric: expected one of \('ffill', 'interpolate'\) along time, got 'median'$"):
         seq.fill_along_time(_long([1.0, NAN], ["a", "a"]), "sid", ["x"], "median")
 
 

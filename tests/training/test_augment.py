@@ -165,3 +165,16 @@ def test_bad_arguments_name_the_parameter(modality: str, kwargs: dict, name: str
 def test_a_tensor_of_the_wrong_rank_is_refused() -> None:
     with pytest.raises(ValueError, match=r"x: expected a \(B, C, H, W\) tensor"):
         augment(torch.ones(2, 3), "image", flip="horizontal")
+
+
+def test_every_modality_has_a_batch_shape_and_flips_are_the_schemas() -> None:
+    """The per-modality tables cover exactly the modalities; an unknown flip is refused with the schema's values."""
+    from typing import get_args
+
+    from pipeline.config.data import Modality
+    from pipeline.training.augment import _NDIM, _SHAPES
+
+    assert set(_NDIM) == set(_SHAPES) == set(get_args(Modality))
+    with pytest.raises(ValueError, match=r"^train\.augment\.flip: expected one of \('none', 'horizontal', 'vertical', "
+                                         r"'both'\), got 'diagonal'$"):
+        augment(torch.ones(2, 1, 3, 3), "image", flip="diagonal")

@@ -233,12 +233,13 @@ def test_validation_judges_the_prior_corrected_logits_with_an_unweighted_loss() 
         assert torch.allclose(corrected._evaluate((x, y), "val"), F.cross_entropy(out + torch.tensor(offsets), y))
 
 
-def test_every_optimizer_and_schedule_the_schema_admits_has_a_builder() -> None:
+def test_every_optimizer_schedule_and_loss_the_schema_admits_has_a_builder() -> None:
     """The dispatch tables cover exactly the schema's values, so a lookup after validation cannot miss."""
     from typing import get_args
 
-    from pipeline.config.training import ScheduleConfig, TrainConfig
-    from pipeline.training.module import OPTIMIZERS, SCHEDULES
+    from pipeline.config.training import Optimizer, RegressionLoss, ScheduleKind
+    from pipeline.training.module import OPTIMIZERS, REGRESSION_LOSSES, SCHEDULES
 
-    assert set(OPTIMIZERS) == set(get_args(TrainConfig.model_fields["optimizer"].annotation))
-    assert set(SCHEDULES) | {"none"} == set(get_args(ScheduleConfig.model_fields["kind"].annotation))
+    assert set(OPTIMIZERS) == set(get_args(Optimizer))
+    assert set(SCHEDULES) | {"none"} == set(get_args(ScheduleKind))
+    assert set(REGRESSION_LOSSES) == set(get_args(RegressionLoss))
