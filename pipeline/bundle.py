@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from pipeline.decision import Decision
 from pipeline.errors import PipelineError
+from pipeline.modality import Modality, for_schema
 from pipeline.io import read_state, write_json, write_safetensors
 from pipeline.nets import FIXED_LENGTH, build_net, net_kind
 from pipeline.preprocess import sequence as seq
@@ -109,13 +110,17 @@ class ModelBundle:
         return self.schema.modality
 
     @property
+    def examples(self) -> Modality:
+        """What one example is (a row, an image or a series) and how its labels and inputs go
+        (:mod:`pipeline.modality`)."""
+        return for_schema(self.schema)
+
+    @property
     def input_features(self) -> list[str]:
         """The raw columns a row must have: ingest's features less those clean dropped (and, for sequences, the
         series and time columns first). Images have none: their input is an array."""
         features = [name for name in self.schema.feature_names if name not in self.imputer.dropped_]
-        if self.modality == "sequence":
-            return [self.schema.sequence_id, self.schema.sequence_time, *features]
-        return features
+        return [*self.examples.id_columns, *features]
 
     @property
     def task(self) -> str:
@@ -138,13 +143,14 @@ class ModelBundle:
         Raises:
             PipelineError: Naming ``source`` and the column, shape or value that does not fit.
         """
-        if self.modality == "image":
+        examples = self.examples
+        if examples.arrays:
             if isinstance(inputs, pd.DataFrame):
                 raise PipelineError(f"{source}: expected an image array N x C x H x W, got a table")
             return self.features.transform(inputs, source), pd.RangeIndex(len(inputs))
         if not isinstance(inputs, pd.DataFrame):
             raise PipelineError(f"{source}: expected rows with columns {self.input_features}, got an array")
-        if self.modality == "sequence":
+        if examples.by_series:
             return self._prepare_sequences(inputs, source)
         features = self.schema.coerce(inputs, source, skip=self.imputer.dropped_)
         return self.features.transform(self.imputer.transform(features)), inputs.index
@@ -211,6 +217,6 @@ class ModelBundle:
             out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in self.classes], index=index)
             # the labels' own dtype (int64 digits stay numbers, names stay text), so metrics compare like with like
             out.insert(0, "prediction", pd.Series(self.classes).to_numpy()[proba.argmax(axis=1)])
-        if self.modality == "sequence":
+        if self.examples.by_series:
             out.insert(0, self.schema.sequence_id, index.to_numpy())
         return out

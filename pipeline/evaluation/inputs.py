@@ -6,7 +6,7 @@ against the network applied to the scale stage's test matrix: the bundle's prepr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_npy, read_parquet
-from pipeline.preprocess import sequence as seq
+from pipeline.io import read_parquet
 
 if TYPE_CHECKING:  # the bundle imports torch: loaded where a bundle is, not to read a type
     from pipeline.bundle import ModelBundle
@@ -41,9 +40,11 @@ class TestInput:
 def read_test_input(bundle: ModelBundle, split_dir: Path, target: str) -> TestInput:
     """The raw test input of the bundle's modality from the split stage's folder."""
     test = read_parquet(Path(split_dir) / "test.parquet")
-    if bundle.modality == "image":
-        return TestInput(read_npy(Path(split_dir) / "test.npy"), str(Path(split_dir) / "test.npy"), test[target])
-    actual = test[target] if bundle.modality == "tabular" else seq.series_labels(test, bundle.schema.sequence_id, target)
+    examples = replace(bundle.examples, target=target)
+    actual = examples.labels(test)
+    images = examples.read_array(split_dir, "test")
+    if images is not None:
+        return TestInput(images, str(Path(split_dir) / "test.npy"), actual)
     return TestInput(test.drop(columns=[target]), str(Path(split_dir) / "test.parquet"), actual)
 
 

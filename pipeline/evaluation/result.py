@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.diagnosis import Finding, as_json
+from pipeline.modality import MODALITIES
 
 REQUIRED = {"run_id": str, "monitor": str, "history": list, "restarts": list}  # the keys evaluate reads, typed
 RESTART_KEYS = ("restart", "seed", "run_id", "best_value")
@@ -118,7 +119,7 @@ class Evaluation:
     def table(self) -> pd.DataFrame:
         """``reports/predictions.csv``: the predictions with the actual value beside them (after a sequence's id)."""
         recorded = self.predictions.copy()
-        recorded.insert(1 if self.modality == "sequence" else 0, "actual", self.actual.to_numpy())
+        recorded.insert(1 if MODALITIES[self.modality].by_series else 0, "actual", self.actual.to_numpy())
         return recorded
 
 

@@ -59,10 +59,10 @@ def baseline_metrics(bundle: ModelBundle, params: Params, scaled: Path, x_test: 
 
     if not params.evaluate.baselines:
         return {}
+    sequence = bundle.examples.by_series
     # sequences padded to the test matrix's steps: a baseline takes rows of one width (test may be the longer)
-    length = x_test.shape[1] if bundle.modality == "sequence" else None
+    length = x_test.shape[1] if sequence else None
     x_train, y_train = (t.numpy() for t in load_xy(scaled, "train", params.data.target, bundle.task, length))
-    sequence = bundle.modality == "sequence"
     outputs = baselines.fit_predict(
         tuple(params.evaluate.baselines), bundle.task, baselines.flat_inputs(x_train, sequence), y_train,
         baselines.flat_inputs(x_test, sequence), len(bundle.classes) if bundle.task == "classification" else 0,

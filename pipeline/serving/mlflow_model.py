@@ -28,7 +28,7 @@ class BundleModel(PythonModel):
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        if self.bundle.modality != "image":
+        if not self.bundle.examples.arrays:  # images come as an array, the rest as a table
             model_input = pd.DataFrame(model_input)
         return self.bundle.predict(model_input, source="model input").reset_index(drop=True)
 

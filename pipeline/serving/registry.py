@@ -32,11 +32,12 @@ def signature(bundle: ModelBundle) -> ModelSignature:
     Images are one float32 tensor (N, C, H, W); sequences are long-format rows (the series and time columns,
     then the features) and come back one prediction per series, its id first.
     """
-    if bundle.modality == "image":
+    examples = bundle.examples
+    if examples.arrays:
         inputs = MlflowSchema([TensorSpec(np.dtype("float32"), (-1, *bundle.schema.image_shape))])
     else:
         inputs = MlflowSchema([ColSpec(AnyType(), name) for name in bundle.input_features])
-    outputs = [ColSpec("string", bundle.schema.sequence_id)] if bundle.modality == "sequence" else []
+    outputs = [ColSpec("string", bundle.schema.sequence_id)] if examples.by_series else []
     if bundle.task == "regression":
         outputs.append(ColSpec("double", "prediction"))
     else:
@@ -55,16 +56,14 @@ def requirements() -> list[str]:
 
 def input_example(bundle: ModelBundle, raw: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
     """A small slice of raw input to store with the model: 5 rows, 2 images, or every row of 2 series."""
-    if bundle.modality == "image":
+    examples = bundle.examples
+    if examples.arrays:
         return np.asarray(raw[:2], dtype="float32")
-    if bundle.modality == "sequence":
+    if examples.by_series:
         series = bundle.schema.sequence_id
-        keep = raw[series].isin(pd.unique(raw[series])[:2])
-        rows = raw.loc[keep]
+        rows = raw.loc[raw[series].isin(pd.unique(raw[series])[:2])]
         example = bundle.schema.coerce(rows, "input example", skip=bundle.imputer.dropped_)
-        example.insert(0, bundle.schema.sequence_time, rows[bundle.schema.sequence_time])
-        example.insert(0, series, rows[series])
-        return example.reset_index(drop=True)
+        return examples.with_ids(example, rows).reset_index(drop=True)
     return bundle.schema.coerce(raw.head(5), "input example", skip=bundle.imputer.dropped_)
 
 

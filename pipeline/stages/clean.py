@@ -7,7 +7,6 @@ non-finite pixels) and are rebalanced with their labels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ import pandas as pd
 
 from pipeline.config import CleanConfig, load_params, require_imbalance
 from pipeline.errors import run_main
-from pipeline.io import atomic_dir, read_npy, write_json, write_npy
+from pipeline.io import atomic_dir, write_json
+from pipeline.modality import Images, Modality, for_schema, write_arrays
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.profile import class_counts
@@ -41,10 +41,7 @@ def _balance(natural: dict[str, int] | None, after: dict[str, int] | None, weigh
 
 def _typed(frame: pd.DataFrame, schema: Schema, name: str) -> pd.DataFrame:
     """Features as serving types them (:meth:`Schema.coerce`), with the target alongside."""
-    out = schema.coerce(frame, f"{name} split")
-    if schema.modality == "sequence":
-        out.insert(0, schema.sequence_time, frame[schema.sequence_time])
-        out.insert(0, schema.sequence_id, frame[schema.sequence_id])
+    out = for_schema(schema).with_ids(schema.coerce(frame, f"{name} split"), frame)
     out[schema.target] = frame[schema.target]
     return out
 
@@ -85,15 +82,8 @@ def rebalance_series(frame: pd.DataFrame, series: str, target: str, strategy: st
     return pd.concat(parts, ignore_index=True)
 
 
-def _labels(schema: Schema) -> Callable[[pd.DataFrame], pd.Series]:
-    """How to read the labels class counts are taken over: a label per series for sequences, per row otherwise."""
-    if schema.modality == "sequence":
-        return lambda frame: seq.series_labels(frame, schema.sequence_id, schema.target)
-    return lambda frame: frame[schema.target]
-
-
 def _impute_splits(
-    typed: dict[str, pd.DataFrame | None], imputer: Imputer, schema: Schema, drop_rows: bool
+    typed: dict[str, pd.DataFrame | None], imputer: Imputer, modality: Modality, drop_rows: bool
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Apply the fitted imputer to every typed split (train less its incomplete rows with ``drop_rows``).
 
@@ -106,13 +96,13 @@ def _impute_splits(
     if drop_rows:
         train = train.loc[imputer.complete(train)]  # sequences: whole series, as the imputer learned from
     kept = imputer.numeric_ + imputer.categorical_
-    series = schema.sequence_id
+    series = modality.series
     report: dict[str, Any] = {
         "columns_dropped": imputer.dropped_,
         "indicator_columns": imputer.indicator_columns_,
         "train_rows_dropped_incomplete": int(len(typed["train"]) - len(train)),
         **({"train_series_dropped_incomplete": int(typed["train"][series].nunique() - train[series].nunique())}
-           if schema.modality == "sequence" else {}),
+           if modality.by_series else {}),
         "filled": {
             name: {c: int(n) for c, n in frame[kept].isna().sum().items() if n}
             for name, frame in {**typed, "train": train}.items()
@@ -128,15 +118,16 @@ def _impute_splits(
 
 
 def _rebalance_train(
-    train: pd.DataFrame, schema: Schema, imputer: Imputer, config: CleanConfig, imbalance: str, seed: int
+    train: pd.DataFrame, modality: Modality, imputer: Imputer, config: CleanConfig, imbalance: str, seed: int
 ) -> pd.DataFrame:
     """Resample the cleaned train split by ``imbalance``: whole series for sequences, SMOTE or rows otherwise."""
-    if schema.modality == "sequence":  # never smote: params.yaml refuses it with sequence data (pipeline.config.Params)
-        return rebalance_series(train, schema.sequence_id, schema.target, imbalance, seed)
+    target = modality.target
+    if modality.by_series:  # never smote: params.yaml refuses it with sequence data (pipeline.config.Params)
+        return rebalance_series(train, str(modality.series), target, imbalance, seed)
     if imbalance == "smote":  # the 0/1 indicator flags vote like categories rather than being interpolated
-        return smote(train, schema.target, imputer.numeric_, imputer.categorical_out_ + imputer.indicator_columns_,
+        return smote(train, target, imputer.numeric_, imputer.categorical_out_ + imputer.indicator_columns_,
                      config.smote_neighbors, seed)
-    return rebalance(train, schema.target, imbalance, seed)
+    return rebalance(train, target, imbalance, seed)
 
 
 def clean(
@@ -153,18 +144,18 @@ def clean(
         The cleaned splits, the fitted imputer, and a report of what was dropped, filled and resampled,
         including the loss weights per class when ``imbalance`` is ``class_weight``.
     """
-    sequences = schema.modality == "sequence"
+    modality = for_schema(schema)
     classification = schema.task == "classification"
-    labels = _labels(schema)
+    labels = modality.labels
     natural = class_counts(labels(splits["train"])) if classification else None  # before any row is dropped
-    imputer = _imputer(config, seed, schema.sequence_id if sequences else None)
+    imputer = _imputer(config, seed, modality.series)
     # the typed form serving gives raw rows (dates as days, categories as text), so both paths agree
     typed = {name: _typed(frame, schema, name) for name, frame in splits.items()}
     imputer.fit(typed["train"], schema.numeric, schema.categorical)
-    cleaned, report = _impute_splits(typed, imputer, schema, config.drop_rows)
+    cleaned, report = _impute_splits(typed, imputer, modality, config.drop_rows)
     imbalance = config.imbalance if classification else "none"  # regression has no classes to balance
     before = class_counts(labels(cleaned["train"])) if classification else None
-    cleaned["train"] = _rebalance_train(cleaned["train"], schema, imputer, config, imbalance, seed)
+    cleaned["train"] = _rebalance_train(cleaned["train"], modality, imputer, config, imbalance, seed)
     after = class_counts(labels(cleaned["train"])) if classification else None
     weights = class_weights(labels(cleaned["train"])) if imbalance == "class_weight" else None
     report.update(
@@ -172,7 +163,7 @@ def clean(
         train_class_counts_before=before,
         train_class_counts_after=after,
         class_weight=weights,
-        class_counts_unit="series" if sequences else "rows",
+        class_counts_unit=modality.unit,
         **_balance(natural, after, weights, config.prior_correction),
     )
     return cleaned, imputer, report
@@ -207,7 +198,7 @@ def clean_images(
         "train_class_counts_before": before,
         "train_class_counts_after": after,
         "class_weight": weights,
-        "class_counts_unit": "images",
+        "class_counts_unit": Images.unit,
         **_balance(before, after, weights, config.prior_correction),
     }
     return {**splits, "train": train}, {**images, "train": x}, imputer, report
@@ -219,16 +210,15 @@ def main() -> None:
     params = load_params(args.params)
     schema = read_schema(args.raw)
     config = require_imbalance(params.clean, schema.task)  # 'auto' resolved for the task ingest found
+    images = for_schema(schema).read_arrays(args.split, SPLITS)
     arrays = None
-    if schema.modality == "image":
-        images = {name: read_npy(args.split / f"{name}.npy") for name in SPLITS}
+    if images is not None:
         cleaned, arrays, imputer, report = clean_images(read_splits(args.split), images, schema, config, params.seed)
     else:
         cleaned, imputer, report = clean(read_splits(args.split), schema, config, params.seed)
     with atomic_dir(args.out) as out:
         write_splits(out, cleaned)
-        for name, array in (arrays or {}).items():
-            write_npy(out / f"{name}.npy", array)
+        write_arrays(out, arrays)
         write_json(out / "imputer.json", imputer.to_dict())
         write_json(out / "report.json", report)
     filled = sum(n for split in report["filled"].values() for n in split.values())
@@ -246,7 +236,7 @@ def main() -> None:
                f"({config.imbalance})") if report["train_class_counts_before"] else "no classes to balance"
     if report["prior_correction"]:
         balance += "; predictions corrected back to the natural class balance (clean.prior_correction)"
-    fills = ("no missing values in images" if schema.modality == "image" else
+    fills = ("no missing values in images" if images is not None else
              f"filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical})")
     print(f"clean: {fills}; {balance}"
           + "".join(f"; {e}" for e in extra))

@@ -29,6 +29,7 @@ from pipeline.evaluation.scores import (
     restart_metrics, split_metrics, task_metrics, versus_baselines,
 )
 from pipeline.io import atomic_file, read_state, write_json
+from pipeline.modality import MODALITIES
 from pipeline.stages.common import stage_args
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def evaluate(params: Params, bundle: ModelBundle, train_info: TrainInfo, split_d
     x_scaled = load_xy(scaled_dir, "test", target, bundle.task, fixed=bundle.fixed_length)[0].numpy()
     x_raw, logits, index = checked_logits(bundle, model_dir, test, x_scaled)
     predictions = bundle.predictions(logits, index)
-    actual = test.actual.loc[index] if bundle.modality == "sequence" else test.actual
+    actual = bundle.examples.align(test.actual, index)
     plain = actual.reset_index(drop=True)
     # train and val beside test: a gap between them is over- or underfitting made visible
     splits = {split: split_metrics(bundle, scaled_dir, split, target) for split in ("train", "val")}
@@ -228,7 +229,7 @@ def print_summary(evaluation: Evaluation, registered: dict[str, Any]) -> None:
     where = (f"registered {registered['name']} version {registered['version']}" if registered["version"]
              else "not registered")
     others = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k not in (primary, "per_class") and v is not None)
-    unit = {"tabular": "rows", "image": "images", "sequence": "series"}[evaluation.modality]
+    unit = MODALITIES[evaluation.modality].unit
     print(f"evaluate: test {primary} {test[primary]:.4f} ({others}) on {len(evaluation.predictions)} {unit}; "
           f"{primary} train {evaluation.splits['train'][primary]:.4f}, val {evaluation.splits['val'][primary]:.4f}; "
           f"{where}")

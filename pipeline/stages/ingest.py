@@ -21,6 +21,7 @@ from pipeline import sources
 from pipeline.config import DataConfig, load_params, require_task, resolved_autos
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import atomic_dir, write_json, write_npy, write_parquet
+from pipeline.modality import for_schema
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.profile import Rows, build_profile, class_counts, column_profile, resolve_target
 from pipeline.preprocess.schema import Schema, as_category, column_kind, detect
@@ -372,7 +373,7 @@ def main() -> None:
     else:
         what = f"{profile['rows']} rows, {_count(len(schema.features), 'feature')}"
     if profile["rows_repeated"]:  # kept on purpose: say so, a user may expect them gone
-        unit = "images" if schema.modality == "image" else "rows"
+        unit = for_schema(schema).unit  # sequences never get here: their copies are always dropped
         how = ("split row by row; data.duplicates: drop if they are copies of one record" if data.duplicates == "keep"
                else "same inputs kept in one split part")
         what += (f", {profile['rows_repeated']} repeated {unit} kept (copies of {profile['repeated_groups']} "

@@ -18,7 +18,7 @@ from pipeline.errors import run_main
 from pipeline.io import (
     atomic_dir, read_npy, read_parquet, read_state, write_json, write_npy, write_parquet, write_parquet_chunks,
 )
-from pipeline.preprocess import sequence as seq
+from pipeline.modality import for_schema
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler, target_encoder
 from pipeline.preprocess.encoders import Encoders
 from pipeline.preprocess.image import ImageScaler
@@ -46,11 +46,9 @@ def fit_encoders(
         The fitted steps; for sequences also the series column and the longest train series.
     """
     features = FeatureEncoder(config.method, config.encoding).fit(train, numeric, categorical)
-    labels = target_encoder(schema.task).fit(_labels(train, schema))
-    sequence = None
-    if schema.modality == "sequence":
-        sequence = {"series": schema.sequence_id, "length": int(seq.lengths(train, schema.sequence_id).max())}
-    return Encoders(features, labels, sequence)
+    modality = for_schema(schema)
+    labels = target_encoder(schema.task).fit(modality.labels(train))
+    return Encoders(features, labels, modality.steps(train))
 
 
 def encode(frame: pd.DataFrame, encoders: Encoders, target: str) -> pd.DataFrame:
@@ -77,13 +75,6 @@ def encode_chunks(
         yield encode(frame.iloc[start : start + rows], encoders, target)
 
 
-def _labels(frame: pd.DataFrame, schema: Schema) -> pd.Series:
-    """The labels a target encoder learns from: one per row, or one per series."""
-    if schema.modality == "sequence":
-        return seq.series_labels(frame, schema.sequence_id, schema.target)
-    return frame[schema.target]
-
-
 def _scale_images(args: Any, params: Any, schema: Schema) -> tuple[ImageScaler, LabelEncoder | TargetScaler]:
     train = read_npy(args.clean / "train.npy")
     scaler = ImageScaler(params.scale.method).fit(train)
@@ -103,7 +94,7 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
     params = load_params(args.params)
     schema = read_schema(args.raw)
-    if schema.modality == "image":
+    if for_schema(schema).arrays:
         scaler, labels = _scale_images(args, params, schema)
         what = f"images {' x '.join(map(str, scaler.shape_))} ({params.scale.method}, per channel)"
     else:

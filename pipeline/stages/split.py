@@ -17,7 +17,8 @@ import pandas as pd
 
 from pipeline.config import Params, load_params
 from pipeline.errors import PipelineError, plain, run_main
-from pipeline.io import atomic_dir, read_npy, read_parquet, write_json, write_npy
+from pipeline.io import atomic_dir, read_parquet, write_json
+from pipeline.modality import for_schema, write_arrays
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args, write_splits
@@ -154,7 +155,7 @@ def split_sequences(
 ) -> dict[str, pd.DataFrame]:
     """Split long-format sequences by whole series: stratified by series label, or by each series' start time."""
     series = schema.sequence_id
-    labels = seq.series_labels(frame, series, schema.target)
+    labels = for_schema(schema).labels(frame)
     classification = schema.task == "classification"
     if method == "time":
         start = frame.groupby(series, sort=False)[schema.sequence_time].min()
@@ -178,7 +179,7 @@ def split_any(
     """
     cfg = params.split
     classification = schema.task == "classification"
-    if schema.modality == "sequence":
+    if for_schema(schema).by_series:
         return split_sequences(frame, schema, cfg.val, cfg.test, params.seed, cfg.method), None
     if cfg.method == "time":
         column = cfg.time_column
@@ -206,12 +207,12 @@ def summarise(
 ) -> dict[str, Any]:
     """Rows (and series) and class counts per part; sequences count classes per series. Tables and images also
     count the rows that repeat an earlier row of their part (``rows_repeated``)."""
+    modality = for_schema(schema)
     out = {}
     for name, part in parts.items():
-        labels = part[schema.target]
+        labels = modality.labels(part)
         entry: dict[str, Any] = {"rows": len(part)}
-        if schema.modality == "sequence":
-            labels = seq.series_labels(part, schema.sequence_id, schema.target)
+        if modality.by_series:
             entry["series"] = len(labels)
         else:
             entry["rows_repeated"] = _repeated(row_groups(part, None if arrays is None else arrays[name]))
@@ -226,18 +227,17 @@ def main() -> None:
     args = stage_args(__doc__.splitlines()[0], "raw", "out")
     params = load_params(args.params)
     schema = read_schema(args.raw)
+    modality = for_schema(schema)
     frame = read_parquet(args.raw / "data.parquet")
-    images = read_npy(args.raw / "images.npy") if schema.modality == "image" else None
+    images = modality.read_array(args.raw, "images")
     parts, arrays = split_any(frame, images, schema, params)
     summary = summarise(parts, schema, arrays)
     with atomic_dir(args.out) as out:
         write_splits(out, parts)
-        for name, array in (arrays or {}).items():
-            write_npy(out / f"{name}.npy", array)
+        write_arrays(out, arrays)
         write_json(out / "summary.json", summary)
-    unit = "series" if schema.modality == "sequence" else "rows"
     repeated = sum(s.get("rows_repeated", 0) for s in summary.values())
-    print(f"split ({params.split.method}): " + ", ".join(f"{name} {s.get('series', s['rows'])} {unit}"
+    print(f"split ({params.split.method}): " + ", ".join(f"{name} {s.get('series', s['rows'])} {modality.unit}"
                                                         for name, s in summary.items())
           + (f"; {repeated} rows repeat an earlier row of their part" if repeated else ""))
 

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from pipeline.errors import PipelineError
-from pipeline.io import read_npy, read_parquet, read_state
-from pipeline.preprocess import sequence as seq
+from pipeline.io import read_parquet, read_state
+from pipeline.modality import MODALITIES
 from pipeline.preprocess.encoders import Encoders
 
 
@@ -56,18 +56,10 @@ def load_xy(
     if target not in frame.columns:
         raise PipelineError(f"{path}: expected a target column {target!r}, got columns {list(frame.columns)}")
     encoders = read_encoders(folder)
-    sequence = encoders.sequence
-    if encoders.modality == "image":
-        x = read_npy(folder / f"{split}.npy")
-        labels = frame[target]
-    elif sequence:
-        columns = [c for c in frame.columns if c not in (sequence["series"], target)]
-        steps = max(sequence["length"], length or 0)
-        _, x = seq.pad(frame, sequence["series"], columns, steps, str(path), fixed=fixed)
-        labels = seq.series_labels(frame, sequence["series"], target)
-    else:
-        x = frame.drop(columns=[target]).to_numpy(dtype="float32", copy=True)
-        labels = frame[target]
+    sequence = encoders.sequence or {}
+    examples = MODALITIES[encoders.modality](target, sequence.get("series"))
+    x = examples.scaled_inputs(folder, split, frame, max(sequence.get("length", 0), length or 0), fixed)
+    labels = examples.labels(frame)
     dtype = "int64" if task == "classification" else "float32"
     return torch.from_numpy(np.ascontiguousarray(x, dtype="float32")), torch.from_numpy(labels.to_numpy(dtype=dtype, copy=True))
 
