@@ -35,20 +35,20 @@ def default_params() -> dict[str, Any]:
     return params_doc()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # stateless: module-scoped fixtures may use it too
 def make_params_doc() -> MakeParamsDoc:
     """``make_params_doc(**overrides)``: a fresh params document with sections deep-merged
     (``make_params_doc(seed=7, train={"max_epochs": 4})``), for a test that changes it further."""
     return params_doc
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # stateless: module-scoped fixtures may use it too
 def make_params() -> MakeParams:
     """``make_params(**overrides)``: :func:`make_params_doc`'s document validated into ``pipeline.config.Params``."""
     return build_params
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # stateless: module-scoped fixtures may use it too
 def make_clean_config() -> MakeCleanConfig:
     """``make_clean_config(**changes)``: params.yaml's ``clean`` section as a ``CleanConfig`` with ``changes`` set."""
     return clean_config
