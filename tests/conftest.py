@@ -14,7 +14,7 @@ import pytest
 from tests.factories import (PARAMS_FILE, SCALED_WRITERS, MakeCleanConfig, MakeParams, MakeParamsDoc, ScaledData,
                              build_params, clean_config, params_doc)
 
-__all__ = ["PARAMS_FILE"]  # imported from here by older tests
+__all__ = ["PARAMS_FILE"]  # re-exported: tests written before tests/factories.py import it from here
 
 
 @pytest.fixture
