@@ -20,6 +20,7 @@ import yaml
 from pipeline.__main__ import COMMANDS, run
 from pipeline.cli import parser
 from pipeline.errors import PipelineError
+from tests.factories import MakeParamsDoc
 from tests.project import ROOT, env
 
 METRICS = {"test": {"accuracy": 0.98551, "macro_f1": 0.9812,
@@ -128,9 +129,8 @@ def test_params_is_read_before_or_after_the_command(argv: list[str]) -> None:
     assert parser().parse_args([*argv, "--params", "after.yaml"]).params == Path("after.yaml")
 
 
-def test_a_params_file_given_after_the_command_is_the_one_used(tmp_path: Path) -> None:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw["train"]["lr"] = -1
+def test_a_params_file_given_after_the_command_is_the_one_used(tmp_path: Path, make_params_doc: MakeParamsDoc) -> None:
+    raw = make_params_doc(train={"lr": -1})
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw), encoding="utf-8")
     command = ["preset", "digits", "--presets", str(ROOT / "presets.yaml")]

@@ -12,6 +12,7 @@ import yaml
 from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.presets import dvc_set_args, load_presets, overlay, preset
+from tests.factories import MakeParamsDoc
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = load_presets(ROOT / "presets.yaml")
@@ -22,9 +23,9 @@ def test_every_bundled_dataset_has_a_preset() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_each_preset_gives_valid_params_for_its_dataset(name: str) -> None:
+def test_each_preset_gives_valid_params_for_its_dataset(name: str, make_params_doc: MakeParamsDoc) -> None:
     overrides = preset(name, ROOT / "params.yaml", ROOT / "presets.yaml")
-    params = parse_params(overlay(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides))
+    params = parse_params(overlay(make_params_doc(), overrides))
     assert params.data.source == name
 
 
@@ -39,8 +40,8 @@ def test_set_args_are_yaml_values_dvc_parses_back() -> None:
                                          "data.source": "digits", "model.bias": False, "split.time_column": None}[key]
 
 
-def test_a_key_params_yaml_lacks_is_refused_by_name() -> None:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def test_a_key_params_yaml_lacks_is_refused_by_name(make_params_doc: MakeParamsDoc) -> None:
+    raw = make_params_doc()
     with pytest.raises(PipelineError, match=r"presets.yaml: train.learning_rate: expected a key that params.yaml has"):
         overlay(raw, {"train.learning_rate": 0.1})
 

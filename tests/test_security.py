@@ -32,6 +32,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
+from tests.factories import MakeParamsDoc
 from tests.project import BIN, ROOT, call, dvc, env, free_port, make_project, run, stop_group
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -423,7 +424,7 @@ ESCAPES = ["inputs/../../etc/passwd.csv", "../outside.csv", "inputs/../../outsid
 
 
 @pytest.mark.parametrize("source", ESCAPES)
-def test_data_source_cannot_leave_the_project(tmp_path: Path, source: str) -> None:
+def test_data_source_cannot_leave_the_project(tmp_path: Path, source: str, make_params_doc: MakeParamsDoc) -> None:
     """Refused when params.yaml is read, and by the loaders themselves for any other caller."""
     from pipeline import sources
     from pipeline.config import parse_params
@@ -432,8 +433,7 @@ def test_data_source_cannot_leave_the_project(tmp_path: Path, source: str) -> No
     outside.write_text("a,b\n1,2\n3,4\n")
     project = tmp_path / "project"
     (project / "inputs").mkdir(parents=True)
-    doc = yaml.safe_load((ROOT / "params.yaml").read_text())
-    doc["data"]["source"] = source
+    doc = make_params_doc(data={"source": source})
     quoted = re.escape(repr(source))
     with pytest.raises(PipelineError, match=rf"^params.yaml: data.source = {quoted}: expected one of "):
         parse_params(doc)

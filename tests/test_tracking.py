@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
+from tests.factories import MakeParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,26 +81,22 @@ def test_dvc_tags_name_the_experiment_and_the_hash_of_each_locked_output(
     assert tracking.dvc_tags(tmp_path) == {}
 
 
-def test_run_name_says_what_changed_from_the_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_name_says_what_changed_from_the_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     make_params: MakeParams) -> None:
     import shutil
 
-    import yaml
-
-    from pipeline.config import flatten, parse_params
+    from pipeline.config import flatten
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@e"]
     for args in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "base"]):
         subprocess.run([*git, *args], cwd=tmp_path, check=True)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"]["lr"] = 0.003
-    raw["model"]["dropout"] = 0.2
-    flat = flatten(parse_params(raw))
+    flat = flatten(make_params(train={"lr": 0.003}, model={"dropout": 0.2}))
     monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
     monkeypatch.setenv("DVC_EXP_NAME", "tonal-gale")
     assert tracking.run_name(tmp_path, flat) == "tonal-gale: model.dropout=0.2 train.lr=0.003"
     monkeypatch.delenv("DVC_EXP_NAME")
-    assert tracking.run_name(tmp_path, flatten(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())))) is None
+    assert tracking.run_name(tmp_path, flatten(make_params())) is None
 
 
 def test_environment_names_the_cpu_and_pip_freeze_lists_the_stack(tmp_path: Path) -> None:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
-from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.nets import build_net, net_spec
 from pipeline.nets.cnn import CNN
 from pipeline.nets.rnn import RNN
-from tests.conftest import PARAMS_FILE
+from tests.factories import build_params
 
 
 def _series(lengths: list[int], features: int, pad_to: int, seed: int = 0) -> torch.Tensor:
@@ -139,10 +137,7 @@ def test_unknown_cell_or_pool_is_refused() -> None:
 
 
 def _model(kind: str):
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
-    raw["model"]["kind"] = kind
-    raw["data"].update(source="digits", target="digit")
-    return parse_params(raw).model
+    return build_params(model={"kind": kind}, data={"source": "digits", "target": "digit"}).model
 
 
 @pytest.mark.parametrize(

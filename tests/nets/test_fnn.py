@@ -63,14 +63,11 @@ def test_norm_sits_between_each_hidden_linear_and_its_activation(norm: str, laye
 
 
 def test_norm_reaches_the_dense_head_of_every_net_through_the_spec() -> None:
-    from pipeline.config import ModelConfig, parse_params
+    from pipeline.config import ModelConfig
     from pipeline.nets import net_spec
-    from tests.conftest import PARAMS_FILE
-    import yaml
+    from tests.factories import build_params
 
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
-    raw["model"].update(norm="layer", hidden=[6])
-    model: ModelConfig = parse_params(raw).model
+    model: ModelConfig = build_params(model={"norm": "layer", "hidden": [6]}).model
     for kind, modality, shape in (("fnn", "tabular", (5,)), ("cnn", "image", (1, 8, 8)), ("rnn", "sequence", (7, 3))):
         spec = net_spec(model.model_copy(update={"kind": kind}), modality, shape, 2)
         net = build_net(spec)

@@ -24,8 +24,8 @@ from pipeline.io import read_json, write_safetensors
 from pipeline.nets import build_net, ensemble_spec, net_spec
 from pipeline.preprocess.encoders import Encoders
 from pipeline.stages.evaluate import evaluate
+from tests.factories import params_doc
 
-PARAMS_FILE = Path(__file__).parents[2] / "params.yaml"
 STAGES = (
     ("ingest", "--out", "data/raw"),
     ("split", "--raw", "data/raw", "--out", "data/split"),
@@ -36,9 +36,7 @@ STAGES = (
 
 def prepared(root: Path, **data: str) -> Path:
     """``root`` with params.yaml (``data`` overridden, two baselines) and the four data stages' outputs."""
-    params = yaml.safe_load(PARAMS_FILE.read_text())
-    params["data"].update(data)
-    params["evaluate"]["baselines"] = ["dummy", "linear"]
+    params = params_doc(data=data, evaluate={"baselines": ["dummy", "linear"]})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage, *paths in STAGES:
         subprocess.run([sys.executable, "-m", f"pipeline.stages.{stage}", "--params", "params.yaml", *paths],

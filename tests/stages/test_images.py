@@ -6,6 +6,7 @@ label), so a test can tell which original image ended up where after the stages 
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import zipfile
@@ -16,13 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import CleanConfig, parse_params
+from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import Schema
 from pipeline.sources import load_images
 from pipeline.stages.clean import clean_images
 from pipeline.stages.ingest import ingest_images
 from pipeline.stages.split import split_any
+from tests.factories import MakeCleanConfig, MakeParams
 
 SHAPE = (1, 2, 3)  # C x H x W of the hand-made images
 
@@ -305,13 +307,11 @@ def test_many_distinct_float_labels_are_a_regression() -> None:
 # --- split_any --------------------------------------------------------------------------------------------------
 
 
-def _digits_params(default_params: dict[str, Any]) -> Any:
-    raw = {**default_params, "data": {**default_params["data"], "source": "digits", "target": "digit"}}
-    return parse_params(raw)
+DIGITS = {"source": "digits", "target": "digit"}  # the data section of this file's image params
 
 
-def test_split_cuts_the_images_with_their_rows(default_params: dict[str, Any]) -> None:
-    params = _digits_params(default_params)
+def test_split_cuts_the_images_with_their_rows(make_params: MakeParams) -> None:
+    params = make_params(data=DIGITS)
     labels = np.array([0, 0, 1, 2] * 10)  # 0: 20 images, 1: 10, 2: 10
     x = _images(labels)
     frame = pd.DataFrame({"digit": labels, "row": range(40)})
@@ -332,15 +332,14 @@ def test_split_cuts_the_images_with_their_rows(default_params: dict[str, Any]) -
         assert tables[name]["digit"].value_counts().sort_index().to_dict() == counts
 
 
-def _too_small_split(default_params: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray, Any]:
-    raw = {**default_params, "data": {**default_params["data"], "source": "digits", "target": "digit"},
-           "split": {**default_params["split"], "val": 0.4, "test": 0.4}}
+def _too_small_split(make_params: MakeParams) -> tuple[pd.DataFrame, np.ndarray, Any]:
     labels = np.array([0] * 10 + [1] * 2)  # class 1: round(0.8) to val, round(0.8) to test, none left for train
-    return pd.DataFrame({"digit": labels}), _images(labels), parse_params(raw)
+    return (pd.DataFrame({"digit": labels}), _images(labels),
+            make_params(data=DIGITS, split={"val": 0.4, "test": 0.4}))
 
 
-def test_split_refuses_a_class_with_no_train_images(default_params: dict[str, Any]) -> None:
-    frame, x, params = _too_small_split(default_params)
+def test_split_refuses_a_class_with_no_train_images(make_params: MakeParams) -> None:
+    frame, x, params = _too_small_split(make_params)
     schema = Schema("digit", (), "classification", "image", image_shape=SHAPE)
     with pytest.raises(PipelineError) as info:
         split_any(frame, x, schema, params)
@@ -348,16 +347,15 @@ def test_split_refuses_a_class_with_no_train_images(default_params: dict[str, An
                     r"one left for train$", _one_line(info))
 
 
-def test_split_refusal_names_the_class_as_the_user_wrote_it(default_params: dict[str, Any]) -> None:
-    frame, x, params = _too_small_split(default_params)
+def test_split_refusal_names_the_class_as_the_user_wrote_it(make_params: MakeParams) -> None:
+    frame, x, params = _too_small_split(make_params)
     schema = Schema("digit", (), "classification", "image", image_shape=SHAPE)
     with pytest.raises(PipelineError, match=r"class 1 has 2 examples"):
         split_any(frame, x, schema, params)
 
 
-def test_grouped_split_keeps_the_same_pixels_in_one_part(default_params: dict[str, Any]) -> None:
-    params = parse_params({**default_params, "data": {**default_params["data"], "source": "digits", "target": "digit",
-                                                      "duplicates": "group"}})
+def test_grouped_split_keeps_the_same_pixels_in_one_part(make_params: MakeParams) -> None:
+    params = make_params(data={**DIGITS, "duplicates": "group"})
     labels = np.array([0, 1] * 30)
     x = np.zeros((60, *SHAPE), dtype="float32")
     x[:, 0, 0, 0] = np.arange(60) % 11  # 11 distinct pictures shown 5 or 6 times each, under both labels
@@ -371,15 +369,14 @@ def test_grouped_split_keeps_the_same_pixels_in_one_part(default_params: dict[st
         assert sum(len(part) for part in arrays.values()) == 60
 
 
-def test_split_of_images_is_seeded(default_params: dict[str, Any]) -> None:
-    params = _digits_params(default_params)
+def test_split_of_images_is_seeded(make_params: MakeParams) -> None:
+    params = make_params(data=DIGITS)
     labels = np.array([0, 1] * 10)
     schema = Schema("digit", (), "classification", "image", image_shape=SHAPE)
     frame = pd.DataFrame({"digit": labels})
     _, first = split_any(frame, _images(labels), schema, params)
     _, again = split_any(frame, _images(labels), schema, params)
-    other = parse_params({**default_params, "seed": 7, "data": {**default_params["data"], "source": "digits",
-                                                                "target": "digit"}})
+    other = make_params(seed=7, data=DIGITS)
     _, reseeded = split_any(frame, _images(labels), schema, other)
     assert first is not None and again is not None and reseeded is not None
     assert all(_ids(first[name]) == _ids(again[name]) for name in first)
@@ -391,10 +388,10 @@ def test_split_of_images_is_seeded(default_params: dict[str, Any]) -> None:
 IMAGE_SCHEMA = Schema("digit", (), "classification", "image", image_shape=SHAPE)
 
 
-def _config(imbalance: str, smote_neighbors: int = 1) -> CleanConfig:
-    return CleanConfig(numeric="median", categorical="most_frequent", fill_value=0.0, fill_category="missing",
-                       max_missing=1.0, drop_rows=False, indicators=False, knn_neighbors=5, knn_reference_rows=2000,
-                       imbalance=imbalance, smote_neighbors=smote_neighbors, prior_correction=True)
+@pytest.fixture
+def config(make_clean_config: MakeCleanConfig) -> MakeCleanConfig:
+    """``make_clean_config`` with SMOTE from one neighbour unless a test says otherwise (the classes are tiny)."""
+    return functools.partial(make_clean_config, smote_neighbors=1)
 
 
 TRAIN_LABELS = [0, 1, 0, 0, 1, 0]  # 0: 4 images (ids 0 2 3 5), 1: 2 images (ids 1 4)
@@ -421,9 +418,9 @@ def _check_rows_match(table: pd.DataFrame, x: np.ndarray) -> None:
     assert x[:, 0, 0, 1].astype(int).tolist() == table["digit"].tolist()
 
 
-def test_upsample_equalises_counts_and_copies_whole_images() -> None:
+def test_upsample_equalises_counts_and_copies_whole_images(config: MakeCleanConfig) -> None:
     tables, images = _parts()
-    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, _config("upsample"), seed=0)
+    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="upsample"), seed=0)
     train, x = out["train"], arrays["train"]
     assert train["digit"].value_counts().sort_index().to_dict() == {0: 4, 1: 4}
     _check_rows_match(train, x)
@@ -438,9 +435,9 @@ def test_upsample_equalises_counts_and_copies_whole_images() -> None:
     _check_val_and_test_untouched(out, arrays)
 
 
-def test_downsample_keeps_a_subset_in_order() -> None:
+def test_downsample_keeps_a_subset_in_order(config: MakeCleanConfig) -> None:
     tables, images = _parts()
-    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, _config("downsample"), seed=0)
+    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="downsample"), seed=0)
     train, x = out["train"], arrays["train"]
     assert train["digit"].value_counts().sort_index().to_dict() == {0: 2, 1: 2}
     _check_rows_match(train, x)
@@ -452,9 +449,9 @@ def test_downsample_keeps_a_subset_in_order() -> None:
     _check_val_and_test_untouched(out, arrays)
 
 
-def test_smote_adds_interpolated_images_after_the_originals() -> None:
+def test_smote_adds_interpolated_images_after_the_originals(config: MakeCleanConfig) -> None:
     tables, images = _parts()
-    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, _config("smote"), seed=0)
+    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="smote"), seed=0)
     train, x = out["train"], arrays["train"]
     assert x.shape == (8, *SHAPE) and x.dtype == np.float32
     assert train["digit"].tolist() == TRAIN_LABELS + [1, 1]
@@ -471,33 +468,33 @@ def test_smote_adds_interpolated_images_after_the_originals() -> None:
     _check_val_and_test_untouched(out, arrays)
 
 
-def test_smote_with_string_labels_keeps_their_dtype() -> None:
+def test_smote_with_string_labels_keeps_their_dtype(config: MakeCleanConfig) -> None:
     tables, images = _parts()
     tables = {name: table.assign(digit=table["digit"].map({0: "zero", 1: "one"}).astype("str"))
               for name, table in tables.items()}
-    out, arrays, _, _ = clean_images(tables, images, IMAGE_SCHEMA, _config("smote"), seed=0)
+    out, arrays, _, _ = clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="smote"), seed=0)
     assert out["train"]["digit"].tolist()[6:] == ["one", "one"]
     assert out["train"]["digit"].dtype == tables["train"]["digit"].dtype
     assert len(arrays["train"]) == 8
 
 
-def test_smote_with_too_few_minority_images_is_refused() -> None:
+def test_smote_with_too_few_minority_images_is_refused(config: MakeCleanConfig) -> None:
     tables, images = _parts()
     with pytest.raises(PipelineError) as info:
-        clean_images(tables, images, IMAGE_SCHEMA, _config("smote", smote_neighbors=2), seed=0)
+        clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="smote", smote_neighbors=2), seed=0)
     assert re.match(r"clean\.smote_neighbors = 2: class \S*1\S* has 2 train images, expected more than 2 "
                     r"\(lower clean\.smote_neighbors or use upsample\)$", _one_line(info))
 
 
-def test_smote_refusal_names_the_class_as_the_user_wrote_it() -> None:
+def test_smote_refusal_names_the_class_as_the_user_wrote_it(config: MakeCleanConfig) -> None:
     tables, images = _parts()
     with pytest.raises(PipelineError, match=r"^clean\.smote_neighbors = 2: class 1 has 2 train images"):
-        clean_images(tables, images, IMAGE_SCHEMA, _config("smote", smote_neighbors=2), seed=0)
+        clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="smote", smote_neighbors=2), seed=0)
 
 
-def test_class_weight_leaves_the_images_and_returns_weights() -> None:
+def test_class_weight_leaves_the_images_and_returns_weights(config: MakeCleanConfig) -> None:
     tables, images = _parts()
-    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, _config("class_weight"), seed=0)
+    out, arrays, _, report = clean_images(tables, images, IMAGE_SCHEMA, config(imbalance="class_weight"), seed=0)
     pd.testing.assert_frame_equal(out["train"], tables["train"])
     np.testing.assert_array_equal(arrays["train"], images["train"])
     assert report["class_weight"] == {"0": pytest.approx(6 / (2 * 4)), "1": pytest.approx(6 / (2 * 2))}
@@ -505,13 +502,13 @@ def test_class_weight_leaves_the_images_and_returns_weights() -> None:
     _check_val_and_test_untouched(out, arrays)
 
 
-def test_regression_images_are_never_resampled() -> None:
+def test_regression_images_are_never_resampled(config: MakeCleanConfig) -> None:
     # the stage refuses a class-only strategy for regression (config.require_imbalance); the pure function never
     # resamples a regression target whatever it is given
     tables, images = _parts()
     tables = {name: table.assign(digit=table["digit"] * 1.5 + 0.25) for name, table in tables.items()}
     schema = Schema("digit", (), "regression", "image", image_shape=SHAPE)
-    out, arrays, _, report = clean_images(tables, images, schema, _config("upsample"), seed=0)
+    out, arrays, _, report = clean_images(tables, images, schema, config(imbalance="upsample"), seed=0)
     pd.testing.assert_frame_equal(out["train"], tables["train"])
     np.testing.assert_array_equal(arrays["train"], images["train"])
     assert report["imbalance"] == "none" and report["class_prior"] is None and not report["prior_correction"]
@@ -519,10 +516,10 @@ def test_regression_images_are_never_resampled() -> None:
     assert report["class_weight"] is None
 
 
-def test_clean_images_does_not_modify_its_inputs() -> None:
+def test_clean_images_does_not_modify_its_inputs(config: MakeCleanConfig) -> None:
     tables, images = _parts()
     for strategy in ("upsample", "downsample", "smote"):
-        clean_images(tables, images, IMAGE_SCHEMA, _config(strategy), seed=0)
+        clean_images(tables, images, IMAGE_SCHEMA, config(imbalance=strategy), seed=0)
     original_tables, original_images = _parts()
     for name in tables:
         pd.testing.assert_frame_equal(tables[name], original_tables[name])

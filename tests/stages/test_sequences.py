@@ -2,46 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import CleanConfig
 from pipeline.errors import PipelineError
 from pipeline.preprocess.impute import Imputer
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.clean import clean
 from pipeline.stages.ingest import ingest_sequences
 from pipeline.stages.split import split_sequences
+from tests.factories import MakeCleanConfig
 
 NAN = np.nan
 SCHEMA = Schema("y", (("x", "numeric"),), "classification", "sequence", "sid", "t")
 
 
-def _config(**changes: object) -> CleanConfig:
-    """A clean config with every key of params.yaml's ``clean`` section.
-
-    Args:
-        **changes: Keys to override.
-
-    Returns:
-        The validated config.
-    """
-    settings = {
-        "numeric": "median",
-        "categorical": "most_frequent",
-        "fill_value": 0.0,
-        "fill_category": "missing",
-        "max_missing": 1.0,
-        "drop_rows": False,
-        "indicators": False,
-        "knn_neighbors": 5,
-        "knn_reference_rows": 2000,
-        "imbalance": "none",
-        "smote_neighbors": 5,
-        "prior_correction": True,
-    }
-    return CleanConfig(**{**settings, **changes})
+@pytest.fixture
+def config(make_clean_config: MakeCleanConfig) -> MakeCleanConfig:
+    """``make_clean_config`` with no rebalancing unless a test asks for it."""
+    return functools.partial(make_clean_config, imbalance="none")
 
 
 def _series(rows: list[tuple[str, list[float], str]]) -> pd.DataFrame:
@@ -346,9 +328,9 @@ def _gappy() -> dict[str, pd.DataFrame]:
     ],
 )
 def test_clean_fills_gaps_along_time_within_each_series(
-    method: str, train: list[float], val: list[float], test: list[float]
+    config: MakeCleanConfig, method: str, train: list[float], val: list[float], test: list[float]
 ) -> None:
-    cleaned, imputer, report = clean(_gappy(), SCHEMA, _config(numeric=method), seed=0)
+    cleaned, imputer, report = clean(_gappy(), SCHEMA, config(numeric=method), seed=0)
     assert imputer.statistics_ == {"x": 2.5}  # the fallback for a series that never observes x
     assert cleaned["train"]["x"].tolist() == pytest.approx(train)
     assert cleaned["val"]["x"].tolist() == pytest.approx(val)
@@ -361,7 +343,7 @@ def test_clean_fills_gaps_along_time_within_each_series(
     assert report["class_counts_unit"] == "series"
 
 
-def test_clean_drop_rows_drops_whole_incomplete_train_series_only() -> None:
+def test_clean_drop_rows_drops_whole_incomplete_train_series_only(config: MakeCleanConfig) -> None:
     splits = {
         # s1 has one gap: all of s1 goes, not just its gap; median of x over s2 and s3 (2, 4, 6, 8) is 5, and
         # s1's observed value is 5 too, so the fill value does not depend on whether s1's rows count
@@ -369,7 +351,7 @@ def test_clean_drop_rows_drops_whole_incomplete_train_series_only() -> None:
         "val": _series([("v1", [NAN, 3.0], "A"), ("v2", [1.0, 1.0], "B")]),
         "test": _series([("t1", [NAN, NAN], "B"), ("t2", [7.0, 7.0], "A")]),
     }
-    cleaned, imputer, report = clean(splits, SCHEMA, _config(drop_rows=True), seed=0)
+    cleaned, imputer, report = clean(splits, SCHEMA, config(drop_rows=True), seed=0)
     assert cleaned["train"]["sid"].tolist() == ["s2", "s2", "s3", "s3"]
     assert cleaned["train"]["x"].tolist() == [2.0, 4.0, 6.0, 8.0]
     assert report["train_series_dropped_incomplete"] == 1
@@ -380,8 +362,8 @@ def test_clean_drop_rows_drops_whole_incomplete_train_series_only() -> None:
     assert cleaned["test"]["x"].tolist() == [5.0, 5.0, 7.0, 7.0]
 
 
-def test_clean_without_drop_rows_reports_no_series_dropped() -> None:
-    _, _, report = clean(_gappy(), SCHEMA, _config(numeric="ffill"), seed=0)
+def test_clean_without_drop_rows_reports_no_series_dropped(config: MakeCleanConfig) -> None:
+    _, _, report = clean(_gappy(), SCHEMA, config(numeric="ffill"), seed=0)
     assert report["train_series_dropped_incomplete"] == 0
     assert report["train_rows_dropped_incomplete"] == 0
 
@@ -400,9 +382,9 @@ def _unbalanced() -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_clean_upsample_draws_whole_series_as_copies_with_new_ids(seed: int) -> None:
+def test_clean_upsample_draws_whole_series_as_copies_with_new_ids(config: MakeCleanConfig, seed: int) -> None:
     splits = _unbalanced()
-    cleaned, _, report = clean(splits, SCHEMA, _config(imbalance="upsample"), seed=seed)
+    cleaned, _, report = clean(splits, SCHEMA, config(imbalance="upsample"), seed=seed)
     train = cleaned["train"]
     original = splits["train"]
     pd.testing.assert_frame_equal(train.iloc[: len(original)], original, check_dtype=False)  # originals first
@@ -422,18 +404,18 @@ def test_clean_upsample_draws_whole_series_as_copies_with_new_ids(seed: int) -> 
     pd.testing.assert_frame_equal(cleaned["test"], splits["test"], check_dtype=False)
 
 
-def test_clean_upsample_numbers_repeated_copies_of_one_series() -> None:
+def test_clean_upsample_numbers_repeated_copies_of_one_series(config: MakeCleanConfig) -> None:
     splits = _unbalanced()
     splits["train"] = splits["train"][splits["train"]["sid"] != "b1"].reset_index(drop=True)  # A 4, B 1 (b0)
-    cleaned, _, report = clean(splits, SCHEMA, _config(imbalance="upsample"), seed=0)
+    cleaned, _, report = clean(splits, SCHEMA, config(imbalance="upsample"), seed=0)
     assert cleaned["train"]["sid"].unique().tolist()[-4:] == ["b0", "b0~1", "b0~2", "b0~3"]
     assert report["train_class_counts_after"] == {"A": 4, "B": 4}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_clean_downsample_keeps_whole_series(seed: int) -> None:
+def test_clean_downsample_keeps_whole_series(config: MakeCleanConfig, seed: int) -> None:
     splits = _unbalanced()
-    cleaned, _, report = clean(splits, SCHEMA, _config(imbalance="downsample"), seed=seed)
+    cleaned, _, report = clean(splits, SCHEMA, config(imbalance="downsample"), seed=seed)
     train = cleaned["train"]
     original = splits["train"]
     kept = train["sid"].unique().tolist()
@@ -445,9 +427,9 @@ def test_clean_downsample_keeps_whole_series(seed: int) -> None:
     assert report["train_class_counts_after"] == {"A": 2, "B": 2}
 
 
-def test_clean_class_weight_weighs_classes_by_series_count() -> None:
+def test_clean_class_weight_weighs_classes_by_series_count(config: MakeCleanConfig) -> None:
     splits = _unbalanced()
-    cleaned, _, report = clean(splits, SCHEMA, _config(imbalance="class_weight"), seed=0)
+    cleaned, _, report = clean(splits, SCHEMA, config(imbalance="class_weight"), seed=0)
     # 6 series, 2 classes: A 6 / (2 * 4) = 0.75, B 6 / (2 * 2) = 1.5 (by rows, 8 A and 10 B, it would be
     # 1.125 and 0.9)
     assert report["class_weight"] == pytest.approx({"A": 0.75, "B": 1.5})

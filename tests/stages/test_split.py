@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.split import assign, row_groups, split_any, summarise
+from tests.factories import MakeParams, build_params
 
 SCHEMA = Schema("label", (("sex", "categorical"), ("cls", "numeric"), ("age", "categorical")), "classification")
-DEFAULTS = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+# a time split of tables: the latest 20% of rows to test, the 20% before them to val
+TIME_SPLIT = {"method": "time", "time_column": "when", "val": 0.2, "test": 0.2}
 
 
 def split(
@@ -24,12 +22,9 @@ def split(
 ) -> dict[str, pd.DataFrame]:
     """A table split as the stage splits it (:func:`split_any`, method random, repeated rows kept): stratified
     by ``target`` (classification) unless ``stratify`` is off (regression)."""
-    doc = copy.deepcopy(DEFAULTS)
-    doc["seed"] = seed
-    doc["split"].update(val=val, test=test)
     features = tuple((c, "numeric") for c in frame.columns if c != target)
     schema = Schema(target, features, "classification" if stratify else "regression")
-    parts, images = split_any(frame, None, schema, parse_params(doc))
+    parts, images = split_any(frame, None, schema, build_params(seed=seed, split={"val": val, "test": test}))
     assert images is None
     return parts
 
@@ -108,14 +103,7 @@ def test_regression_split_is_random_not_stratified() -> None:
     assert sorted(pd.concat(parts.values())["x"]) == list(range(40))
 
 
-def _time_params(default_params: dict, column: str | None = "when") -> object:
-    from pipeline.config import parse_params
-
-    default_params["split"].update(method="time", time_column=column, val=0.2, test=0.2)
-    return parse_params(default_params)
-
-
-def test_time_split_of_a_table_puts_the_latest_rows_in_test(default_params: dict) -> None:
+def test_time_split_of_a_table_puts_the_latest_rows_in_test(make_params: MakeParams) -> None:
     from pipeline.preprocess.schema import Schema
     from pipeline.stages.split import split_any
 
@@ -123,14 +111,14 @@ def test_time_split_of_a_table_puts_the_latest_rows_in_test(default_params: dict
     days = [5, 1, 9, 3, 7, 2, 8, 4, 10, 6]
     frame = pd.DataFrame({"when": [f"2024-01-{d:02d}" for d in days], "x": days, "label": ["a", "b"] * 5})
     schema = Schema("label", (("when", "date"), ("x", "numeric")), "classification")
-    parts, images = split_any(frame, None, schema, _time_params(default_params))
+    parts, images = split_any(frame, None, schema, make_params(split=TIME_SPLIT))
     assert images is None
     assert sorted(parts["train"]["x"]) == [1, 2, 3, 4, 5, 6]
     assert sorted(parts["val"]["x"]) == [7, 8] and sorted(parts["test"]["x"]) == [9, 10]
     assert parts["train"]["x"].tolist() == [5, 1, 3, 2, 4, 6]  # original order kept within a part
 
 
-def test_time_split_names_a_time_column_that_is_not_there(default_params: dict) -> None:
+def test_time_split_names_a_time_column_that_is_not_there(make_params: MakeParams) -> None:
     from pipeline.preprocess.schema import Schema
     from pipeline.stages.split import split_any
 
@@ -138,7 +126,7 @@ def test_time_split_names_a_time_column_that_is_not_there(default_params: dict) 
     schema = Schema("label", (("x", "numeric"),), "classification")
     with pytest.raises(PipelineError, match=r"^split.time_column = 'when': column not found in the ingested data; "
                                             r"expected one of \['x', 'label'\]$"):
-        split_any(frame, None, schema, _time_params(default_params))
+        split_any(frame, None, schema, make_params(split=TIME_SPLIT))
 
 
 # --- repeated rows ------------------------------------------------------------------------------------------------
@@ -183,22 +171,14 @@ def _coarse(rows: int = 1300, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def _params(default_params: dict, duplicates: str, seed: int = 0) -> object:
-    from pipeline.config import parse_params
-
-    default_params["data"]["duplicates"] = duplicates
-    default_params["seed"] = seed
-    return parse_params(default_params)
-
-
 def _inputs(part: pd.DataFrame) -> set[tuple]:
     return set(part[["sex", "cls", "age"]].itertuples(index=False, name=None))
 
 
-def test_keep_splits_repeated_rows_row_by_row_as_separate_examples(default_params: dict) -> None:
+def test_keep_splits_repeated_rows_row_by_row_as_separate_examples(make_params: MakeParams) -> None:
     frame = _coarse()
     labels = frame["label"].to_numpy()
-    parts, _ = split_any(frame, None, SCHEMA, _params(default_params, "keep"))
+    parts, _ = split_any(frame, None, SCHEMA, make_params(seed=0, data={"duplicates": "keep"}))
     expected = _shuffle_and_cut(labels, 0.15, 0.2, 0, True)  # the plain split: copies fall where they fall
     for name, part in parts.items():
         pd.testing.assert_frame_equal(part, frame.iloc[expected[name]].reset_index(drop=True))
@@ -206,9 +186,9 @@ def test_keep_splits_repeated_rows_row_by_row_as_separate_examples(default_param
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_group_never_puts_the_same_inputs_in_two_parts(default_params: dict, seed: int) -> None:
+def test_group_never_puts_the_same_inputs_in_two_parts(make_params: MakeParams, seed: int) -> None:
     frame = _coarse(seed=seed)
-    parts, _ = split_any(frame, None, SCHEMA, _params(default_params, "group", seed))
+    parts, _ = split_any(frame, None, SCHEMA, make_params(seed=seed, data={"duplicates": "group"}))
     assert sum(len(part) for part in parts.values()) == len(frame)
     train, val, test = (_inputs(parts[name]) for name in ("train", "val", "test"))
     assert not train & test and not train & val and not val & test
@@ -216,13 +196,13 @@ def test_group_never_puts_the_same_inputs_in_two_parts(default_params: dict, see
     assert not full["test"] & full["train"]  # so no test row has an exact copy in train
 
 
-def test_group_keeps_class_shares_and_part_sizes_roughly(default_params: dict) -> None:
+def test_group_keeps_class_shares_and_part_sizes_roughly(make_params: MakeParams) -> None:
     # many inputs, most shown a few times: whole groups can match each part's share closely
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"x": rng.integers(0, 400, 4000)})
     frame["label"] = np.where(frame["x"] % 4 == 0, "rare", "common")
     parts, _ = split_any(frame, None, Schema("label", (("x", "numeric"),), "classification"),
-                         _params(default_params, "group"))
+                         make_params(seed=0, data={"duplicates": "group"}))
     share = (frame["label"] == "rare").mean()
     for name, fraction in (("train", 0.65), ("val", 0.15), ("test", 0.2)):
         assert abs(len(parts[name]) / len(frame) - fraction) < 0.02, (name, len(parts[name]))
@@ -254,7 +234,7 @@ def test_group_leaves_the_last_group_of_a_class_to_train() -> None:
         assert set(parts["train"].tolist()) >= {10, 11, 12}
 
 
-def test_group_refuses_a_class_whose_rows_all_share_inputs_with_another(default_params: dict) -> None:
+def test_group_refuses_a_class_whose_rows_all_share_inputs_with_another(make_params: MakeParams) -> None:
     # both 'b' rows have the inputs of an earlier 'a' row (x = 0): that group counts for 'a', and some draws send it
     # to val or test, leaving train no 'b'
     frame = pd.DataFrame({"x": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0], "label": ["a"] * 10 + ["b"] * 2})
@@ -262,7 +242,7 @@ def test_group_refuses_a_class_whose_rows_all_share_inputs_with_another(default_
     seeds = []
     for seed in range(20):
         try:
-            parts, _ = split_any(frame, None, schema, _params(default_params, "group", seed))
+            parts, _ = split_any(frame, None, schema, make_params(seed=seed, data={"duplicates": "group"}))
         except PipelineError as exc:
             assert str(exc) == ("data.duplicates = 'group': class(es) ['b'] have no train row, as each of their rows "
                                 "has the inputs of an earlier row of another class and stays with it; expected every "
@@ -273,13 +253,12 @@ def test_group_refuses_a_class_whose_rows_all_share_inputs_with_another(default_
     assert seeds, "no seed drew the shared group away from train"
 
 
-def test_time_split_ignores_grouping(default_params: dict) -> None:
+def test_time_split_ignores_grouping(make_params: MakeParams) -> None:
     # order alone decides a time split: copies share their time, only a tie at a boundary can part them
     frame = pd.DataFrame({"when": [1, 2, 3, 4, 5, 5, 5, 6, 7, 8], "label": ["a", "b"] * 5})
     schema = Schema("label", (("when", "numeric"),), "classification")
-    default_params["split"].update(method="time", time_column="when", val=0.2, test=0.2)
-    keep, _ = split_any(frame, None, schema, _params(default_params, "keep"))
-    group, _ = split_any(frame, None, schema, _params(default_params, "group"))
+    keep, _ = split_any(frame, None, schema, make_params(seed=0, split=TIME_SPLIT, data={"duplicates": "keep"}))
+    group, _ = split_any(frame, None, schema, make_params(seed=0, split=TIME_SPLIT, data={"duplicates": "group"}))
     for name in keep:
         pd.testing.assert_frame_equal(keep[name], group[name])
 

@@ -3,34 +3,25 @@ checkpoints; the record it leaves in ``train.json``."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
-from pipeline.config import Params, parse_params
+from pipeline.config import Params
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
-from pipeline.preprocess.encoders import Encoders
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.train import TrainFolders, TrainResult, train
 from pipeline.stages.train_record import check_copied_state, train_info
 from pipeline.training.fit import FitResult, fit
+from tests.factories import TABLE_FEATURES, MakeParams, ScaledData
 
-ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ["a", "b", "c", "d"]
+FEATURES = TABLE_FEATURES  # scaled_data("table")'s columns
 PRIOR = {"0": 0.5, "1": 0.3, "2": 0.2}
-
-
-def _params(seed: int = 42, **train_settings: object) -> Params:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["seed"] = seed
-    raw["train"].update({"max_epochs": 4, "batch_size": 8, **train_settings})
-    return parse_params(raw)
+TRAIN = {"max_epochs": 4, "batch_size": 8}  # this file's trainings: four epochs, in small batches
 
 
 def _files(folder: Path) -> set[Path]:
@@ -38,22 +29,16 @@ def _files(folder: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data(tmp_path_factory: pytest.TempPathFactory, scaled_data: ScaledData) -> Path:
     """ingest's, clean's and scale's outputs for a three-class table whose features are already scaled."""
     root = tmp_path_factory.mktemp("data")
-    raw, clean, scaled = root / "raw", root / "clean", root / "scaled"
-    for folder in (raw, clean, scaled):
+    raw, clean = root / "raw", root / "clean"
+    for folder in (raw, clean):
         folder.mkdir()
     write_json(raw / "schema.json", Schema("species", tuple((f, "numeric") for f in FEATURES)).to_dict())
     write_json(clean / "report.json", {"class_weight": None, "prior_correction": False,
                                        "class_prior": {"natural": PRIOR, "trained": PRIOR}})
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 48), ("val", 16)):
-        x = rng.normal(size=(n, 4)).astype("float32")
-        frame = pd.DataFrame(x, columns=FEATURES)
-        frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
-        frame.to_parquet(scaled / f"{name}.parquet", index=False)
-    write_json(scaled / "encoder.json", Encoders.passthrough(FEATURES, [0, 1, 2]).to_dict())
+    shutil.copytree(scaled_data("table", train=48, val=16), root / "scaled")  # a copy: train may write beside it
     return root
 
 
@@ -62,7 +47,8 @@ def _folders(data: Path, checkpoints: Path) -> TrainFolders:
 
 
 @pytest.fixture(scope="module")
-def three(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, Path, set[Path]]:
+def three(data: Path, tmp_path_factory: pytest.TempPathFactory,
+          make_params: MakeParams) -> tuple[TrainResult, Path, set[Path]]:
     """Three restarts (seed 1: the middle one is best) trained with no MLflow run, from a scratch working directory: the result, that directory,
     and every file written anywhere under it or under the data."""
     work = tmp_path_factory.mktemp("work")
@@ -70,7 +56,7 @@ def three(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainRe
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)  # a stray MLflow store or log would land here
         assert mlflow.active_run() is None
-        result = train(_params(seed=1, restarts=3), _folders(data, work / "checkpoints"))
+        result = train(make_params(seed=1, train={**TRAIN, "restarts": 3}), _folders(data, work / "checkpoints"))
         assert mlflow.active_run() is None
     return result, work, (_files(data) - before) | _files(work)
 
@@ -96,8 +82,9 @@ def test_train_writes_only_its_checkpoints_and_opens_no_mlflow_run(three: tuple[
     assert {p.relative_to(work / "checkpoints").parts[0] for p in written} == {"restart-0", "restart-1", "restart-2"}
 
 
-def test_one_restart_is_plain_fit_in_the_checkpoints_folder(data: Path, tmp_path: Path) -> None:
-    params = _params()
+def test_one_restart_is_plain_fit_in_the_checkpoints_folder(data: Path, tmp_path: Path,
+                                                           make_params: MakeParams) -> None:
+    params = make_params(train=TRAIN)
     result = train(params, _folders(data, tmp_path / "trained"))
     direct = fit(params, data / "scaled", n_outputs=3, checkpoints=tmp_path / "direct")
     assert len(result.fits) == 1 and result.chosen == 0 and result.selected == 0 and result.seeds == [42]
@@ -107,14 +94,14 @@ def test_one_restart_is_plain_fit_in_the_checkpoints_folder(data: Path, tmp_path
     assert (tmp_path / "trained" / "last.ckpt").is_file() and not (tmp_path / "trained" / "restart-0").exists()
 
 
-def test_an_ensemble_is_every_restart_averaged(data: Path, tmp_path: Path) -> None:
-    result = train(_params(restarts=2, ensemble=True), _folders(data, tmp_path))
+def test_an_ensemble_is_every_restart_averaged(data: Path, tmp_path: Path, make_params: MakeParams) -> None:
+    result = train(make_params(train={**TRAIN, "restarts": 2, "ensemble": True}), _folders(data, tmp_path))
     assert result.selected == "ensemble"
     assert result.spec == {"kind": "ensemble", "size": 2, "task": "classification", "member": result.kept.spec}
     assert result.state is result.members and len(result.members) == 2 * len(result.kept.state_dict)
 
 
-def test_a_runner_runs_each_restart_and_gets_every_epoch(data: Path, tmp_path: Path) -> None:
+def test_a_runner_runs_each_restart_and_gets_every_epoch(data: Path, tmp_path: Path, make_params: MakeParams) -> None:
     seen: list[tuple[int, int]] = []
     epochs: dict[int, list[int]] = {}
 
@@ -122,7 +109,7 @@ def test_a_runner_runs_each_restart_and_gets_every_epoch(data: Path, tmp_path: P
         seen.append((index, settings.seed))
         return fit_one(lambda metrics, epoch: epochs.setdefault(index, []).append(epoch))
 
-    result = train(_params(restarts=2), _folders(data, tmp_path), runner)
+    result = train(make_params(train={**TRAIN, "restarts": 2}), _folders(data, tmp_path), runner)
     assert seen == [(0, 42), (1, 43)]
     assert [len(epochs[i]) for i in (0, 1)] == [r.epochs for r in result.fits]
 

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from torch import nn
 
-from pipeline.config import TrainConfig, parse_params
+from pipeline.config import TrainConfig
 from pipeline.training.module import LitModel
-from tests.conftest import PARAMS_FILE
+from tests.factories import build_params
 
 
 def train_config(**train: Any) -> TrainConfig:
     """params.yaml's ``train`` section, validated, with ``train`` set on it (a dict value updates that subsection)
     and the ``auto`` sizes a module needs fixed: no weight decay and one epoch unless given."""
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
-    section = raw["train"]
-    section.update(weight_decay=0.0, max_epochs=1)
-    for key, value in train.items():
-        if isinstance(value, dict):
-            section[key].update(value)
-        else:
-            section[key] = value
-    return parse_params(raw).train
+    return build_params(train={"weight_decay": 0.0, "max_epochs": 1, **train}).train
 
 
 def lit_model(net: nn.Module, *, task: str = "classification", rows_per_step: int = 32, modality: str = "tabular",

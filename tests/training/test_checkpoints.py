@@ -7,57 +7,33 @@ import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
-from pipeline.config import parse_params
 from pipeline.errors import PipelineError
-from pipeline.io import write_json
-from pipeline.preprocess.encoders import Encoders
 from pipeline.training.fit import fit
 from pipeline.training import checkpoints
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import MakeParams, ScaledData
 
 
 class Interrupted(Exception):
     """Raised from the per-epoch sink: the training stops midway, as when MLflow logging fails."""
 
 
-def _params(model: dict | None = None, **train: object):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update({"max_epochs": 10, "batch_size": 8, **train})
-    raw["model"].update(model or {})
-    return raw
+TRAIN = {"max_epochs": 10, "batch_size": 8}  # this file's trainings: short, in small batches
+DIGITS = {"source": "digits", "target": "digit"}
+SMALL_CNN = {"kind": "cnn", "hidden": [], "cnn": {"channels": [4], "kernel": 3, "stride": 1, "padding": 1,
+                                                  "pool": "max", "batch_norm": True}}
 
 
-@pytest.fixture(scope="module")
-def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("scaled")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 49), ("val", 16)):  # 49: the last mini-batch of one row joins the one before
-        x = rng.normal(size=(n, 4)).astype("float32")
-        frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
-        frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", Encoders.passthrough(["a", "b", "c", "d"], [0, 1, 2]).to_dict())
-    return folder
+@pytest.fixture
+def scaled(scaled_data: ScaledData) -> Path:
+    return scaled_data("table", train=49, val=16)  # 49: the last mini-batch of one row joins the one before
 
 
-@pytest.fixture(scope="module")
-def scaled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(1)
-    for name, n in (("train", 40), ("val", 12)):
-        x = rng.normal(size=(n, 1, 8, 8)).astype("float32")
-        labels = (x[:, 0, :4].mean(axis=(1, 2)) > 0).astype("int64")
-        np.save(folder / f"{name}.npy", x)
-        pd.DataFrame({"digit": labels}).to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", Encoders.passthrough((1, 8, 8), [0, 1]).to_dict())
-    return folder
+@pytest.fixture
+def scaled_images(scaled_data: ScaledData) -> Path:
+    return scaled_data("images", train=40, val=12, side=8, seed=1, pattern="top")
 
 
 def _interrupt_at(epoch: int):
@@ -85,9 +61,9 @@ RESUME_CASES = {
 
 @pytest.mark.parametrize(("model", "train"), RESUME_CASES.values(), ids=RESUME_CASES.keys())
 def test_interrupted_training_resumes_to_bit_identical_weights(
-    scaled: Path, tmp_path: Path, model: dict, train: dict
+    scaled: Path, tmp_path: Path, make_params: MakeParams, model: dict, train: dict
 ) -> None:
-    params = parse_params(_params(model, **train))
+    params = make_params(model=model, train={**TRAIN, **train})
     whole = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "whole")
     with pytest.raises(Interrupted):
         fit(params, scaled, n_outputs=3, sink=_interrupt_at(6), checkpoints=tmp_path / "cut")
@@ -99,12 +75,10 @@ def test_interrupted_training_resumes_to_bit_identical_weights(
     assert resumed.best_epoch == whole.best_epoch
 
 
-def test_cnn_with_flips_and_shifts_resumes_to_bit_identical_weights(scaled_images: Path, tmp_path: Path) -> None:
-    raw = _params({"kind": "cnn", "hidden": [], "cnn": {"channels": [4], "kernel": 3, "stride": 1, "padding": 1,
-                                                       "pool": "max", "batch_norm": True}},
-                  max_epochs=6, augment={"flip": "both", "shift": 2, "noise": 0.05})
-    raw["data"].update(source="digits", target="digit")
-    params = parse_params(raw)
+def test_cnn_with_flips_and_shifts_resumes_to_bit_identical_weights(scaled_images: Path, tmp_path: Path,
+                                                                    make_params: MakeParams) -> None:
+    params = make_params(data=DIGITS, model=SMALL_CNN,
+                         train={**TRAIN, "max_epochs": 6, "augment": {"flip": "both", "shift": 2, "noise": 0.05}})
     whole = fit(params, scaled_images, n_outputs=2, checkpoints=tmp_path / "whole")
     with pytest.raises(Interrupted):
         fit(params, scaled_images, n_outputs=2, sink=_interrupt_at(3), checkpoints=tmp_path / "cut")
@@ -113,37 +87,38 @@ def test_cnn_with_flips_and_shifts_resumes_to_bit_identical_weights(scaled_image
     assert _same(whole.state_dict, resumed.state_dict)
 
 
-def test_augmentation_changes_training(scaled_images: Path) -> None:
-    raw = _params({"kind": "cnn", "hidden": [], "cnn": {"channels": [4], "kernel": 3, "stride": 1, "padding": 1,
-                                                       "pool": "max", "batch_norm": True}}, max_epochs=2)
-    raw["data"].update(source="digits", target="digit")
-    plain = fit(parse_params(raw), scaled_images, n_outputs=2)
-    raw["train"]["augment"] = {"flip": "horizontal", "shift": 0, "noise": 0.0}
-    flipped = fit(parse_params(raw), scaled_images, n_outputs=2)
+def test_augmentation_changes_training(scaled_images: Path, make_params: MakeParams) -> None:
+    train = {**TRAIN, "max_epochs": 2}
+    plain = fit(make_params(data=DIGITS, model=SMALL_CNN, train=train), scaled_images, n_outputs=2)
+    flipped = fit(make_params(data=DIGITS, model=SMALL_CNN,
+                              train={**train, "augment": {"flip": "horizontal", "shift": 0, "noise": 0.0}}),
+                  scaled_images, n_outputs=2)
     assert plain.history[0]["train/loss"] != flipped.history[0]["train/loss"]
     assert plain.history[0]["val/loss"] != flipped.history[0]["val/loss"]
 
 
-def test_a_finished_training_is_trained_afresh_not_resumed(scaled: Path, tmp_path: Path) -> None:
-    params = parse_params(_params(max_epochs=4))
+def test_a_finished_training_is_trained_afresh_not_resumed(scaled: Path, tmp_path: Path,
+                                                           make_params: MakeParams) -> None:
+    params = make_params(train={**TRAIN, "max_epochs": 4})
     first = fit(params, scaled, n_outputs=3, checkpoints=tmp_path)
     again = fit(params, scaled, n_outputs=3, checkpoints=tmp_path)
     assert again.resumed_from is None and again.epochs == 4
     assert _same(first.state_dict, again.state_dict)
 
 
-def test_a_checkpoint_of_other_params_is_discarded(scaled: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_of_other_params_is_discarded(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
     with pytest.raises(Interrupted):
-        fit(parse_params(_params()), scaled, n_outputs=3, sink=_interrupt_at(5), checkpoints=tmp_path / "cut")
-    other = parse_params(_params(lr=0.02))
+        fit(make_params(train=TRAIN), scaled, n_outputs=3, sink=_interrupt_at(5), checkpoints=tmp_path / "cut")
+    other = make_params(train={**TRAIN, "lr": 0.02})
     resumed = fit(other, scaled, n_outputs=3, checkpoints=tmp_path / "cut")
     fresh = fit(other, scaled, n_outputs=3)
     assert resumed.resumed_from is None
     assert _same(resumed.state_dict, fresh.state_dict)
 
 
-def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Path) -> None:
-    result = fit(parse_params(_params(max_epochs=8, checkpoint_every=3)), scaled, n_outputs=3, checkpoints=tmp_path)
+def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
+    result = fit(make_params(train={**TRAIN, "max_epochs": 8, "checkpoint_every": 3}), scaled, n_outputs=3,
+                 checkpoints=tmp_path)
     best = checkpoints.load(tmp_path / "best.ckpt")
     assert best["epoch"] == result.best_epoch
     weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
@@ -153,8 +128,9 @@ def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Pa
     assert len(last["callbacks"]["EpochHistory"]["history"]) == 8
 
 
-def test_no_checkpoints_when_every_is_zero(scaled: Path, tmp_path: Path) -> None:
-    fit(parse_params(_params(max_epochs=2, checkpoint_every=0)), scaled, n_outputs=3, checkpoints=tmp_path / "ck")
+def test_no_checkpoints_when_every_is_zero(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
+    fit(make_params(train={**TRAIN, "max_epochs": 2, "checkpoint_every": 0}), scaled, n_outputs=3,
+        checkpoints=tmp_path / "ck")
     assert not (tmp_path / "ck").exists()
 
 

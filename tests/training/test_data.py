@@ -6,48 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
-from pipeline.config import parse_params
 from pipeline.errors import PipelineError
-from pipeline.io import write_json
-from pipeline.preprocess.encoders import Encoders
 from pipeline.training.data import load_xy
 from pipeline.training.fit import check_lengths, fit
+from tests.factories import SEQUENCE_LENGTHS, MakeParams, ScaledData
 
-ROOT = Path(__file__).resolve().parents[2]
-LENGTHS = {"train": [5, 8, 12, 6, 9, 7, 10, 11, 5, 12, 8, 6], "val": [6, 20, 9, 7], "test": [25, 5, 8, 11]}
+LENGTHS = SEQUENCE_LENGTHS  # train's longest series: 12 steps; val holds one of 20, test one of 25
 
 
-@pytest.fixture(scope="module")
-def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def scaled(scaled_data: ScaledData) -> Path:
     """Scaled long-format sequences of two features: the class is the sign of the features' mean; train's
     longest series has 12 steps, val holds one of 20 and test one of 25."""
-    folder = tmp_path_factory.mktemp("scaled_sequences")
-    rng = np.random.default_rng(0)
-    for name, lengths in LENGTHS.items():
-        parts = []
-        for i, n in enumerate(lengths):
-            label = i % 2
-            values = rng.normal(loc=1.0 if label else -1.0, size=(n, 2)).astype("float32")
-            parts.append(pd.DataFrame({"sid": f"{name}{i}", "a": values[:, 0], "b": values[:, 1], "y": label}))
-        pd.concat(parts, ignore_index=True).to_parquet(folder / f"{name}.parquet", index=False)
-    plain = Encoders.passthrough(["a", "b"], [0, 1])
-    encoders = Encoders(plain.features, plain.target, {"series": "sid", "length": max(LENGTHS["train"])})
-    write_json(folder / "encoder.json", encoders.to_dict())
-    return folder
+    return scaled_data("sequences", lengths=LENGTHS)
 
 
-def _params(kind: str):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"].update(source="inputs/s.csv", target="y", sequence={"id": "sid", "time": "t"})
-    raw["model"].update(kind=kind, hidden=[])
-    raw["model"]["cnn"].update(channels=[4])
-    raw["model"]["rnn"].update(hidden_size=4)
-    raw["train"].update(max_epochs=2, batch_size=4)
-    return parse_params(raw)
+# the params of this file's trainings: the sequences above, a tiny net (of the kind a test sets), two epochs
+SEQUENCES = {"source": "inputs/s.csv", "target": "y", "sequence": {"id": "sid", "time": "t"}}
+TINY_NET = {"hidden": [], "cnn": {"channels": [4]}, "rnn": {"hidden_size": 4}}
+TRAIN = {"max_epochs": 2, "batch_size": 4}
 
 
 def test_load_xy_pads_a_split_to_its_own_longest_series_where_that_is_longer_than_train(scaled: Path) -> None:
@@ -74,16 +53,18 @@ def test_load_xy_with_a_fixed_length_refuses_a_longer_series_naming_the_file_and
 
 
 @pytest.mark.parametrize("kind", ["rnn", "cnn"])
-def test_rnn_and_cnn_train_with_val_series_longer_than_every_train_series(scaled: Path, kind: str) -> None:
-    params = _params(kind)
+def test_rnn_and_cnn_train_with_val_series_longer_than_every_train_series(scaled: Path, make_params: MakeParams,
+                                                                          kind: str) -> None:
+    params = make_params(data=SEQUENCES, model={**TINY_NET, "kind": kind}, train=TRAIN)
     check_lengths(params, scaled)  # nothing to refuse
     result = fit(params, scaled, n_outputs=2)
     assert result.spec["kind"] == kind and len(result.history) == 2
     assert np.isfinite(result.history[-1]["val/loss"])
 
 
-def test_fnn_refuses_a_val_series_longer_than_every_train_series_before_training(scaled: Path) -> None:
-    params = _params("fnn")
+def test_fnn_refuses_a_val_series_longer_than_every_train_series_before_training(scaled: Path,
+                                                                                 make_params: MakeParams) -> None:
+    params = make_params(data=SEQUENCES, model={**TINY_NET, "kind": "fnn"}, train=TRAIN)
     with pytest.raises(PipelineError, match=r"series 'val1' has 20 steps; .*model\.kind: rnn or cnn"):
         check_lengths(params, scaled)  # what train calls before any MLflow run is opened
     with pytest.raises(PipelineError, match=r"val\.parquet: series 'val1' has 20 steps"):

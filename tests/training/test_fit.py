@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,41 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from pipeline.config import parse_params
 from pipeline.errors import PipelineError
 from pipeline.io import write_json
 from pipeline.preprocess.encoders import Encoders
 from pipeline.training.fit import fit
 from pipeline.nets.fnn import FNN
+from tests.factories import MakeParams, ScaledData
 from tests.training.lit import lit_model
 
-ROOT = Path(__file__).resolve().parents[2]
-TABLE_ENCODER = Encoders.passthrough(["a", "b", "c", "d"], [0, 1, 2]).to_dict()  # the data below is already scaled
+TRAIN = {"max_epochs": 4, "batch_size": 8}  # this file's trainings: four epochs, in small batches
 
 
-def _params(**train: object):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update({"max_epochs": 4, "batch_size": 8, **train})
-    return raw
+@pytest.fixture
+def scaled(scaled_data: ScaledData) -> Path:
+    return scaled_data("table", train=48, val=16)
 
 
-@pytest.fixture(scope="module")
-def scaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("scaled")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 48), ("val", 16)):
-        x = rng.normal(size=(n, 4)).astype("float32")
-        frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
-        frame["species"] = (x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 1).astype("int64")
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", TABLE_ENCODER)
-    return folder
-
-
-def test_same_seed_gives_bit_identical_weights(scaled: Path) -> None:
-    params = parse_params(_params())
+def test_same_seed_gives_bit_identical_weights(scaled: Path, make_params: MakeParams) -> None:
+    params = make_params(train=TRAIN)
     first, second = fit(params, scaled, n_outputs=3), fit(params, scaled, n_outputs=3)
     assert first.state_dict.keys() == second.state_dict.keys()
     for key in first.state_dict:
@@ -51,7 +36,8 @@ def test_same_seed_gives_bit_identical_weights(scaled: Path) -> None:
     assert first.history == second.history
 
 
-def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Path) -> None:
+def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Path,
+                                                                      make_params: MakeParams) -> None:
     import lightning as L
 
     class Probe(L.Callback):  # what benchmarks/stopping.py does: score the net after each validation
@@ -65,7 +51,7 @@ def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Pa
             module.net.train()
             self.epochs.append(trainer.current_epoch)
 
-    params = parse_params(_params())
+    params = make_params(train=TRAIN)
     plain, seen = fit(params, scaled, n_outputs=3), Probe()
     probed = fit(params, scaled, n_outputs=3, probes=(seen,))
     assert seen.epochs == list(range(plain.epochs))
@@ -73,39 +59,38 @@ def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Pa
         assert torch.equal(plain.state_dict[key], probed.state_dict[key]), key
 
 
-def test_other_seed_gives_other_weights(scaled: Path) -> None:
-    raw = _params()
-    first = fit(parse_params(raw), scaled, n_outputs=3)
-    raw["seed"] = raw["seed"] + 1
-    other = fit(parse_params(raw), scaled, n_outputs=3)
+def test_other_seed_gives_other_weights(scaled: Path, make_params: MakeParams) -> None:
+    params = make_params(train=TRAIN)
+    first = fit(params, scaled, n_outputs=3)
+    other = fit(make_params(seed=params.seed + 1, train=TRAIN), scaled, n_outputs=3)
     assert not torch.equal(first.state_dict["layers.0.weight"], other.state_dict["layers.0.weight"])
 
 
-def test_history_has_one_row_per_epoch_with_train_and_val(scaled: Path) -> None:
-    result = fit(parse_params(_params()), scaled, n_outputs=3)
+def test_history_has_one_row_per_epoch_with_train_and_val(scaled: Path, make_params: MakeParams) -> None:
+    result = fit(make_params(train=TRAIN), scaled, n_outputs=3)
     assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr"} <= set(result.history[0])
     assert result.device == "cpu"
     assert result.spec["in_features"] == 4 and result.spec["out_features"] == 3
 
 
-def test_best_weights_are_from_the_best_epoch(scaled: Path) -> None:
-    result = fit(parse_params(_params(max_epochs=6)), scaled, n_outputs=3)
+def test_best_weights_are_from_the_best_epoch(scaled: Path, make_params: MakeParams) -> None:
+    result = fit(make_params(train={**TRAIN, "max_epochs": 6}), scaled, n_outputs=3)
     losses = [row["val/loss"] for row in result.history]
     assert result.best_epoch == int(np.argmin(losses))
     assert result.best_value == pytest.approx(min(losses))
 
 
-def test_non_finite_loss_stops_with_a_clear_error(scaled: Path, tmp_path: Path) -> None:
+def test_non_finite_loss_stops_with_a_clear_error(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
     # Features near float32's limit overflow the first layer, so the loss turns inf/nan within two epochs:
     # the same failure an exploding learning rate produces, without depending on how fast it diverges.
     for name in ("train", "val"):
         frame = pd.read_parquet(scaled / f"{name}.parquet")
         frame[["a", "b", "c", "d"]] *= np.float32(1e38)
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    write_json(tmp_path / "encoder.json", TABLE_ENCODER)
+    shutil.copy(scaled / "encoder.json", tmp_path / "encoder.json")
     with pytest.raises(PipelineError, match=r"(train|val)/loss = (nan|inf) at epoch \d+: expected a finite loss"):
-        fit(parse_params(_params()), tmp_path, n_outputs=3)
+        fit(make_params(train=TRAIN), tmp_path, n_outputs=3)
 
 
 @pytest.mark.parametrize(("name", "momentum", "expected"), [("sgd", 0.9, torch.optim.SGD), ("adam", 0.0, torch.optim.Adam)])
@@ -144,31 +129,16 @@ def test_regression_loss_is_mean_squared_error_on_the_single_output() -> None:
     assert torch.allclose(module._evaluate((x, y), "val"), ((net(x)[:, 0] - y) ** 2).mean())
 
 
-@pytest.fixture(scope="module")
-def scaled_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def scaled_images(scaled_data: ScaledData) -> Path:
     """Tiny 2-class 1x6x6 images: a bright left or right half, with noise."""
-    folder = tmp_path_factory.mktemp("scaled_images")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 32), ("val", 12)):
-        y = rng.integers(0, 2, size=n)
-        x = rng.normal(size=(n, 1, 6, 6)).astype("float32")
-        for i, label in enumerate(y):
-            x[i, 0, :, :3] += 2.0 if label == 0 else 0.0
-            x[i, 0, :, 3:] += 2.0 if label == 1 else 0.0
-        np.save(folder / f"{name}.npy", x)
-        pd.DataFrame({"digit": y.astype("int64")}).to_parquet(folder / f"{name}.parquet", index=False)
-    write_json(folder / "encoder.json", Encoders.passthrough((1, 6, 6), [0, 1]).to_dict())
-    return folder
+    return scaled_data("images", train=32, val=12, side=6, seed=0, pattern="halves")
 
 
 @pytest.mark.parametrize("kind", ["cnn", "rnn"])
-def test_cnn_and_rnn_train_bit_identically_twice(scaled_images: Path, kind: str) -> None:
-    raw = _params()
-    raw["data"].update(source="digits", target="digit")
-    raw["model"].update(kind=kind, hidden=[])
-    raw["model"]["cnn"].update(channels=[4, 8])
-    raw["model"]["rnn"].update(hidden_size=8)
-    params = parse_params(raw)
+def test_cnn_and_rnn_train_bit_identically_twice(scaled_images: Path, make_params: MakeParams, kind: str) -> None:
+    params = make_params(data={"source": "digits", "target": "digit"}, train=TRAIN,
+                         model={"kind": kind, "hidden": [], "cnn": {"channels": [4, 8]}, "rnn": {"hidden_size": 8}})
     first, second = fit(params, scaled_images, n_outputs=2), fit(params, scaled_images, n_outputs=2)
     assert first.spec["kind"] == kind
     assert first.state_dict.keys() == second.state_dict.keys()
@@ -211,27 +181,26 @@ def test_an_epoch_takes_one_optimizer_step_per_mini_batch_in_the_given_order() -
     ],
     ids=["step", "cosine-after-warmup"],
 )
-def test_schedule_moves_the_rate_epoch_by_epoch_in_a_real_fit(scaled: Path, schedule: dict, expected: list) -> None:
-    raw = _params()
-    raw["train"]["schedule"].update(schedule)
-    result = fit(parse_params(raw), scaled, n_outputs=3)
+def test_schedule_moves_the_rate_epoch_by_epoch_in_a_real_fit(scaled: Path, make_params: MakeParams, schedule: dict,
+                                                              expected: list) -> None:
+    result = fit(make_params(train={**TRAIN, "schedule": schedule}), scaled, n_outputs=3)
     assert [row["lr"] for row in result.history] == pytest.approx(expected)
 
 
-def test_plateau_reacts_to_val_loss_in_a_real_fit(scaled: Path) -> None:
-    raw = _params(max_epochs=6, lr=1e-7)  # so small that val/loss improves by less than the 1e-4 threshold
-    raw["train"]["schedule"].update(kind="plateau", patience=1, gamma=0.5)
-    raw["train"]["early_stopping"]["patience"] = 20
-    result = fit(parse_params(raw), scaled, n_outputs=3)
+def test_plateau_reacts_to_val_loss_in_a_real_fit(scaled: Path, make_params: MakeParams) -> None:
+    params = make_params(train={**TRAIN, "max_epochs": 6,
+                                "lr": 1e-7,  # so small that val/loss improves by less than the 1e-4 threshold
+                                "schedule": {"kind": "plateau", "patience": 1, "gamma": 0.5},
+                                "early_stopping": {"patience": 20}})
+    result = fit(params, scaled, n_outputs=3)
     lrs = [row["lr"] for row in result.history]
     # epochs 0, 1 and 2 do not improve on the first by enough: after patience + 1 of them the rate halves
     assert lrs == pytest.approx([1e-7, 1e-7, 1e-7, 5e-8, 5e-8, 2.5e-8])
 
 
-def test_history_carries_gradient_norms_dead_relus_and_the_train_val_gap(scaled: Path) -> None:
-    raw = _params()
-    raw["model"]["hidden"] = [8, 4]
-    result = fit(parse_params(raw), scaled, n_outputs=3)
+def test_history_carries_gradient_norms_dead_relus_and_the_train_val_gap(scaled: Path,
+                                                                         make_params: MakeParams) -> None:
+    result = fit(make_params(train=TRAIN, model={"hidden": [8, 4]}), scaled, n_outputs=3)
     row = result.history[-1]
     assert {k for k in row if k.startswith("grad_norm/")} == {
         "grad_norm/layers.0.weight", "grad_norm/layers.3.weight", "grad_norm/layers.6.weight"}  # linear, relu, dropout
@@ -256,7 +225,7 @@ def test_a_relu_that_never_fires_is_reported_dead(scaled: Path) -> None:
     assert not net.layers[1]._forward_hooks  # the watch is removed after validation
 
 
-def test_early_stopping_on_val_mae_for_regression(tmp_path: Path) -> None:
+def test_early_stopping_on_val_mae_for_regression(tmp_path: Path, make_params: MakeParams) -> None:
     rng = np.random.default_rng(3)
     for name, n in (("train", 40), ("val", 20)):
         x = rng.normal(size=(n, 3)).astype("float32")
@@ -264,17 +233,18 @@ def test_early_stopping_on_val_mae_for_regression(tmp_path: Path) -> None:
         frame["y"] = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.1, size=n)).astype("float32")
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
     write_json(tmp_path / "encoder.json", Encoders.passthrough(["a", "b", "c"]).to_dict())
-    raw = _params(max_epochs=30, early_stopping={"monitor": "val/mae", "mode": "min", "patience": 3, "min_delta": 0.0})
-    raw["data"].update(source="diabetes", target="y", task="regression")
-    raw["evaluate"]["primary_metric"] = "mae"
-    result = fit(parse_params(raw), tmp_path, n_outputs=1, task="regression")
+    params = make_params(
+        data={"source": "diabetes", "target": "y", "task": "regression"}, evaluate={"primary_metric": "mae"},
+        train={**TRAIN, "max_epochs": 30,
+               "early_stopping": {"monitor": "val/mae", "mode": "min", "patience": 3, "min_delta": 0.0}})
+    result = fit(params, tmp_path, n_outputs=1, task="regression")
     maes = [row["val/mae"] for row in result.history]
     assert result.best_epoch == int(np.argmin(maes)) and result.best_value == pytest.approx(min(maes))
 
 
-def test_lr_find_records_a_suggestion_and_leaves_training_as_it_was(scaled: Path) -> None:
-    plain = fit(parse_params(_params()), scaled, n_outputs=3)
-    found = fit(parse_params(_params(lr_find=True)), scaled, n_outputs=3)
+def test_lr_find_records_a_suggestion_and_leaves_training_as_it_was(scaled: Path, make_params: MakeParams) -> None:
+    plain = fit(make_params(train=TRAIN), scaled, n_outputs=3)
+    found = fit(make_params(train={**TRAIN, "lr_find": True}), scaled, n_outputs=3)
     assert plain.lr_finding is None
     finding = found.lr_finding
     assert 1e-6 < finding.suggestion < 1.0 and finding.suggestion in finding.lrs
@@ -303,11 +273,11 @@ def test_bf16_mixed_precision_autocasts_the_training_step() -> None:
     assert net.layers[0].weight.dtype == torch.float32  # mixed: the weights stay float32
 
 
-def test_bf16_without_cuda_is_refused_before_training(scaled: Path) -> None:
+def test_bf16_without_cuda_is_refused_before_training(scaled: Path, make_params: MakeParams) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(PipelineError, match="train.precision = 'bf16-mixed' with no CUDA device"):
-        fit(parse_params(_params(precision="bf16-mixed")), scaled, n_outputs=3)
+        fit(make_params(train={**TRAIN, "precision": "bf16-mixed"}), scaled, n_outputs=3)
 
 
 @pytest.mark.parametrize(("n", "batch", "expected"), [

@@ -8,13 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from pipeline.config import parse_params
 from pipeline.nets import build_net
 from pipeline.training.module import LitModel
-from tests.conftest import PARAMS_FILE
+from tests.factories import MakeParams, MakeParamsDoc
 from tests.training.lit import lit_model
 
 
@@ -163,11 +162,10 @@ def test_plateau_decays_after_patience_epochs_without_improvement() -> None:
     assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
 
 
-def test_warmup_with_onecycle_is_refused() -> None:
+def test_warmup_with_onecycle_is_refused(make_params_doc: MakeParamsDoc) -> None:
     from pipeline.errors import PipelineError
 
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
-    raw["train"]["schedule"].update(kind="onecycle", warmup_epochs=2)
+    raw = make_params_doc(train={"schedule": {"kind": "onecycle", "warmup_epochs": 2}})
     with pytest.raises(PipelineError, match=r"train.schedule.warmup_epochs = 2 with train.schedule.kind = 'onecycle'"):
         parse_params(raw)
 
@@ -209,10 +207,8 @@ def test_label_smoothing_and_regression_losses_are_the_ones_asked_for() -> None:
 
 
 @pytest.mark.parametrize(("update", "expected"), [("mini_batch", 32), ("full_batch", 500), ("stochastic", 1)])
-def test_update_mode_sets_rows_per_optimizer_step(update: str, expected: int) -> None:
-    raw = yaml.safe_load(PARAMS_FILE.read_text())
-    raw["train"]["update"] = update
-    assert parse_params(raw).train.rows_per_step(500) == expected
+def test_update_mode_sets_rows_per_optimizer_step(update: str, expected: int, make_params: MakeParams) -> None:
+    assert make_params(train={"update": update}).train.rows_per_step(500) == expected
 
 
 def test_validation_judges_the_prior_corrected_logits_with_an_unweighted_loss() -> None:
