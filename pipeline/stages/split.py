@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError, plain, run_main
 from pipeline.io import atomic_dir, read_parquet, write_json
 from pipeline.modality import for_schema, write_arrays
 from pipeline.preprocess import sequence as seq
+from pipeline.preprocess.profile import class_counts
 from pipeline.preprocess.schema import Schema
 from pipeline.stages.common import SPLITS, read_schema, stage_args, write_splits
 
@@ -216,8 +217,7 @@ def summarise(
             entry["series"] = len(labels)
         else:
             entry["rows_repeated"] = _repeated(row_groups(part, None if arrays is None else arrays[name]))
-        entry["class_counts"] = ({str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
-                                 if schema.task == "classification" else None)
+        entry["class_counts"] = class_counts(labels) if schema.task == "classification" else None
         out[name] = entry
     return out
 
