@@ -48,7 +48,8 @@ def evaluate(params: Params, bundle: ModelBundle, train_info: TrainInfo, split_d
     nothing, prints nothing.
 
     Args:
-        params: The params (``auto`` values are resolved here for the bundle's task).
+        params: The params resolved for the bundle's task (:func:`pipeline.config.require_task`), as train and
+            the registry record them.
         bundle: The model, as ``ModelBundle.load(model_dir)`` gives it.
         train_info: What train recorded of the run (``models/train.json``).
         split_dir: The split stage's folder (the raw test input).
@@ -64,7 +65,6 @@ def evaluate(params: Params, bundle: ModelBundle, train_info: TrainInfo, split_d
 
     target = params.data.target
     test = read_test_input(bundle, split_dir, target)
-    params = require_task(params, bundle.task)  # 'auto' values resolved for the model's task
     x_scaled = load_xy(scaled_dir, "test", target, bundle.task, fixed=bundle.fixed_length)[0].numpy()
     x_raw, logits, index = checked_logits(bundle, model_dir, test, x_scaled)
     predictions = bundle.predictions(logits, index)
@@ -259,8 +259,8 @@ def main() -> None:
 
     bundle = ModelBundle.load(args.model)
     train_info = read_state(args.info, TrainInfo.from_dict)
+    params = require_task(params, bundle.task)  # 'auto' values resolved once, for the model's task
     evaluation = evaluate(params, bundle, train_info, args.split, args.scaled, args.model, args.restarts)
-    params = require_task(params, bundle.task)
     write_predictions(args.reports, evaluation)
     images = write_evaluation_plots(args.reports, evaluation, params, train_info)
     write_diagnosis(args.reports, evaluation)

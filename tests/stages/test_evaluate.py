@@ -77,8 +77,8 @@ def run_evaluate(root: Path, train_info: TrainInfo) -> Evaluation:
     import mlflow
 
     before, here = files(root), sorted(Path.cwd().iterdir())
-    params = load_params(root / "params.yaml")
     bundle = ModelBundle.load(root / "models/model")
+    params = require_task(load_params(root / "params.yaml"), bundle.task)
     result = evaluate(params, bundle, train_info, root / "data/split", root / "data/scaled", root / "models/model",
                       root / "models/restarts.safetensors")
     assert files(root) == before
