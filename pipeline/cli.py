@@ -45,7 +45,7 @@ def _shared_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]
                         help=f"params file (default: {DEFAULT_PARAMS}; also accepted before the command)")
     registry = argparse.ArgumentParser(add_help=False, parents=[params])
     registry.add_argument("--name", help="registered model name (default: the params file's tracking.model_name, "
-                                         "which auto makes <data.source>-<model.kind>)")
+                                         "which auto makes <data.source>-<model.kind>; given, the params file is not read)")
     return params, registry
 
 
