@@ -3,7 +3,7 @@
 For each preset in ``presets.yaml`` (dotted params.yaml keys applied over params.yaml) the script copies the project
 into a temporary git repo, runs ``dvc repro`` there and reads the network's test metrics from
 ``reports/metrics.json``. It then fits scikit-learn baselines on the very scaled train split the network trained on
-(``data/scaled`` through ``pipeline.training.data.load_xy``, inputs flattened to 2-D) and scores them on the same test
+(``data/scaled`` through ``pipeline.training.arrays.load_xy``, inputs flattened to 2-D) and scores them on the same test
 split: logistic regression, a random forest and an RBF SVC for classification; linear regression, a random forest and
 an RBF SVR for regression (r2 decides; MAE is shown in the target's original units, as metrics.json reports it).
 Sequence presets also get a 1-nearest-neighbour DTW baseline (full window, squared-Euclidean local cost, real steps
@@ -202,7 +202,7 @@ def baselines(
     """
     from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score, root_mean_squared_error
 
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     task = json.loads((project / "data/raw/schema.json").read_text())["task"]
     folder = project / "data/scaled"

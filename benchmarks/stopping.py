@@ -35,7 +35,7 @@ def probe(scaled: Path, target: str) -> tuple[Any, list[Epoch]]:
     import torch
     from sklearn.metrics import f1_score, log_loss
 
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     splits = {name: load_xy(scaled, name, target) for name in ("val", "test")}
     records: list[Epoch] = []
@@ -66,7 +66,7 @@ def train_all_epochs(project: Path) -> tuple[list[Epoch], int, float]:
     from pipeline.config.auto import budget
     from pipeline.io import read_parquet
     from pipeline.training.fit import fit
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     params = load_params(project / "params.yaml")
     scaled = project / "data" / "scaled"

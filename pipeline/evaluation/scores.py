@@ -40,7 +40,7 @@ def split_metrics(bundle: ModelBundle, scaled: Path, split: str, target: str) ->
     (and test) by the bundle's, at the natural balance they have. Scored the other way round, a corrected model
     would seem to underfit rows it was fitted to.
     """
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     x, y = load_xy(scaled, split, target, bundle.task, fixed=bundle.fixed_length)
     predictions = bundle.predictions(bundle.logits(x.numpy()), pd.RangeIndex(len(y)), decide=split != "train")
@@ -55,7 +55,7 @@ def baseline_metrics(bundle: ModelBundle, params: Params, scaled: Path, x_test: 
                      actual: pd.Series) -> dict[str, dict[str, Any]]:
     """Test metrics of each ``evaluate.baselines`` model fitted on the network's scaled train split."""
     from pipeline.evaluation import baselines
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     if not params.evaluate.baselines:
         return {}

@@ -61,7 +61,7 @@ def evaluate(params: Params, bundle: ModelBundle, train_info: TrainInfo, split_d
         PipelineError: If the raw and the scaled test input predict differently (train/serve skew), the test
             metrics are not finite, or an input file is unusable.
     """
-    from pipeline.training.data import load_xy
+    from pipeline.training.arrays import load_xy
 
     target = params.data.target
     test = read_test_input(bundle, split_dir, target)

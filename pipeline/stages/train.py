@@ -27,7 +27,7 @@ from pipeline.stages.train_record import (
 )
 
 from pipeline.nets import ensemble_spec
-from pipeline.training.data import read_encoders
+from pipeline.training.arrays import read_encoders
 from pipeline.training.fit import FitResult, check_accelerator, check_lengths, process_rank
 from pipeline.training.lr_find import LRFinding
 from pipeline.training.restarts import RestartRunner, best_restart, fit_restarts, restart_seeds, untracked
