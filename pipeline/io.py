@@ -17,12 +17,13 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # numpy and pandas only where used: `pipeline summary` and --help read JSON, not tables
+    import numpy as np
+    import pandas as pd
 
 
 def _sweep(final: Path) -> None:
@@ -230,6 +231,8 @@ def read_parquet(path: Path) -> pd.DataFrame:
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     """Write an array as ``.npy`` (never pickled: object arrays are refused)."""
+    import numpy as np
+
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as stream:
             np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
@@ -245,6 +248,8 @@ def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: file not found (run the stage that writes it first)")
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:

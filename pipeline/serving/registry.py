@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -14,8 +15,10 @@ from mlflow.types import ColSpec, Schema as MlflowSchema, TensorSpec
 from mlflow.types.schema import AnyType
 
 import pipeline
-from pipeline.bundle import ModelBundle
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # the bundle (and torch with it) is loaded by the pyfunc model: `models show` needs neither
+    from pipeline.bundle import ModelBundle
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 MODEL_INPUT = "model input"  # how the wrapper names its input in error messages
