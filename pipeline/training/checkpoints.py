@@ -116,12 +116,19 @@ class SafeCheckpointIO(CheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
+IMMUTABLE = frozenset({str, int, bool, float, type(None)})
+
+
 def _copied(value: Any) -> Any:
     """``value`` with every tensor, dict, list and tuple in it copied: a training state that later steps leave
     as it was (the optimizer and the weights change in place, the history grows)."""
+    if type(value) in IMMUTABLE:
+        return value
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, dict):
+        if all(type(v) in IMMUTABLE for v in value.values()):  # a history row: copied without a call per value
+            return dict(value)
         return {k: _copied(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_copied(v) for v in value)
