@@ -251,7 +251,7 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.lr_find": False,
         "train.restarts": 1,
         "train.ensemble": False,
-        "train.checkpoint_every": 1,
+        "train.checkpoint_every": "auto",
         "train.accelerator": "auto",
         "train.devices": 1,
         "train.num_nodes": 1,
@@ -485,6 +485,23 @@ def test_auto_epochs_and_patience_follow_optimizer_steps_and_set_values_stay(def
     kept = budget(set_by_hand, 100)
     assert (kept.max_epochs, kept.early_stopping.patience) == (30, 5)
     assert budget(set_by_hand.model_copy(update={"max_epochs": "auto"}), 10).max_epochs == 4000  # one short step
+
+
+def test_auto_checkpoints_every_500_steps_and_at_least_ten_times_and_a_set_value_stays(
+        default_params: dict[str, Any]) -> None:
+    from pipeline.config.auto import budget
+
+    train = parse_params(default_params).train
+    assert train.checkpoint_every == "auto"
+    assert budget(train, 100).checkpoint_every == 100  # 4 steps an epoch, 1,000 epochs: a tenth of them (not 125)
+    assert budget(train, 223).checkpoint_every == 57  # penguins' train split: 7 steps, 572 epochs
+    assert budget(train.model_copy(update={"max_epochs": 150}), 223).checkpoint_every == 15
+    assert budget(train, 2_000).checkpoint_every == 8  # 63 steps an epoch: 500 steps' worth
+    assert budget(train, 100_000).checkpoint_every == 1  # 3,125 steps an epoch: every epoch, as ever
+    assert budget(train.model_copy(update={"max_epochs": 4}), 100).checkpoint_every == 1  # never 0 (none)
+    for value in (0, 1, 7):
+        kept = parse_params(_with(default_params, ("train", "checkpoint_every"), value)).train
+        assert budget(kept, 100).checkpoint_every == value
 
 
 def test_auto_weight_decay_is_one_over_train_rows_and_a_set_value_stays(default_params: dict[str, Any]) -> None:

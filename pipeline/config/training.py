@@ -142,7 +142,9 @@ class TrainConfig(Section):
     lr_find: bool
     restarts: Annotated[int, Field(ge=1, le=100)]  # networks trained from different seeds (seed, seed + 1, ...)
     ensemble: bool  # with restarts > 1: the model kept is the restarts' average, not the best single one
-    checkpoint_every: Annotated[int, Field(ge=0)]
+    # epochs between saves of last.ckpt (0: none); auto: every 500 optimizer steps' worth of epochs and at least 10
+    # times over max_epochs (pipeline.config.auto.budget), so saving costs a few percent of a small table's training
+    checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"]
     accelerator: Literal["auto", "cpu", "gpu"]
     devices: PositiveInt
     num_nodes: PositiveInt

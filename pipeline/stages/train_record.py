@@ -34,12 +34,9 @@ class TrackedRestarts:
 
         from pipeline import tracking
 
-        def sink(metrics: dict[str, float], epoch: int) -> None:
-            mlflow.log_metrics(metrics, step=epoch)  # into the run active now: the restart's own when nested
-
         if self.count == 1:
             self.run_ids.append(self.parent_run_id)
-            return fit_one(sink)
+            return tracked_fit(self.parent_run_id, fit_one)
         seed = settings.seed
         with tracking.tracked_run(experiment_id=self.experiment, run_name=f"restart {index} (seed {seed})",
                                   nested=True) as run:
@@ -47,11 +44,23 @@ class TrackedRestarts:
             mlflow.set_tags({"seed": str(seed), "restart": str(index), "model.kind": settings.model.kind,
                              "task": self.task})
             print(f"train: restart {index + 1} of {self.count} (seed {seed})", flush=True)
-            result = fit_one(sink)
+            result = tracked_fit(run.info.run_id, fit_one)
             mlflow.log_metrics({"best_epoch": result.best_epoch, "epochs": result.epochs,
                                 f"best/{settings.train.early_stopping.monitor}": result.best_value})
         self.run_ids.append(run.info.run_id)
         return result
+
+
+def tracked_fit(run_id: str, fit_one: Callable[[Sink | None], FitResult]) -> FitResult:
+    """``fit_one`` with each epoch's metrics logged to run ``run_id``: in batches, all of them written by the time
+    it returns or raises (a failed or stopped training keeps every epoch it finished)."""
+    from pipeline import tracking
+
+    metrics = tracking.MetricsBuffer(run_id)
+    try:
+        return fit_one(metrics)
+    finally:
+        metrics.flush()
 
 
 def log_lineage(root: Path, raw: Path) -> None:
@@ -135,8 +144,10 @@ def log_result(root: Path, result: TrainResult, run_ids: list[str]) -> None:
 
     kept, monitor = result.kept, result.params.train.early_stopping.monitor
     if len(result.fits) > 1:  # one restart logged its curves as it trained, into this run
+        curves = tracking.MetricsBuffer(mlflow.active_run().info.run_id)
         for row in kept.history:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+            curves({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))
+        curves.flush()
         best = np.array([r.best_value for r in result.fits])
         mlflow.log_metrics({f"restarts/best/{monitor}/mean": float(best.mean()),
                             f"restarts/best/{monitor}/std": float(best.std(ddof=1))})

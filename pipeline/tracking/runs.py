@@ -1,13 +1,16 @@
-"""The run lifecycle: a run that always ends (FINISHED, FAILED or KILLED), and cleanup of runs left RUNNING."""
+"""The run lifecycle: a run that always ends (FINISHED, FAILED or KILLED), cleanup of runs left RUNNING, and
+per-epoch metrics written in batches."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import Terminated, sigterm_raises
@@ -53,3 +56,43 @@ def cleanup_runs(client: MlflowClient) -> list[tuple[str, str]]:
             client.set_terminated(run.info.run_id, "KILLED")
             done.append((run.info.run_id, f"marked KILLED: process {pid} is gone"))
     return done
+
+
+# A batch of metrics is written once the time since the last write is at least this many times what that write
+# took, so writing costs at most 1 / (1 + FLUSH_SPACING) of the time (2%) whatever the store: measured on the
+# SQLite store, one log_metrics call per epoch of 13 figures took 20-30 ms, more than a penguins epoch trains.
+FLUSH_SPACING = 49
+
+
+class MetricsBuffer:
+    """Per-step metrics of one MLflow run, kept and written in batches (``MlflowClient.log_batch``).
+
+    Call it as ``buffer(metrics, step)``; it writes what it holds when writing has cost at most 2% of the time
+    since (see :data:`FLUSH_SPACING`), and :meth:`flush` writes the rest. Whoever makes one flushes it in a
+    ``finally``, so a run that fails or is stopped still ends with every step recorded.
+
+    Args:
+        run_id: The run the metrics belong to.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self.pending: list[Metric] = []
+        self._next = 0.0  # perf_counter time after which the next write is due (at once: the first step)
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        stamp = int(time.time() * 1000)  # when the step ended, as mlflow.log_metrics would stamp it
+        self.pending += [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items()]
+        if time.perf_counter() >= self._next:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every metric held, in one batch (MLflow splits it as its limits require)."""
+        if not self.pending:
+            return
+        start = time.perf_counter()
+        batch, self.pending = self.pending, []
+        self.client.log_batch(self.run_id, metrics=batch)
+        end = time.perf_counter()
+        self._next = end + FLUSH_SPACING * (end - start)

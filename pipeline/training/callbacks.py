@@ -16,6 +16,14 @@ import torch
 from pipeline.errors import PipelineError
 
 
+FIGURES = ("val/", "dead_relu/", "grad_norm/", "train/")  # the order the history lists an epoch's figures in
+
+
+def _figure_order(name: str) -> int:
+    """Where ``name`` comes in an epoch's row (by :data:`FIGURES`; anything else last)."""
+    return [name.startswith(prefix) for prefix in FIGURES].index(True) if name.startswith(FIGURES) else len(FIGURES)
+
+
 class EpochHistory(L.Callback):
     """Record train/val metrics once per epoch, hand them to ``sink``, and stop on a non-finite loss.
 
@@ -38,14 +46,12 @@ class EpochHistory(L.Callback):
                 self.sink({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        metrics = {
-            k: float(v) for k, v in trainer.callback_metrics.items()
-            if k.startswith(("train/", "val/", "grad_norm/", "dead_relu/"))
-        }
+        figures = getattr(module, "figures", {})  # the epoch's figures, as the module reported them
+        metrics = {k: float(figures[k]) for k in sorted(figures, key=_figure_order) if k != "lr"}
         if "train/loss" in metrics and "val/loss" in metrics:  # overfitting shows as a widening gap
             metrics["gap/loss"] = metrics["val/loss"] - metrics["train/loss"]
-        # the rate the epoch trained with, as the module logged it (a schedule may already have moved on)
-        logged = trainer.callback_metrics.get("lr")
+        # the rate the epoch trained with, as the module reported it (a schedule may already have moved on)
+        logged = figures.get("lr")
         metrics["lr"] = float(logged) if logged is not None else float(trainer.optimizers[0].param_groups[0]["lr"])
         epoch = trainer.current_epoch
         self.history.append({"epoch": epoch, **metrics})

@@ -5,8 +5,9 @@ the checkpoint (weights, optimizer moments, RNG states, the best weights so far)
 and everything else (epoch counters, loop progress, schedule and early-stopping state, float settings) into
 JSON in the same file's metadata. Loading parses JSON and raw tensor bytes, nothing more.
 
-``Checkpoints`` writes ``last.ckpt`` at epoch boundaries and ``best.ckpt`` when the monitored value improves;
-``resumable`` says whether a ``last.ckpt`` left by an interrupted run may be resumed.
+``Checkpoints`` writes ``last.ckpt`` at epoch boundaries and, with it, ``best.ckpt``: the training state of the
+epoch whose monitored value was best so far; ``resumable`` says whether a ``last.ckpt`` left by an interrupted run
+may be resumed.
 """
 
 from __future__ import annotations
@@ -29,8 +30,20 @@ from pipeline.io import atomic_file, sweep_temporaries, write_safetensors
 STRUCTURE = "pipeline.checkpoint"  # the metadata key holding the JSON structure
 
 
+PLAIN = (str, int, bool, type(None))  # stored in JSON as they are
+
+
+def _plain(value: Any) -> bool:
+    return type(value) in PLAIN or (type(value) is float and math.isfinite(value))
+
+
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     """JSON-ready form of ``value``; tensors are moved into ``tensors`` and replaced by a reference."""
+    if _plain(value):
+        return value
+    if type(value) is dict and all(type(k) is str and _plain(v) for k, v in value.items()):
+        # a history row: the common case, taken without a call per value (a long training has thousands)
+        return {"__dict__": [[k, v] for k, v in value.items()]}
     if isinstance(value, torch.Tensor):
         key = f"t{len(tensors)}"
         tensors[key] = value.detach().to("cpu").contiguous().clone()  # safetensors refuses shared storage
@@ -103,13 +116,34 @@ class SafeCheckpointIO(CheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
+IMMUTABLE = frozenset({str, int, bool, float, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with every tensor, dict, list and tuple in it copied: a training state that later steps leave
+    as it was (the optimizer and the weights change in place, the history grows)."""
+    if type(value) in IMMUTABLE:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        if all(type(v) in IMMUTABLE for v in value.values()):  # a history row: copied without a call per value
+            return dict(value)
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
 class Checkpoints(L.Callback):
-    """Save ``last.ckpt`` every ``every`` epochs and ``best.ckpt`` whenever ``best`` improved, both in ``folder``.
+    """Save ``last.ckpt`` every ``every`` epochs and, with it, ``best.ckpt`` if ``best`` improved since, in
+    ``folder``.
 
     The files are whole training states (weights, optimizer, schedule, early stopping, history, RNG states),
     so a rerun resumes at the epoch after the last save. ``fingerprint`` identifies what was being trained
     (params, data, code); a checkpoint is resumed only under the same fingerprint, and only if the run that
-    wrote it had not finished.
+    wrote it had not finished. The best epoch's state is copied in memory when it happens and written with the
+    next ``last.ckpt`` (or when training ends): writing it at every improvement cost as much as saving every epoch.
 
     Args:
         folder: Where ``last.ckpt`` and ``best.ckpt`` go.
@@ -124,6 +158,8 @@ class Checkpoints(L.Callback):
         self.fingerprint = fingerprint
         self.best_epoch = best_epoch
         self.finished = False
+        self._best: dict[str, Any] | None = None  # the best epoch's state, not yet written
+
 
     def state_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "finished": self.finished}
@@ -138,16 +174,28 @@ class Checkpoints(L.Callback):
         saved = (epoch + 1) % self.every == 0
         if saved:
             trainer.save_checkpoint(last)
+        if not trainer.is_global_zero:  # only the first process writes (as save_checkpoint does)
+            return
         if self.best_epoch() == epoch:
-            if saved and trainer.is_global_zero:  # only the first process writes (as save_checkpoint does)
+            if saved:
+                self._best = None
                 with atomic_file(self.folder / "best.ckpt") as tmp:
                     shutil.copyfile(last, tmp)
-            elif not saved:
-                trainer.save_checkpoint(self.folder / "best.ckpt")
+            else:  # the same state save_checkpoint would write now, kept until the next save
+                self._best = _copied(trainer._checkpoint_connector.dump_checkpoint())
+        elif saved:
+            self._write_best()
+
+    def _write_best(self) -> None:
+        if self._best is not None:
+            save(self._best, self.folder / "best.ckpt")
+            self._best = None
 
     def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.finished = True  # a rerun with the same fingerprint trains afresh rather than "resuming" a done run
         trainer.save_checkpoint(self.folder / "last.ckpt")
+        if trainer.is_global_zero:
+            self._write_best()
 
 
 def resumable(folder: Path, fingerprint: str) -> tuple[Path, int] | None:

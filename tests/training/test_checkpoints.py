@@ -128,6 +128,25 @@ def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Pa
     assert len(last["callbacks"]["EpochHistory"]["history"]) == 8
 
 
+def test_an_auto_schedule_saves_every_few_epochs_and_resumes_to_bit_identical_weights(
+        scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
+    # 49 rows in batches of 8: 7 steps an epoch, so over 40 epochs 'auto' saves every 4 (a tenth of them)
+    params = make_params(train={**TRAIN, "max_epochs": 40, "early_stopping": {"patience": 40}})
+    assert params.train.checkpoint_every == "auto"
+    whole = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "whole")
+    with pytest.raises(Interrupted):
+        fit(params, scaled, n_outputs=3, sink=_interrupt_at(10), checkpoints=tmp_path / "cut")
+    assert checkpoints.load(tmp_path / "cut" / "last.ckpt")["epoch"] == 7  # saved after epochs 3 and 7, not 8-9
+    resumed = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "cut")
+    assert resumed.resumed_from == 8 and resumed.epochs == whole.epochs
+    assert _same(resumed.state_dict, whole.state_dict) and resumed.history == whole.history
+    best = checkpoints.load(tmp_path / "whole" / "best.ckpt")  # the best epoch's whole state, whenever it was
+    assert best["epoch"] == whole.best_epoch and best["epoch"] % 4 != 3, "pick data whose best epoch is not a save"
+    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
+    assert _same(weights, whole.state_dict)
+    assert len(best["callbacks"]["EpochHistory"]["history"]) == whole.best_epoch + 1
+
+
 def test_no_checkpoints_when_every_is_zero(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
     fit(make_params(train={**TRAIN, "max_epochs": 2, "checkpoint_every": 0}), scaled, n_outputs=3,
         checkpoints=tmp_path / "ck")

@@ -216,13 +216,21 @@ def test_a_relu_that_never_fires_is_reported_dead(scaled: Path) -> None:
         net.layers[0].weight.zero_()
         net.layers[0].bias.fill_(-1.0)  # every hidden unit outputs relu(-1) = 0
     module = lit_model(net, lr=0.01)
-    logged: dict[str, torch.Tensor] = {}
-    module.log_dict = lambda values, **k: logged.update(values)
     module.on_validation_epoch_start()
     module._evaluate((torch.randn(16, 4), torch.randint(0, 3, (16,))), "val")
     module.on_validation_epoch_end()
-    assert float(logged["dead_relu/layers.1"]) == 1.0
+    assert float(module.figures["dead_relu/layers.1"]) == 1.0  # what the epoch history records
     assert not net.layers[1]._forward_hooks  # the watch is removed after validation
+
+
+def test_a_net_without_relus_is_not_watched(scaled: Path) -> None:
+    net = FNN(4, [5], 3, "tanh")
+    module = lit_model(net, lr=0.01)
+    module.on_validation_epoch_start()
+    assert not any(m._forward_hooks for m in net.modules())  # nothing to measure: no hooks on the forward pass
+    module._evaluate((torch.randn(16, 4), torch.randint(0, 3, (16,))), "val")
+    module.on_validation_epoch_end()
+    assert set(module.figures) == {"val/loss", "val/acc"}
 
 
 def test_early_stopping_on_val_mae_for_regression(tmp_path: Path, make_params: MakeParams) -> None:
