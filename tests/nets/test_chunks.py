@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from pipeline.nets import build_net
 from pipeline.nets.chunks import chunk_bounds, chunked_forward
+
+ROOT = Path(__file__).resolve().parents[2]  # the child imports this checkout's pipeline, whatever the cwd
 
 COMMON = {"hidden": [], "activation": "relu", "dropout": 0.3, "bias": True, "norm": "none", "init": "default"}
 FNN = {**COMMON, "kind": "fnn", "in_features": 20, "out_features": 3, "hidden": [64, 32], "norm": "batch"}
@@ -85,7 +88,8 @@ PEAK = textwrap.dedent("""
 def peak_rise(chunk: int | None, spec: dict, rows: int) -> dict:
     """The resident-memory high-water rise (KiB) of one forward pass over ``rows`` images, in a fresh process."""
     done = subprocess.run([sys.executable, "-c", PEAK, str(chunk or "none"), json.dumps(spec), str(rows)],
-                          capture_output=True, text=True, check=True)
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
 
