@@ -3,10 +3,10 @@
 A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
 ``imputer.json``, ``encoder.json``, ``decision.json`` (how outputs become probabilities and labels; see
 :mod:`pipeline.decision`) and ``inference.json`` (how many examples go through the network at once:
-``train.eval_chunk``, see :mod:`pipeline.nets.chunks`). Nothing in it is a pickle; loading executes no stored code. Given raw
-input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image array), it returns
-class predictions and probabilities, or regression predictions in the target's own units: one per row, per
-series or per image.
+``train.eval_chunk``, see :mod:`pipeline.nets.chunks`). Nothing in it is a pickle; loading executes no stored
+code. Given raw input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image
+array), it returns class predictions and probabilities, or regression predictions in the target's own units: one
+per row, per series or per image.
 """
 
 from __future__ import annotations
