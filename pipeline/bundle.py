@@ -1,11 +1,12 @@
 """The model bundle: the network and the fitted cleaning and scaling state, travelling together.
 
 A bundle folder holds ``weights.safetensors``, ``net.json`` (the architecture spec), ``schema.json``,
-``imputer.json``, ``encoder.json`` and ``decision.json`` (how outputs become probabilities and labels; see
-:mod:`pipeline.decision`). Nothing in it is a pickle; loading executes no stored code. Given raw
-input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image array), it returns
-class predictions and probabilities, or regression predictions in the target's own units: one per row, per
-series or per image.
+``imputer.json``, ``encoder.json``, ``decision.json`` (how outputs become probabilities and labels; see
+:mod:`pipeline.decision`) and ``inference.json`` (how many examples go through the network at once:
+``train.eval_chunk``, see :mod:`pipeline.nets.chunks`). Nothing in it is a pickle; loading executes no stored
+code. Given raw input exactly as ingest saw it (rows of a table; long-format rows of sequences; an image
+array), it returns class predictions and probabilities, or regression predictions in the target's own units: one
+per row, per series or per image.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.errors import PipelineError
 from pipeline.modality import Modality, for_schema
 from pipeline.io import read_state, write_json, write_safetensors
 from pipeline.nets import FIXED_LENGTH, build_net, net_kind
+from pipeline.nets.chunks import chunked_forward
 from pipeline.preprocess import sequence as seq
 from pipeline.preprocess.encode import FeatureEncoder, LabelEncoder, TargetScaler
 from pipeline.preprocess.encoders import Encoders
@@ -32,17 +34,20 @@ from pipeline.preprocess.schema import Schema, as_category
 
 WEIGHTS = "weights.safetensors"
 DECISION = "decision.json"
+INFERENCE = "inference.json"
 
 
 def write_bundle(
     folder: Path, spec: dict, state_dict: dict[str, torch.Tensor], raw_dir: Path, clean_dir: Path, scaled_dir: Path,
-    decision: Decision,
+    decision: Decision, *, chunk: int,
 ) -> None:
-    """Write a bundle: the weights, spec and decision rule, plus copies of the fitted state the data stages wrote."""
+    """Write a bundle: the weights, spec, decision rule and ``chunk`` (most examples per forward pass), plus copies
+    of the fitted state the data stages wrote."""
     folder = Path(folder)
     write_safetensors(folder / WEIGHTS, {k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     write_json(folder / "net.json", spec)
     write_json(folder / DECISION, decision.to_dict())
+    write_json(folder / INFERENCE, {"chunk": int(chunk)})
     shutil.copyfile(Path(raw_dir) / "schema.json", folder / "schema.json")
     shutil.copyfile(Path(clean_dir) / "imputer.json", folder / "imputer.json")
     shutil.copyfile(Path(scaled_dir) / "encoder.json", folder / "encoder.json")
@@ -61,6 +66,7 @@ class ModelBundle:
         sequence: dict | None = None,
         kind: str = "fnn",
         decision: Decision | None = None,
+        chunk: int | None = None,
     ) -> None:
         self.schema = schema
         self.imputer = imputer
@@ -70,6 +76,7 @@ class ModelBundle:
         self.sequence = sequence  # {"series": id column, "length": the longest train series} for sequences
         self.kind = kind  # the network's architecture (an ensemble's members'): fnn takes a fixed number of steps
         self.decision = decision or Decision()
+        self.chunk = chunk  # most examples per forward pass; None: all at once
 
     @classmethod
     def load(cls, folder: Path) -> ModelBundle:
@@ -102,6 +109,8 @@ class ModelBundle:
             kind,
             # bundles written before decision.json existed predicted by plain argmax
             read_state(folder / DECISION, Decision.from_dict) if (folder / DECISION).is_file() else Decision(),
+            # bundles written before inference.json existed ran every row in one forward pass
+            read_state(folder / INFERENCE, _chunk) if (folder / INFERENCE).is_file() else None,
         )
 
     @property
@@ -191,8 +200,14 @@ class ModelBundle:
 
     @torch.inference_mode()
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Network logits (N, K) for encoded features (N, F)."""
-        return self.net(torch.from_numpy(x)).numpy()
+        """Network logits (N, K) for encoded features (N, F), :attr:`chunk` examples per forward pass."""
+        return self.outputs(self.net, x)
+
+    @torch.inference_mode()
+    def outputs(self, net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+        """``net``'s outputs (N, K) for encoded features (N, F) (the bundle's network, or one restart of it),
+        :attr:`chunk` examples per forward pass."""
+        return chunked_forward(net, torch.from_numpy(x), self.chunk).numpy()
 
     def predict(self, inputs: pd.DataFrame | np.ndarray, source: str = "input") -> pd.DataFrame:
         """Predicted label and one ``proba_<class>`` column per class (or the predicted value), indexed as
@@ -220,3 +235,11 @@ class ModelBundle:
         if self.examples.by_series:
             out.insert(0, self.schema.sequence_id, index.to_numpy())
         return out
+
+
+def _chunk(state: dict) -> int:
+    """``inference.json``'s chunk: a positive whole number of examples."""
+    chunk = state["chunk"]
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk: expected a positive whole number of examples, got {chunk!r}")
+    return chunk

@@ -151,6 +151,9 @@ class TrainConfig(Section):
     strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"]
     precision: Literal["32-true", "bf16-mixed"]
     cpu_threads: PositiveInt
+    # most examples per forward pass in validation, test, evaluate and predict (recorded in the model bundle): it
+    # bounds their activations' memory, not their results (pipeline.nets.chunks)
+    eval_chunk: PositiveInt
 
     @model_validator(mode="after")
     def _momentum_fits_the_optimizer(self) -> TrainConfig:

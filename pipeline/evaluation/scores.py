@@ -114,7 +114,6 @@ def restart_scores(bundle: ModelBundle, model_dir: Path, restarts_file: Path, ru
     Raises:
         PipelineError: If the file does not hold ``runs`` networks of the bundle's architecture.
     """
-    import torch
     from safetensors.torch import load_file
 
     from pipeline.nets import build_net, ensemble_spec
@@ -129,10 +128,9 @@ def restart_scores(bundle: ModelBundle, model_dir: Path, restarts_file: Path, ru
                             f"got unusable weights ({str(exc).splitlines()[0]})") from None
     every.eval()
     values = []
-    with torch.inference_mode():
-        for net in every.members:
-            predictions = bundle.predictions(net(torch.from_numpy(x)).numpy(), index).reset_index(drop=True)
-            values.append(float(task_metrics(bundle, actual, predictions)[primary]))
+    for net in every.members:  # in the bundle's chunks, as its own network runs
+        predictions = bundle.predictions(bundle.outputs(net, x), index).reset_index(drop=True)
+        values.append(float(task_metrics(bundle, actual, predictions)[primary]))
     return values
 
 

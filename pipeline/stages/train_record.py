@@ -209,7 +209,7 @@ def write_outputs(result: TrainResult, folders: TrainFolders, out: Path, restart
     check_copied_state(folders.clean)
     with atomic_dir(out) as folder:
         write_bundle(folder, result.spec, result.state, folders.raw, folders.clean, folders.scaled,
-                     result.inputs.decision)
+                     result.inputs.decision, chunk=result.params.train.eval_chunk)
     # every restart, for evaluate's mean and spread of the test metric
     write_safetensors(restarts, {k: v.detach().cpu().contiguous() for k, v in result.members.items()})
     write_json(info, info_json)

@@ -23,12 +23,14 @@ class ScaledDataModule(L.LightningDataModule):
         task: ``classification`` or ``regression`` (the target's dtype).
         fixed_length: The network takes a fixed number of steps (a feed-forward net): a val series longer
             than every train series is refused in ``setup``, before any training.
+        eval_chunk: ``train.eval_chunk``: a val split of more examples stays in host memory (see :class:`FullBatch`).
     """
 
     def __init__(self, folder: Path, target: str, seed: int, task: str = "classification",
-                 fixed_length: bool = False) -> None:
+                 fixed_length: bool = False, eval_chunk: int | None = None) -> None:
         super().__init__()
         self.fixed_length = fixed_length
+        self.eval_chunk = eval_chunk
         self.folder = Path(folder)
         self.target = target
         self.task = task
@@ -65,7 +67,7 @@ class ScaledDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> FullBatch:
         x, y = self.val_set.tensors
-        return FullBatch(x, y, self._device())  # validation is one forward pass over every row
+        return FullBatch(x, y, self._device(), self.eval_chunk)  # the module runs it in chunks of eval_chunk
 
 
 class EpochPasses:
@@ -97,13 +99,38 @@ class EpochPasses:
 
 
 class FullBatch:
-    """A split as a single batch on the training device (a plain list would read as several loaders)."""
+    """A split as a single item (a plain list would read as several loaders); ``LitModel`` runs its forward pass
+    in chunks of ``train.eval_chunk`` examples and scores the concatenated outputs once.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
-        self.x, self.y = x.to(device), y.to(device)
+    A split that fits in one chunk is held on the training device, as a whole batch always was. A larger one is
+    held in host memory (pinned, for a CUDA device) and yielded as :class:`OnHost`, which Lightning does not move:
+    each chunk goes to the device in turn, so device memory holds one chunk's inputs and activations, never the
+    split's. The targets (N,) always go to the device, where the loss is computed.
+
+    Args:
+        x: Inputs (N, ...).
+        y: Targets (N,).
+        device: The training device.
+        chunk: Most examples per forward pass (None: the whole split is one).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device, chunk: int | None = None) -> None:
+        if chunk is None or len(x) <= chunk:
+            self.x: torch.Tensor | OnHost = x.to(device)
+        else:
+            self.x = OnHost(x.pin_memory() if device.type == "cuda" else x)
+        self.y = y.to(device)
 
     def __len__(self) -> int:
         return 1
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor | OnHost, torch.Tensor]]:
         yield self.x, self.y
+
+
+class OnHost:
+    """A tensor left in host memory: Lightning moves a batch's tensors (and anything with a ``to`` method, and
+    collections of them) to the device before a step, and this is none of those."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor

@@ -119,12 +119,12 @@ def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: 
                 val_offsets: list[float] | None = None) -> str:
     """What a training is of: the settings that change its weights, the data it reads and the code it runs.
 
-    A checkpoint is resumed only under the same fingerprint. ``checkpoint_every`` and ``lr_find`` are left out:
-    neither changes the weights.
+    A checkpoint is resumed only under the same fingerprint. ``checkpoint_every``, ``lr_find`` and ``eval_chunk``
+    are left out: none changes the weights.
     """
     from pipeline.io import file_md5
 
-    train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find"})
+    train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find", "eval_chunk"})
     settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
                 "target": params.data.target, "n_outputs": n_outputs, "class_weight": class_weight, "task": task,
                 "val_offsets": val_offsets,
@@ -219,7 +219,7 @@ def sized(params: Params, scaled_dir: Path, task: str) -> tuple[ScaledDataModule
     split's train rows (resuming gives the same sizes)."""
     # batches are cut by the module (rows_per_step); the data module only hands over the tensors and their order
     data = ScaledDataModule(scaled_dir, params.data.target, params.seed, task,
-                            fixed_length=params.model.kind in FIXED_LENGTH)
+                            fixed_length=params.model.kind in FIXED_LENGTH, eval_chunk=params.train.eval_chunk)
     data.setup()
     return data, params.model_copy(update={"train": budget(params.train, len(data.train_set))})
 

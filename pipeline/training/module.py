@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import TrainConfig
+from pipeline.nets.chunks import chunked_forward
 from pipeline.training.augment import augment
+from pipeline.training.data import OnHost
 
 # One loss per value of ``train.regression_loss`` (tests/training check the keys against the type).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
@@ -324,9 +326,12 @@ class LitModel(L.LightningModule):
         if self.cfg.schedule.kind == "plateau" and self.scheduler is not None and self._val_loss is not None:
             self.scheduler.step(float(self._val_loss))
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _evaluate(self, batch: tuple[torch.Tensor | OnHost, torch.Tensor], stage: str) -> torch.Tensor:
+        """Score a whole split: the forward pass in chunks of ``train.eval_chunk`` examples (on the targets'
+        device), then the loss and metric once over every row's output, as one pass would compute them."""
         x, y = batch
-        out = self.net(x)
+        x = x.tensor if isinstance(x, OnHost) else x  # a split larger than a chunk, kept in host memory
+        out = chunked_forward(self.net, x, self.cfg.eval_chunk, y.device)  # (N, K): the activations are bounded
         if self.val_offsets is not None:  # judged as the bundle will predict: at the natural class balance
             out = out + self.val_offsets
             loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)

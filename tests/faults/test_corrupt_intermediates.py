@@ -37,6 +37,7 @@ CASES = [  # (file, the stage that reads it, how it is damaged, what the one lin
     ("models/train.json", "evaluate", "truncate", JSON),
     ("models/model/encoder.json", "evaluate", "garbage", JSON),
     ("models/model/decision.json", "evaluate", "truncate", JSON),
+    ("models/model/inference.json", "evaluate", "truncate", JSON),
     # valid JSON, but not what the pipeline wrote there (a hand edit, another tool's file): no KeyError traceback
     ("data/raw/schema.json", "split", "foreign", f"{FOREIGN} (KeyError: no key 'target')"),
     ("data/clean/imputer.json", "scale", "foreign", f"{FOREIGN} (KeyError:"),
@@ -47,6 +48,7 @@ CASES = [  # (file, the stage that reads it, how it is damaged, what the one lin
     ("models/model/encoder.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'features')"),
     ("models/train.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'run_id')"),
     ("models/model/decision.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'rule')"),
+    ("models/model/inference.json", "evaluate", "foreign", f"{FOREIGN} (KeyError: no key 'chunk')"),
 ]
 IDS = [f"{name}-{how}-{reader}" for name, reader, how, _ in CASES]
 

@@ -33,7 +33,8 @@ from tests.project import BIN, call, dvc, env, make_project, run, stop_group
 pytestmark = pytest.mark.slow
 MODEL = "penguins-fnn"
 FAST = {"train__max_epochs": 30, "train__early_stopping__patience": 5}
-BUNDLE_FILES = {"weights.safetensors", "net.json", "schema.json", "imputer.json", "encoder.json", "decision.json"}
+BUNDLE_FILES = {"weights.safetensors", "net.json", "schema.json", "imputer.json", "encoder.json", "decision.json",
+                "inference.json"}
 UNREADABLE_WEIGHTS = "weights.safetensors: expected a safetensors file, got an unreadable one"
 
 

@@ -60,7 +60,7 @@ def bundled(root: Path, params: Params, restarts: int) -> TrainInfo:
     first = {k.split(".", 2)[2]: v for k, v in members.items() if k.startswith("members.0.")}
     decision = Decision.from_report(read_json(root / "data/clean/report.json"), classes)
     write_bundle(root / "models/model", spec, first, root / "data/raw", root / "data/clean", root / "data/scaled",
-                 decision)
+                 decision, chunk=params.train.eval_chunk)
     history = [{"epoch": e, "train/loss": 1.0 / (e + 1), "val/loss": 1.1 / (e + 1)} for e in range(1, 4)]
     runs = [{"restart": i, "seed": 42 + i, "run_id": f"run{i}", "best_value": 0.5 + i} for i in range(restarts)]
     return TrainInfo("run0", "val/loss", history, runs if restarts > 1 else runs[:1], 0, 3, 3, 100, 10)
