@@ -66,7 +66,15 @@ def test_chunked_forward_equals_one_pass_exactly(kind: str) -> None:
 
 
 PEAK = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
+    from pathlib import Path
+
+    def high_water() -> int:
+        # VmHWM belongs to this process's own address space, new at exec; ru_maxrss would start at the forking
+        # parent's peak (Linux carries it over exec), which a big pytest process already holds
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
     import torch
     from pipeline.nets import build_net
     from pipeline.nets.chunks import chunked_forward
@@ -78,9 +86,9 @@ PEAK = textwrap.dedent("""
     x = torch.randn(int(sys.argv[3]), 1, 32, 32)
     with torch.inference_mode():
         net(x[:64])  # the kernels' own first-use allocations, before the baseline
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = high_water()
         out = chunked_forward(net, x, chunk)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        after = high_water()
     print(json.dumps({"rise_kib": after - before, "sum": float(out.double().sum())}))
 """)
 
