@@ -23,9 +23,10 @@ from pipeline.config import Params, TrainConfig  # noqa: E402
 from pipeline.config.auto import budget  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
+from pipeline.training.arrays import load_xy, modality  # noqa: E402
 from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
 from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
-from pipeline.training.data import ScaledDataModule, load_xy, modality  # noqa: E402
+from pipeline.training.data import ScaledDataModule  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
 
