@@ -41,9 +41,7 @@ def probe(scaled: Path, target: str) -> tuple[Any, list[Epoch]]:
     records: list[Epoch] = []
 
     class Probe(L.Callback):
-        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            if trainer.sanity_checking:
-                return
+        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             record: Epoch = {"epoch": trainer.current_epoch}
             was = module.net.training
             module.net.eval()

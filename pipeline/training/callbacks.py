@@ -1,7 +1,10 @@
-"""Callbacks: per-epoch metric history (with a finiteness check) and keeping the best weights in memory.
+"""Callbacks: per-epoch metric history (with a finiteness check), keeping the best weights in memory, and early
+stopping.
 
-Both carry their state in training checkpoints, so a resumed training ends with the whole history and the
-best weights of all its epochs, not only of those after the resume.
+All read the epoch's figures from ``LitModel.figures`` at the end of each training epoch, after the module has
+validated (it does so inside its one training step per epoch, see ``LitModel.validate``). All carry their state
+in training checkpoints, so a resumed training ends with the whole history and the best weights of all its
+epochs, and stops where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -86,12 +89,61 @@ class BestWeights(L.Callback):
         self.best_value, self.best_epoch = state_dict["best_value"], state_dict["best_epoch"]
         self.weights = state_dict["weights"]
 
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        figure = getattr(module, "figures", {}).get(self.monitor)
+        if figure is None:
             return
-        value = float(trainer.callback_metrics[self.monitor])
+        value = float(figure)
         if not math.isfinite(value):
             return
         if self.best_value is None or self.sign * (value - self.best_value) < -self.min_delta:
             self.best_value, self.best_epoch = value, trainer.current_epoch
             self.weights = {k: v.detach().to("cpu", copy=True) for k, v in module.net.state_dict().items()}
+
+
+class EarlyStop(L.Callback):
+    """Stop training once the monitored validation figure has not improved for ``patience`` epochs.
+
+    The rule and its arithmetic are Lightning's ``EarlyStopping`` (``check_finite=False``): an improvement is
+    ``current - min_delta < best`` (``+`` and ``>`` when maximising) in float32, so a training stops at the
+    epoch it stopped at under Lightning's callback. This one reads the figure from ``LitModel.figures`` instead
+    of Lightning's logged metrics: logging it through ``self.log`` cost more per epoch than a penguins epoch's
+    optimizer steps. Under DDP every process scores all of val with the same weights, and any process that
+    decides to stop stops them all.
+
+    Args:
+        monitor: The figure, e.g. ``val/loss``.
+        mode: ``min`` or ``max``.
+        patience: Epochs without improvement before stopping.
+        min_delta: The least change that counts as an improvement.
+    """
+
+    def __init__(self, monitor: str, mode: str, patience: int, min_delta: float) -> None:
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.min_delta = min_delta if mode == "max" else -min_delta
+        self.best_score = torch.tensor(-torch.inf if mode == "max" else torch.inf)
+        self.wait_count = 0
+        self.stopped_epoch = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.wait_count, self.stopped_epoch = state_dict["wait_count"], state_dict["stopped_epoch"]
+        self.best_score = state_dict["best_score"]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        current = getattr(module, "figures", {}).get(self.monitor)
+        if current is None:
+            return
+        current = current.detach().squeeze()
+        improved = torch.gt if self.mode == "max" else torch.lt
+        if improved(current - self.min_delta, self.best_score.to(current.device)):
+            self.best_score, self.wait_count = current, 0
+            stop = False
+        else:
+            self.wait_count += 1
+            stop = self.wait_count >= self.patience
+        stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            trainer.should_stop, self.stopped_epoch = True, trainer.current_epoch

@@ -24,7 +24,7 @@ from pipeline.config.auto import budget  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
 from pipeline.training.arrays import load_xy, modality  # noqa: E402
-from pipeline.training.callbacks import BestWeights, EpochHistory  # noqa: E402
+from pipeline.training.callbacks import BestWeights, EarlyStop, EpochHistory  # noqa: E402
 from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
 from pipeline.training.data import ScaledDataModule  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
@@ -245,14 +245,11 @@ def lr_finding(module: LitModel, data: ScaledDataModule, seed: int) -> LRFinding
     return find_lr(module.net, module._loss, module.make_optimizer, x, y, module.rows_per_step, seed)
 
 
-def early_stopping(cfg: TrainConfig) -> L.pytorch.callbacks.EarlyStopping:
-    """Lightning's early stopping as ``train.early_stopping`` says (a non-finite figure is the epoch history's to
-    report, with its own message)."""
+def early_stopping(cfg: TrainConfig) -> EarlyStop:
+    """Early stopping as ``train.early_stopping`` says (a non-finite figure is the epoch history's to report,
+    with its own message)."""
     stop = cfg.early_stopping
-    return L.pytorch.callbacks.EarlyStopping(
-        monitor=stop.monitor, mode=stop.direction, patience=stop.patience, min_delta=stop.min_delta,
-        check_finite=False,
-    )
+    return EarlyStop(stop.monitor, stop.direction, stop.patience, stop.min_delta)
 
 
 def resume_from(checkpoints: Path, mark: str, cfg: TrainConfig) -> tuple[Path, int] | None:
@@ -284,5 +281,6 @@ def build_trainer(cfg: TrainConfig, callbacks: list[L.Callback]) -> L.Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=0,  # the module validates at the end of each epoch's step (see LitModel.validate)
         callbacks=callbacks,
     )

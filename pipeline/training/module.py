@@ -74,9 +74,13 @@ class LitModel(L.LightningModule):
     Reports ``<stage>/loss`` and ``<stage>/acc`` (classification) or ``<stage>/mae`` (regression, in standardised
     target units) per epoch, for ``stage`` in train, val, test; during training also ``lr`` and
     ``grad_norm/<weight>``, during validation ``dead_relu/<layer>``. The epoch's train and val figures are kept in
-    :attr:`figures` (what :class:`~pipeline.training.callbacks.EpochHistory` records); only the early-stopping
-    monitor also goes through Lightning's ``self.log``, which early stopping reads and which costs about half a
-    millisecond a figure, more than a small network's optimizer step (test figures are logged as before).
+    :attr:`figures`, which the history, the best weights and early stopping read (test figures are logged with
+    ``self.log`` as usual). Nothing goes through Lightning's ``self.log`` during training: it costs about half a
+    millisecond a figure, more than a small network's optimizer step.
+
+    Validation is the module's too: each epoch's training step ends by scoring :attr:`val_batch` (see
+    :meth:`validate`), so Lightning's validation loop, whose per-epoch machinery cost more than a penguins
+    epoch's steps, does not run (the trainer has ``limit_val_batches=0``).
 
     Args:
         net: The network; its output is (B, n_classes) logits, or (B, 1) for regression.
@@ -121,6 +125,9 @@ class LitModel(L.LightningModule):
         self._penalised = penalised(net)
         self.figures: dict[str, torch.Tensor] = {}  # this epoch's train and val figures, by name
         self._relus = [(name, module) for name, module in net.named_modules() if isinstance(module, nn.ReLU)]
+        # the val split as one item (inputs, targets), on the training device; taken from the data module when
+        # training starts (see on_fit_start); None trains without validating
+        self.val_batch: tuple[torch.Tensor | OnHost, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch."""
@@ -174,9 +181,6 @@ class LitModel(L.LightningModule):
             return
         for key, value in values.items():
             self._report(key, value, n)
-        monitor = self.cfg.early_stopping.monitor
-        if monitor in values:  # what early stopping and the kept weights read from the trainer
-            self.log(monitor, values[monitor], on_step=False, on_epoch=True, batch_size=n)
 
     def _report(self, name: str, value: torch.Tensor, n: int = 1) -> None:
         """Keep an epoch figure in :attr:`figures` as Lightning's epoch mean of this one value over ``n`` rows
@@ -213,6 +217,8 @@ class LitModel(L.LightningModule):
         self._log_train_epoch(loss_sum, metric_sum, len(order), lr, world)
         if self.cfg.schedule.kind in ("step", "cosine"):
             self.scheduler.step()
+        if self.val_batch is not None:
+            self.validate(self.val_batch)
 
     def _ensure_schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
         """Make the configured schedule on the first epoch this process trains (it needs the steps per epoch),
@@ -341,6 +347,33 @@ class LitModel(L.LightningModule):
             self._val_loss = loss.detach()  # what a plateau schedule reacts to
         self._log_epoch(stage, loss * len(y), self._metric(out, y).float(), len(y))
         return loss
+
+    def on_fit_start(self) -> None:
+        """Take the val split from the data module, already on the training device (a split larger than
+        ``train.eval_chunk`` stays in host memory, see :class:`~pipeline.training.data.FullBatch`)."""
+        data = self.trainer.datamodule
+        if data is not None and hasattr(data, "val_dataloader"):
+            self.val_batch = next(iter(data.val_dataloader()))
+
+    def validate(self, batch: tuple[torch.Tensor | OnHost, torch.Tensor]) -> None:
+        """Score the val split with the epoch's final weights, in eval mode and without gradients, as Lightning's
+        validation loop would: the ReLU watch, the figures, and a plateau schedule's step.
+
+        Under DDP the processes first take the first process's buffers (batch-norm running statistics, which
+        each process updated from its own share of the batches), as DDP's forward pass does: every process then
+        scores the weights the first one keeps, and all reach the same early-stopping decision.
+        """
+        if self._processes()[0] > 1:
+            for buffer in self.net.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        self.net.eval()
+        self.on_validation_epoch_start()
+        try:
+            with torch.no_grad():
+                self._evaluate(batch, "val")
+        finally:
+            self.on_validation_epoch_end()
+            self.net.train()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._evaluate(batch, "val")

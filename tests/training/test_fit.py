@@ -40,11 +40,11 @@ def test_a_probe_sees_every_epoch_and_leaves_the_weights_as_they_were(scaled: Pa
                                                                       make_params: MakeParams) -> None:
     import lightning as L
 
-    class Probe(L.Callback):  # what benchmarks/stopping.py does: score the net after each validation
+    class Probe(L.Callback):  # what benchmarks/stopping.py does: score the net after each epoch
         def __init__(self) -> None:
             self.epochs: list[int] = []
 
-        def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             module.net.eval()
             with torch.no_grad():
                 module.net(torch.zeros(4, module.net.layers[0].in_features))
@@ -295,3 +295,28 @@ def test_a_last_batch_of_one_row_joins_the_one_before(n: int, batch: int, expect
     from pipeline.training.module import batch_starts
 
     assert batch_starts(n, batch) == expected
+
+
+def _stop_epoch(values: list[float], mode: str, patience: int, min_delta: float) -> int:
+    """The epoch Lightning's EarlyStopping rule stops at (float32: ``current -/+ min_delta`` against the best),
+    or the last epoch if it never does."""
+    best = np.float32(np.inf if mode == "min" else -np.inf)
+    wait = 0
+    for epoch, value in enumerate(np.asarray(values, dtype="float32")):
+        better = value + np.float32(min_delta) < best if mode == "min" else value - np.float32(min_delta) > best
+        best, wait = (value, 0) if better else (best, wait + 1)
+        if wait >= patience:
+            return epoch
+    return len(values) - 1
+
+
+@pytest.mark.parametrize(("monitor", "mode", "min_delta"), [("val/loss", "min", 0.002), ("val/acc", "max", 0.0)])
+def test_early_stopping_stops_patience_epochs_after_the_last_improvement(scaled: Path, make_params: MakeParams,
+                                                                        monitor: str, mode: str,
+                                                                        min_delta: float) -> None:
+    params = make_params(train={**TRAIN, "max_epochs": 200, "lr": 0.05, "early_stopping": {
+        "monitor": monitor, "mode": mode, "patience": 4, "min_delta": min_delta}})
+    result = fit(params, scaled, n_outputs=3)
+    values = [row[monitor] for row in result.history]
+    assert len(values) < 200  # it stopped early, at the epoch the rule says
+    assert len(values) - 1 == _stop_epoch(values, mode, 4, min_delta)
