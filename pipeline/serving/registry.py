@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,13 +98,43 @@ def load(uri: str) -> mlflow.pyfunc.PyFuncModel:
 
     MLflow would unpickle a model whose ``MLmodel`` names a cloudpickled python model (its default allows it);
     ours never are, so a version that asks for it has been tampered with and is refused before anything in
-    it is unpickled.
+    it is unpickled. MLflow's own check of the model's requirements against this environment maps every
+    installed distribution to its modules first (about a second here, more than predicting takes), so the
+    loader's warnings are off and :func:`check_requirements` compares the pins instead.
     """
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     try:
-        return mlflow.pyfunc.load_model(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
     except mlflow.exceptions.MlflowException as exc:
         raise PipelineError(f"--model {uri}: {str(exc).splitlines()[0]}") from None
+    for line in check_requirements(local, model.metadata):
+        print(f"warning: {uri}: {line}", file=sys.stderr, flush=True)
+    return model
+
+
+def check_requirements(model_dir: Path, metadata: mlflow.models.Model) -> list[str]:
+    """How this environment differs from the one the model at ``model_dir`` was logged in: each pinned package
+    (``requirements.txt``) installed at another version or missing, and another Python minor version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    path = model_dir / "requirements.txt"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        name, sep, pinned = line.strip().partition("==")
+        if not sep:  # only exact pins are ours (requirements() writes nothing else)
+            continue
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            found.append(f"logged with {name}=={pinned}, this environment has {installed or 'no ' + name}")
+    logged = (metadata.flavors.get("python_function") or {}).get("python_version")
+    here = ".".join(map(str, sys.version_info[:2]))
+    if logged and ".".join(logged.split(".")[:2]) != here:
+        found.append(f"logged with Python {logged}, this is Python {here}")
+    return found
 
 
 def predict(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame | np.ndarray, source: str) -> pd.DataFrame:

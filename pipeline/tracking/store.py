@@ -94,11 +94,13 @@ def configure(root: Path, must_exist: bool = False) -> MlflowClient:
     store = _local_store(uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
-    if store is not None:
-        if must_exist and not store.is_file():
+    if store is not None and must_exist:
+        if not store.is_file():
             raise PipelineError(
                 f"{store}: no MLflow store here; run `make run` (or `dvc repro`) first, or set MLFLOW_TRACKING_URI"
             )
+        uri = f"sqlite:///{store}?timeout={BUSY_TIMEOUT_S}"  # made by a writer: WAL mode and schema are in the file
+    elif store is not None:
         with store_lock(root):
             with sqlite3.connect(store, timeout=BUSY_TIMEOUT_S) as db:
                 db.execute("PRAGMA journal_mode=WAL")
