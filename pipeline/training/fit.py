@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,8 +184,25 @@ def fit(
         resume = resume_from(checkpoints, mark, cfg)
         callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
     trainer = build_trainer(cfg, callbacks)
-    trainer.fit(module, datamodule=data, ckpt_path=None if resume is None else resume[0])
+    run_trainer(trainer, module, data, None if resume is None else resume[0])
     return fit_result(cfg, spec, trainer, best, history, None if resume is None else resume[1], finding)
+
+
+def run_trainer(trainer: L.Trainer, module: LitModel, data: ScaledDataModule, resume: Path | None) -> None:
+    """``trainer.fit``, with Ctrl-C raised as ``KeyboardInterrupt`` as everywhere else in the pipeline.
+
+    Lightning catches Ctrl-C, shuts down, sets SIGINT to be ignored and calls ``sys.exit(1)``: the stage would end
+    with exit 1 and no word, its MLflow run FAILED rather than KILLED, and a second Ctrl-C would be ignored.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def fit_result(cfg: TrainConfig, spec: dict[str, Any], trainer: L.Trainer, best: BestWeights, history: EpochHistory,
