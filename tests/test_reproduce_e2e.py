@@ -47,3 +47,16 @@ def test_a_version_whose_commit_is_gone_is_refused_by_name(tmp_path: Path) -> No
     done = _cli(other, "models", "reproduce", "1", check=False)
     assert done.returncode == 1
     assert "is not in" in done.stderr and done.stderr.strip().startswith("pipeline: error: commit ")
+
+
+def test_rebuilt_weights_that_differ_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", train__max_epochs=3, evaluate__baselines=["dummy"])
+    dvc(project, "repro")
+    # the registered version's weights in the store no longer match what its commit and params train
+    (logged,) = [p for p in (project / "mlruns").rglob("weights.safetensors") if "artifacts" in p.parts]
+    logged.write_bytes(logged.read_bytes() + b" ")
+    done = _cli(project, "models", "reproduce", "1", check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "bit-identical" not in done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("pipeline: error: model 'penguins-fnn' version 1: rebuilt weights differ (recorded md5 ")

@@ -54,9 +54,17 @@ def test_a_new_store_is_in_wal_mode_and_experiment_artifacts_stay_in_the_workspa
     assert tracking.experiment_id(client, "my data/v2", copy) == experiment  # found, not created twice
 
 
-def test_dvc_tags_name_the_experiment_and_the_hash_of_each_locked_output(
+def test_dvc_tags_name_the_experiment_and_the_hash_of_each_upstream_output_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "dvc.yaml").write_text(textwrap.dedent("""\
+        stages:
+          ingest: {cmd: x, outs: [data/raw]}
+          unrelated: {cmd: x, outs: [data/other]}
+          scale: {cmd: x, deps: [data/raw/schema.json], outs: [data/scaled]}
+          train: {cmd: x, deps: [data/scaled, pipeline/x.py], outs: [models/model]}
+          evaluate: {cmd: x, deps: [models/model], outs: [reports/plots], metrics: [reports/metrics.json]}
+        """))
     (tmp_path / "dvc.lock").write_text(textwrap.dedent("""\
         schema: '2.0'
         stages:
@@ -66,19 +74,46 @@ def test_dvc_tags_name_the_experiment_and_the_hash_of_each_locked_output(
             - path: data/raw
               hash: md5
               md5: abc.dir
+          unrelated:
+            outs:
+            - {path: data/other, md5: other.dir}
           scale:
             outs:
             - path: data/scaled
               md5: def.dir
+          train:
+            outs:
+            - {path: models/model, md5: previous.dir}
+          evaluate:
+            outs:
+            - {path: reports/plots, md5: previous-plots.dir}
         """))
     monkeypatch.setenv("DVC_EXP_NAME", "sandy-rues")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "853bdad")
-    assert tracking.dvc_tags(tmp_path) == {"dvc.experiment": "sandy-rues", "dvc.baseline_rev": "853bdad",
-                                           "dvc.out.data/raw": "abc.dir", "dvc.out.data/scaled": "def.dir"}
+    # the lock's train and evaluate entries are the previous run's model: never this run's lineage
+    assert tracking.dvc_tags(tmp_path, "train") == {"dvc.experiment": "sandy-rues", "dvc.baseline_rev": "853bdad",
+                                                    "dvc.out.data/raw": "abc.dir", "dvc.out.data/scaled": "def.dir"}
+    assert tracking.upstream_stages(tmp_path, "evaluate") == {"ingest", "scale", "train"}
     monkeypatch.delenv("DVC_EXP_NAME")
     monkeypatch.delenv("DVC_EXP_BASELINE_REV")
     (tmp_path / "dvc.lock").unlink()
     assert tracking.dvc_tags(tmp_path) == {}
+
+
+def test_dvc_md5_of_a_folder_is_the_hash_dvc_locks(tmp_path: Path) -> None:
+    """The value ``dvc_data`` computes for a folder, written out by hand: md5 of its sorted JSON file list."""
+    import json
+
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "b.txt").write_bytes(b"bee")
+    (tmp_path / "out" / "sub" / "a.txt").write_bytes(b"ay")
+    (tmp_path / "file.bin").write_bytes(b"one file")
+    md5 = lambda data: hashlib.md5(data).hexdigest()  # noqa: E731
+    listing = [{"md5": md5(b"bee"), "relpath": "b.txt"}, {"md5": md5(b"ay"), "relpath": "sub/a.txt"}]
+    assert tracking.dvc_md5(tmp_path / "out") == md5(json.dumps(listing, sort_keys=True).encode()) + ".dir"
+    assert tracking.dvc_md5(tmp_path / "file.bin") == md5(b"one file")
+    assert tracking.output_tags(tmp_path, [Path("out"), tmp_path / "file.bin"]) == {
+        "dvc.out.out": tracking.dvc_md5(tmp_path / "out"), "dvc.out.file.bin": md5(b"one file")}
 
 
 def test_run_name_says_what_changed_from_the_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -170,17 +170,43 @@ def log_checked_model(bundle: ModelBundle, model_dir: Path, evaluation: Evaluati
     return model_info
 
 
-def register(params: Params, model_info: ModelInfo, registered: dict[str, Any]) -> None:
+def reusable_version(client: Any, name: str, run_id: str, weights_md5: str) -> str | None:
+    """The latest version of ``name`` when it came from run ``run_id`` and holds weights of md5 ``weights_md5``
+    (its ``weights_md5`` tag), else None: an evaluate-only rerun then has nothing new to register."""
+    import mlflow
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except mlflow.exceptions.MlflowException:  # no such model yet
+        return None
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: int(v.version))
+    same = latest.run_id == run_id and (latest.tags or {}).get("weights_md5") == weights_md5
+    return str(latest.version) if same else None
+
+
+def register(params: Params, model_info: ModelInfo, registered: dict[str, Any], weights_md5: str) -> None:
     """Register the logged model as a new version of ``tracking.model_name`` (when ``tracking.register_model``),
-    recording the version in ``registered`` and on the run."""
+    recording the version in ``registered`` and on the run.
+
+    An evaluate-only rerun (evaluate's params or code changed, the model did not) continues the same run with
+    the same weights: when the latest version is that run's, with byte-identical weights, it is reused
+    (``registered["reused"]``) rather than registered again as a copy.
+    """
     import mlflow
 
     if not params.tracking.register_model:
         return
-    name = params.registered_model_name
-    version = mlflow.register_model(model_info.model_uri, name)
-    registered.update(version=int(version.version), uri=f"models:/{name}/{version.version}")
-    mlflow.set_tags({"registered_model": name, "registered_version": version.version})
+    name, client = params.registered_model_name, mlflow.MlflowClient()
+    run_id = registered["run_id"]
+    number = reusable_version(client, name, run_id, weights_md5)
+    if number is None:
+        number = mlflow.register_model(model_info.model_uri, name, tags={"weights_md5": weights_md5}).version
+    else:
+        registered["reused"] = True
+    registered.update(version=int(number), uri=f"models:/{name}/{number}")
+    mlflow.set_tags({"registered_model": name, "registered_version": str(number)})
 
 
 def track(root: Path, params: Params, bundle: ModelBundle, model_dir: Path, reports: Path, evaluation: Evaluation,
@@ -190,6 +216,7 @@ def track(root: Path, params: Params, bundle: ModelBundle, model_dir: Path, repo
     import mlflow
 
     from pipeline import tracking
+    from pipeline.bundle import WEIGHTS
 
     tracking.configure(root)
     registered: dict[str, Any] = {"name": params.registered_model_name, "version": None, "run_id": run_id,
@@ -199,7 +226,8 @@ def track(root: Path, params: Params, bundle: ModelBundle, model_dir: Path, repo
         for image in images:
             mlflow.log_artifact(str(image), artifact_path="plots")
         mlflow.log_artifact(str(reports / "predictions.csv"), artifact_path="evaluation")
-        register(params, log_checked_model(bundle, model_dir, evaluation), registered)
+        weights_md5 = tracking.file_md5(model_dir / WEIGHTS)  # what a rerun of evaluate compares
+        register(params, log_checked_model(bundle, model_dir, evaluation), registered, weights_md5)
         log_verdicts(evaluation)
         mlflow.log_text(evaluation.diagnosis, "evaluation/diagnosis.txt")
         write_metrics(reports, evaluation, run_id, registered)
@@ -228,6 +256,9 @@ def print_summary(evaluation: Evaluation, registered: dict[str, Any]) -> None:
     primary, test = evaluation.primary, evaluation.splits["test"]
     where = (f"registered {registered['name']} version {registered['version']}" if registered["version"]
              else "not registered")
+    if registered.get("reused"):
+        where = (f"kept {registered['name']} version {registered['version']} (the same run's identical weights; "
+                 f"nothing new to register)")
     others = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k not in (primary, "per_class") and v is not None)
     unit = MODALITIES[evaluation.modality].unit
     print(f"evaluate: test {primary} {test[primary]:.4f} ({others}) on {len(evaluation.predictions)} {unit}; "

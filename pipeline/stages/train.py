@@ -23,7 +23,7 @@ from pipeline.errors import run_main
 from pipeline.io import read_state
 from pipeline.stages.common import read_schema, stage_args
 from pipeline.stages.train_record import (
-    TrackedRestarts, log_result, log_start, print_summary, train_info, write_outputs,
+    TrackedRestarts, log_outputs, log_result, log_start, print_summary, train_info, write_outputs,
 )
 
 from pipeline.nets import ensemble_spec
@@ -175,6 +175,7 @@ def main() -> None:
         log_result(root, result, restarts.run_ids)
         info = train_info(result, run.info.run_id, experiment, restarts.run_ids)
         write_outputs(result, folders, args.out, args.restarts, args.info, info)
+        log_outputs(root, args.out, args.restarts, args.info)
     print_summary(result, run.info.run_id)
 
 

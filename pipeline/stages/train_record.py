@@ -82,7 +82,10 @@ def log_lineage(root: Path, raw: Path) -> None:
 
 def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders) -> None:
     """Record in the active MLflow run what it trains with: the params, the batch per process, the seed, the code
-    and data versions, and the lineage files."""
+    and data versions, the environment, and the lineage files.
+
+    The environment is tagged here, before training, so a run that fails or is stopped says what it ran on too.
+    """
     import mlflow
 
     from pipeline import tracking
@@ -100,7 +103,8 @@ def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders) -> None:
         "model.kind": params.model.kind,
         "task": inputs.task,
         **tracking.git_tags(root),
-        **tracking.dvc_tags(root),
+        **tracking.dvc_tags(root, "train"),  # the data stages' outputs, never the previous run's model
+        **tracking.environment_tags(root),
         **{f"data.md5.{s}": tracking.file_md5(scaled / f"{s}.parquet") for s in ("train", "val", "test")},
         **{f"data.md5.{s}.images": tracking.file_md5(scaled / f"{s}.npy")
            for s in ("train", "val", "test") if (scaled / f"{s}.npy").is_file()},
@@ -152,7 +156,7 @@ def log_result(root: Path, result: TrainResult, run_ids: list[str]) -> None:
         mlflow.log_metrics({f"restarts/best/{monitor}/mean": float(best.mean()),
                             f"restarts/best/{monitor}/std": float(best.std(ddof=1))})
         mlflow.set_tags({"restarts.selected": str(result.selected), "restarts.run_ids": ",".join(run_ids)})
-    mlflow.set_tags({**tracking.environment_tags(root), "device": kept.device})
+    mlflow.set_tag("device", kept.device)
     mlflow.log_text(model_summary(result.spec), "model/summary.txt")
     if kept.resumed_from is not None:
         mlflow.set_tag("resumed_from_epoch", str(kept.resumed_from))
@@ -213,6 +217,18 @@ def write_outputs(result: TrainResult, folders: TrainFolders, out: Path, restart
     # every restart, for evaluate's mean and spread of the test metric
     write_safetensors(restarts, {k: v.detach().cpu().contiguous() for k, v in result.members.items()})
     write_json(info, info_json)
+
+
+def log_outputs(root: Path, out: Path, restarts: Path, info: Path) -> None:
+    """Tag the active run with what it wrote: ``dvc.out.<path>`` for each output, the md5 DVC will lock for it,
+    and ``model.weights_md5``, the md5 of the bundle's weights (what ``models reproduce`` compares)."""
+    import mlflow
+
+    from pipeline import tracking
+    from pipeline.bundle import WEIGHTS
+
+    mlflow.set_tags({**tracking.output_tags(root, [out, restarts, info]),
+                     "model.weights_md5": tracking.file_md5(Path(out) / WEIGHTS)})
 
 
 def print_summary(result: TrainResult, run_id: str) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pipeline.io import file_md5
 from pipeline.tracking.environment import cpu_model, environment_tags, gpu_driver, pip_freeze
-from pipeline.tracking.lineage import DIFF_EXCLUDES, dvc_tags, git_diff, git_tags, run_name
+from pipeline.tracking.lineage import (
+    DIFF_EXCLUDES, dvc_md5, dvc_tags, git_diff, git_tags, output_tags, run_name, upstream_stages,
+)
 from pipeline.tracking.redaction import SECRET_MIN_LENGTH, SECRET_NAME, URL_PASSWORD, redact, secrets
 from pipeline.tracking.runs import FLUSH_SPACING, MetricsBuffer, cleanup_runs, tracked_run
 from pipeline.tracking.store import (
@@ -28,7 +30,7 @@ from pipeline.tracking.store import (
 
 __all__ = [
     "BUSY_TIMEOUT_S", "DIFF_EXCLUDES", "FLUSH_SPACING", "MetricsBuffer", "SECRET_MIN_LENGTH", "SECRET_NAME", "URL_PASSWORD", "check_server",
-    "cleanup_runs", "configure", "cpu_model", "dvc_tags", "environment_tags", "experiment_id", "file_md5",
-    "git_diff", "git_tags", "gpu_driver", "pip_freeze", "redact", "run_name", "secrets", "store_lock",
-    "tracked_run", "tracking_uri", "workspace",
+    "cleanup_runs", "configure", "cpu_model", "dvc_md5", "dvc_tags", "environment_tags", "experiment_id", "file_md5",
+    "git_diff", "git_tags", "gpu_driver", "output_tags", "pip_freeze", "redact", "run_name", "secrets", "store_lock",
+    "tracked_run", "tracking_uri", "upstream_stages", "workspace",
 ]

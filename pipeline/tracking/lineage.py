@@ -3,19 +3,57 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.io import file_md5
 from pipeline.tracking.redaction import redact
 
 
-def dvc_tags(root: Path) -> dict[str, str]:
-    """The DVC experiment running us (if any) and the md5 of every stage output ``dvc.lock`` records so far.
+def _paths(entries: list | None) -> list[str]:
+    """The paths of a ``dvc.yaml`` deps or outs list (an out may be ``{path: {cache: false}}``)."""
+    return [next(iter(e)) if isinstance(e, dict) else str(e) for e in entries or []]
 
-    Train runs after ingest, split, clean and scale have been locked, so their output hashes say exactly which
-    data this run saw.
+
+def _overlaps(a: str, b: str) -> bool:
+    """True when one path is the other or a folder holding it (``data/raw`` and ``data/raw/schema.json``)."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(f"{b}/") or b.startswith(f"{a}/")
+
+
+def upstream_stages(root: Path, stage: str) -> set[str]:
+    """The stages of ``dvc.yaml`` whose outputs ``stage`` reads, directly or through other stages (empty without a
+    ``dvc.yaml`` or without that stage)."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load((Path(root) / "dvc.yaml").read_text()) or {}).get("stages", {}) or {}
+    except (OSError, yaml.YAMLError):
+        return set()
+    outs = {name: _paths(entry.get("outs")) + _paths(entry.get("metrics")) for name, entry in stages.items()}
+    found: set[str] = set()
+    todo = [stage]
+    while todo:
+        deps = _paths((stages.get(todo.pop()) or {}).get("deps"))
+        for name, paths in outs.items():
+            if name not in found and any(_overlaps(d, o) for d in deps for o in paths):
+                found.add(name)
+                todo.append(name)
+    found.discard(stage)
+    return found
+
+
+def dvc_tags(root: Path, stage: str = "train") -> dict[str, str]:
+    """The DVC experiment running us (if any) and the md5 ``dvc.lock`` records of each output of the stages
+    upstream of ``stage`` (the data it was made from).
+
+    When train starts, DVC has locked the data stages it depends on (ingest, split, clean, scale), so their
+    hashes say exactly which data this run saw. The lock's entries for train itself and for evaluate are still
+    the previous run's: they describe another model, and are left out (:func:`output_tags` records this run's).
     """
     import yaml
 
@@ -26,10 +64,38 @@ def dvc_tags(root: Path) -> dict[str, str]:
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else {}
     except (OSError, yaml.YAMLError):
         stages = {}
-    for stage, entry in stages.items():
+    upstream = upstream_stages(root, stage)
+    for name, entry in stages.items():
+        if name not in upstream:
+            continue
         for out in entry.get("outs", []) or []:
             if "md5" in out:
                 tags[f"dvc.out.{out['path']}"] = out["md5"]
+    return tags
+
+
+def dvc_md5(path: Path) -> str:
+    """The md5 DVC records for an output: a file's md5, or for a folder the md5 of the JSON list of its files'
+    ``{"md5", "relpath"}`` (sorted by relpath) followed by ``.dir``, as ``dvc_data``'s ``Tree.digest`` makes it."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_md5(path)
+    entries = sorted(({"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
+                      for f in path.rglob("*") if f.is_file()), key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
+def output_tags(root: Path, outputs: list[Path]) -> dict[str, str]:
+    """``dvc.out.<path>``: the md5 DVC will lock for each output this run wrote (paths relative to ``root``)."""
+    base = Path(root).resolve()
+    tags = {}
+    for out in outputs:
+        full = Path(out) if Path(out).is_absolute() else base / out
+        try:
+            name = full.resolve().relative_to(base).as_posix()
+        except ValueError:  # written outside the project: named as given
+            name = Path(out).as_posix()
+        tags[f"dvc.out.{name}"] = dvc_md5(full)
     return tags
 
 

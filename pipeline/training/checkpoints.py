@@ -22,7 +22,6 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
 from pipeline.errors import PipelineError
 from pipeline.io import atomic_file, sweep_temporaries, write_safetensors
@@ -95,9 +94,11 @@ def load(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        tensors = load_file(str(path), device="cpu")
-        with safe_open(str(path), framework="pt") as handle:
+        # one open for the tensors and the metadata: a save renamed over the file meanwhile (another process
+        # polling a running training) cannot mix two checkpoints' halves
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         return _decode(json.loads(metadata[STRUCTURE]), tensors)
     except (OSError, SafetensorError, KeyError, ValueError, json.JSONDecodeError) as exc:
         raise PipelineError(f"{path}: expected a training checkpoint written by this pipeline ({exc})") from None

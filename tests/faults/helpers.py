@@ -190,14 +190,14 @@ def registered_versions(project: Path) -> list:
 
 
 def epoch_saved(path: Path) -> int:
-    """The last epoch a training checkpoint holds (-1 without one)."""
-    from pipeline.errors import PipelineError
+    """The last epoch a training checkpoint holds (-1 without one).
+
+    No error is caught: saves are atomic, so a checkpoint read while training writes the next one is always
+    whole; a partial one raises the ``PipelineError`` naming it and fails the test.
+    """
     from pipeline.training import checkpoints
 
-    try:
-        return int(checkpoints.load(path)["epoch"]) if path.is_file() else -1
-    except PipelineError:  # never expected (saves are atomic), but a poll must not crash the test
-        return -1
+    return int(checkpoints.load(path)["epoch"]) if path.is_file() else -1
 
 
 

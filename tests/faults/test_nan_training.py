@@ -32,6 +32,9 @@ def test_a_loss_overflowing_mid_training_stops_train_with_the_epoch(tmp_path: Pa
     (tracked,) = runs(project)
     assert tracked.info.status == "FAILED"
     assert "val/loss" in tracked.data.metrics  # the finite epochs before were logged
+    # the environment is recorded when the run starts, so a failed run says what it ran on
+    assert {"env.cuda", "env.cudnn", "env.gpu", "env.torch", "env.python"} <= set(tracked.data.tags)
+    assert not any(k.startswith("dvc.out.models/") for k in tracked.data.tags)  # it wrote no model
     lock = lock_stages(project)
     assert "train" not in lock and "evaluate" not in lock and "scale" in lock
     assert not (project / "models" / "model").exists() and not (project / "models" / "train.json").exists()

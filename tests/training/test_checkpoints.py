@@ -203,3 +203,60 @@ def test_a_truncated_checkpoint_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="last.ckpt: expected a training checkpoint"):
         checkpoints.load(tmp_path / "last.ckpt")
     shutil.rmtree(tmp_path)
+
+
+def test_a_checkpoint_of_other_data_is_discarded(scaled: Path, scaled_data: ScaledData, tmp_path: Path,
+                                                 make_params: MakeParams) -> None:
+    params = make_params(train=TRAIN)
+    with pytest.raises(Interrupted):
+        fit(params, scaled, n_outputs=3, sink=_interrupt_at(5), checkpoints=tmp_path / "cut")
+    other = scaled_data("table", train=49, val=16, seed=7)  # the same shape and columns, other rows
+    resumed = fit(params, other, n_outputs=3, checkpoints=tmp_path / "cut")
+    assert resumed.resumed_from is None
+    assert _same(resumed.state_dict, fit(params, other, n_outputs=3).state_dict)
+
+
+# A fit in a child process on a copy of the package, interrupted at epoch 5 with "cut", resumed with "resume";
+# it prints the epoch it resumed from ("None" when it trained afresh).
+CHILD = """
+import sys
+from pathlib import Path
+from pipeline.config import parse_params
+from tests.factories import params_doc
+from pipeline.training.fit import fit
+
+params = parse_params(params_doc(train={"max_epochs": 10, "batch_size": 8}))
+def sink(metrics, epoch):
+    if sys.argv[1] == "cut" and epoch == 5:
+        raise SystemExit(3)
+result = fit(params, Path(sys.argv[2]), n_outputs=3, sink=sink, checkpoints=Path(sys.argv[3]))
+print("resumed_from", result.resumed_from)
+"""
+
+
+@pytest.mark.slow  # three child processes, each importing torch and Lightning
+@pytest.mark.parametrize("changed", [None, "pipeline/training/module.py", "pipeline/nets/fnn.py"])
+def test_a_checkpoint_of_other_training_code_is_discarded(scaled: Path, tmp_path: Path, changed: str | None) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = tmp_path / "code"
+    for package in ("pipeline", "tests"):  # a copy whose training code can change, as a new commit changes it
+        shutil.copytree(root / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(root / "params.yaml", code / "params.yaml")
+    (code / "child.py").write_text(CHILD)
+
+    def child(mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "child.py", mode, str(scaled), str(tmp_path / "ck")], cwd=code,
+                              capture_output=True, text=True, check=False, env={"PYTHONPATH": str(code),
+                                                                                "PATH": "/usr/bin:/bin"})
+
+    assert child("cut").returncode == 3
+    assert checkpoints.load(tmp_path / "ck" / "last.ckpt")["epoch"] == 4
+    if changed is not None:  # a comment is enough: the fingerprint hashes the code's bytes
+        with open(code / changed, "a") as handle:
+            handle.write("\n# changed after the checkpoint was written\n")
+    done = child("resume")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == ("resumed_from 5" if changed is None else "resumed_from None")
