@@ -46,6 +46,9 @@ def test_queued_experiments_with_two_workers_all_log_to_the_workspace_store(tmp_
     by_name = {run.data.tags.get("dvc.experiment"): run for run in runs}
     rates = {**RATES, TEMP[0]: TEMP[1]}
     assert set(by_name) == set(rates), [r.data.tags for r in runs]
+    # two workers: some two queued experiments' runs (train's start to evaluate's end) were open at once
+    spans = sorted((by_name[name].info.start_time, by_name[name].info.end_time) for name in RATES)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
     for name, run in by_name.items():
         assert run.info.status == "FINISHED"
         assert run.info.run_name == f"{name}: train.lr={rates[name]}"  # named after what changed

@@ -60,6 +60,24 @@ def check_server(uri: str, timeout: float = 30) -> None:
                             ) from None
 
 
+def check_access(uri: str) -> None:
+    """Fail at once, naming the URI and the user, when the server refuses this environment's credentials (HTTP
+    401 or 403: basic auth on, and ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` unset or wrong).
+
+    MLflow's client would raise at the run's first call, with a traceback, after the stage had started.
+    """
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except mlflow.exceptions.MlflowException as exc:
+        status = exc.get_http_status_code()
+        if status not in (401, 403):
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        who = f"as MLFLOW_TRACKING_USERNAME={user}" if user else "without credentials"
+        raise PipelineError(f"MLFLOW_TRACKING_URI={uri}: the server refused access {who} (HTTP {status}); set "
+                            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account it knows") from None
+
+
 def _local_store(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]) if uri.startswith("sqlite:///") else None
 
@@ -94,6 +112,7 @@ def configure(root: Path, must_exist: bool = False) -> MlflowClient:
     store = _local_store(uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
+        check_access(uri)
     if store is not None and must_exist:
         if not store.is_file():
             raise PipelineError(
