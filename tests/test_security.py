@@ -32,6 +32,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
+from tests.asserts import assert_one_error
 from tests.factories import MakeParamsDoc
 from tests.project import BIN, ROOT, call, dvc, env, free_port, make_project, run, stop_group
 
@@ -257,7 +258,7 @@ def test_a_planted_pickle_is_refused_by_the_stage_that_loads_it(
         done = run(STAGE_CMDS[stage], root, check=False)
     assert not marker.exists(), f"{stage} ran the payload planted in {name}"
     assert done.returncode == 1, done.stderr
-    (line,) = done.stderr.strip().splitlines()[-1:]
+    line = assert_one_error(done, stage)
     assert line.startswith(f"{stage}: error: {name}: {expected}"), done.stderr
 
 
@@ -270,8 +271,8 @@ def test_dvc_repro_refuses_planted_weights(project: dict[str, Any], tmp_path: Pa
         with planted(root / weights, payload(marker, "pickle")):
             done = dvc(root, "repro", "-s", "-f", "evaluate", check=False)
         assert not marker.exists()
-        assert done.returncode != 0
-        assert f"evaluate: error: {weights}: expected a safetensors file, got an unreadable one" in done.stderr
+        line = assert_one_error(done, "evaluate")
+        assert line == f"evaluate: error: {weights}: expected a safetensors file, got an unreadable one", line
     finally:
         dvc(root, "checkout", "-f")  # DVC removed evaluate's outputs before running it
     assert (root / "reports" / "metrics.json").is_file()
