@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.asserts import assert_one_error
 from tests.project import dvc, make_project, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -46,4 +47,5 @@ def test_a_version_whose_commit_is_gone_is_refused_by_name(tmp_path: Path) -> No
     shutil.copy(project / "mlflow.db", other / "mlflow.db")
     done = _cli(other, "models", "reproduce", "1", check=False)
     assert done.returncode == 1
-    assert "is not in" in done.stderr and done.stderr.strip().startswith("pipeline: error: commit ")
+    line = assert_one_error(done, "pipeline", alone=True)
+    assert "is not in" in line and line.startswith("pipeline: error: commit "), line
