@@ -101,7 +101,7 @@ def test_fnn_is_refused_at_train_naming_the_nets_that_take_any_length(tmp_path: 
     longest = int(_lengths(project)["train"].max())
     assert line.startswith("train: error: data/scaled/val.parquet: series "), line
     assert f"steps; expected at most {longest}, the longest series the network was trained on" in line, line
-    assert "model.kind 'fnn' takes a fixed number of steps (model.kind: rnn or cnn" in errors[0], errors
+    assert "model.kind 'fnn' takes a fixed number of steps (model.kind: rnn or cnn" in line, line
     assert not (project / "models").exists()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")  # refused before any run was opened
     assert client.search_runs(experiment_ids=[e.experiment_id for e in client.search_experiments()]) == []
