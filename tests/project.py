@@ -9,9 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +23,7 @@ BIN = Path(sys.executable).parent
 PROJECT_FILES = (
     "pipeline", "inputs", "dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore",
 )
+T = TypeVar("T")
 
 
 def env() -> dict[str, str]:
@@ -34,20 +38,56 @@ def env() -> dict[str, str]:
     return out
 
 
-def call(args: list[Any], cwd: Path, environ: dict[str, str] | None = None,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+def call(args: list[Any], cwd: Path, environ: dict[str, str] | None = None, check: bool = True,
+         timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command in ``cwd`` with ``environ`` (default :func:`env`); on an unexpected exit code, fail with its
-    whole output."""
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ if environ is not None else env(),
-                          capture_output=True, text=True, check=False)
+    whole output. ``timeout`` is a hang guard: a command still running after that many seconds is killed and the
+    test fails saying so (a generous deadline, never a measure of speed)."""
+    try:
+        done = subprocess.run([str(a) for a in args], cwd=cwd, env=environ if environ is not None else env(),
+                              capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired as hung:
+        raise AssertionError(f"{' '.join(map(str, args))} still running after {timeout} s (killed): it hangs\n"
+                             f"{hung.stdout or ''}\n{hung.stderr or ''}") from None
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], cwd: Path, check: bool = True,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """:func:`call` in the test environment."""
-    return call(args, cwd, None, check)
+    return call(args, cwd, None, check, timeout)
+
+
+def wait_for(ready: Callable[[], T], what: str, timeout: float = 120, poll: float = 0.05) -> T:
+    """Poll ``ready`` until it returns something truthy, and return that; fail naming ``what`` after ``timeout``
+    seconds (a hang guard for a slow, shared machine, not a measure of speed)."""
+    deadline = time.monotonic() + timeout
+    while not (found := ready()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s for {what}")
+        time.sleep(poll)
+    return found
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at ``port`` (``0.0.0.0`` or ``::`` for every interface), as
+    the kernel reports them (/proc/net/tcp and tcp6, read by psutil)."""
+    import psutil
+
+    return {c.laddr.ip for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def require(capable: bool, reason: str) -> None:
+    """Skip a test that cannot run on this machine, saying why, except in CI (``CI=true``), where the missing
+    capability fails the test: a claim the README makes must never go unchecked there without a word."""
+    if capable:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}: this check must run in CI", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -100,9 +140,10 @@ def set_params(project: Path, **overrides: Any) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run this venv's dvc in ``project``."""
-    return run([str(BIN / "dvc"), *args], project, check=check)
+def dvc(project: Path, *args: str, check: bool = True,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this venv's dvc in ``project`` (``timeout``: as in :func:`call`)."""
+    return run([str(BIN / "dvc"), *args], project, check=check, timeout=timeout)
 
 
 def stages_run(output: str) -> set[str]:

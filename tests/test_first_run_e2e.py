@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.asserts import assert_one_error
 from tests.project import dvc, make_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
@@ -66,11 +67,10 @@ def test_a_choice_against_the_inferred_task_stops_ingest_before_anything_is_writ
                            evaluate__primary_metric="accuracy")
     _regression_csv(project / "inputs" / "prices.csv")
     done = dvc(project, "repro", check=False)
-    assert done.returncode != 0
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line and "ingest" in line]
-    assert errors and errors[0].startswith(
+    line = assert_one_error(done, "ingest")
+    assert line.startswith(
         "ingest: error: params.yaml: evaluate.primary_metric = 'accuracy' with a regression task: expected 'auto' or "
-        "one of ('mae', 'rmse', 'r2')"), done.stdout + done.stderr
+        "one of ('mae', 'rmse', 'r2')"), line
     assert not (project / "data").exists()
 
 

@@ -62,8 +62,17 @@ def locked_objects(project: Path) -> tuple[set[str], set[str]]:
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    # every command below runs with a fresh, empty HOME: the default storage folder it would resolve to cannot
+    # exist beforehand, so its absence afterwards proves nothing wrote there (the user's own is never at stake)
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        return _flow(tmp_path_factory, home)
+
+
+def _flow(tmp_path_factory: pytest.TempPathFactory, home: Path) -> dict:
     default_store = Path(os.path.expanduser(DEFAULT_URL))
-    default_existed = default_store.exists()
+    assert default_store.is_relative_to(home) and not default_store.exists(), default_store
     remote = tmp_path_factory.mktemp("remote")
     original = make_project(tmp_path_factory.mktemp("original"), train__max_epochs=15,
                             train__early_stopping__patience=5)
@@ -85,7 +94,8 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {
         "original": original, "clone": clone, "remote": remote, "pushed": pushed.stdout, "cloud": cloud,
         "before_pull": before_pull, "pulled": pulled.stdout, "status": dvc(clone, "status").stdout,
-        "repro": dvc(clone, "repro").stdout, "default_store": default_store, "default_existed": default_existed,
+        "repro": dvc(clone, "repro").stdout, "default_store": default_store, "home": home,
+        "default_remote": dvc(clone, "remote", "default", "--project").stdout.strip(),
     }
 
 
@@ -144,8 +154,9 @@ def test_pulled_bundle_predicts_exactly_what_evaluate_recorded(flow: dict) -> No
 
 
 def test_tests_leave_the_users_default_storage_alone(flow: dict) -> None:
-    if not flow["default_existed"]:
-        assert not flow["default_store"].exists(), flow["default_store"]
+    assert flow["default_remote"] == REMOTE  # the remote that was pushed to and pulled from is the default one...
+    assert not flow["default_store"].exists(), flow["default_store"]  # ...with its folder overridden, never written
+    assert not (flow["home"] / ".local" / "share" / "pipeline").exists()
 
 
 def test_default_remote_is_a_per_user_folder_every_clone_shares(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from tests.factories import MakeParams
+from tests.project import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,9 +146,10 @@ def test_environment_names_the_cpu_and_pip_freeze_lists_the_stack(tmp_path: Path
     assert {"torch", "mlflow", "dvc", "lightning", "pandas", "scikit-learn"} <= names
 
 
-# A child that opens a run the way the stages do, says it is ready, then waits to be interrupted or killed.
+# A child that opens a run the way the stages do, says it is ready, then waits to be interrupted or killed. The
+# run id appears by a rename, whole: once the file exists, the child is inside the run, past its tags.
 CHILD = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from pipeline import tracking
 from pipeline.errors import run_main
@@ -156,7 +157,8 @@ from pipeline.errors import run_main
 def main():
     client = tracking.configure(Path.cwd())
     with tracking.tracked_run(experiment_id=tracking.experiment_id(client, "faults")) as run:
-        Path("run_id").write_text(run.info.run_id)
+        Path("run_id.tmp").write_text(run.info.run_id)
+        os.replace("run_id.tmp", "run_id")
         if sys.argv[1] == "raise":
             raise RuntimeError("a bug")
         time.sleep(120)
@@ -177,11 +179,12 @@ def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen, str]:
     child = subprocess.Popen([sys.executable, "-c", CHILD, mode], cwd=tmp_path, env=_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "run_id").exists():
+
+    def ready() -> bool:
         assert child.poll() is None or mode == "raise", child.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+        return (tmp_path / "run_id").exists()
+
+    wait_for(ready, "the child to open its run", timeout=120)
     return child, (tmp_path / "run_id").read_text()
 
 
@@ -193,7 +196,6 @@ def _status(tmp_path: Path, run_id: str) -> str:
                                                    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_sigterm_and_ctrl_c_end_the_run_killed(tmp_path: Path, sig: int, code: int, said: str) -> None:
     child, run_id = _start(tmp_path, "wait")
-    time.sleep(0.3)  # inside the sleep, past the tags
     child.send_signal(sig)
     _, err = child.communicate(timeout=60)
     assert child.returncode == code and err.strip().endswith(f"child: {said}")

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tests.asserts import assert_one_error
 from tests.project import dvc, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
@@ -96,13 +97,11 @@ def test_nets_of_any_length_take_val_test_and_predict_series_longer_than_any_tra
 def test_fnn_is_refused_at_train_naming_the_nets_that_take_any_length(tmp_path: Path) -> None:
     project, _ = _project(tmp_path, "fnn")
     done = dvc(project, "repro", check=False)
-    assert done.returncode != 0
-    errors = [line for line in done.stderr.splitlines() if line.startswith("train: error: ")]
-    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    line = assert_one_error(done, "train")
     longest = int(_lengths(project)["train"].max())
-    assert errors[0].startswith("train: error: data/scaled/val.parquet: series "), errors
-    assert f"steps; expected at most {longest}, the longest series the network was trained on" in errors[0], errors
-    assert "model.kind 'fnn' takes a fixed number of steps (model.kind: rnn or cnn" in errors[0], errors
+    assert line.startswith("train: error: data/scaled/val.parquet: series "), line
+    assert f"steps; expected at most {longest}, the longest series the network was trained on" in line, line
+    assert "model.kind 'fnn' takes a fixed number of steps (model.kind: rnn or cnn" in line, line
     assert not (project / "models").exists()
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")  # refused before any run was opened
     assert client.search_runs(experiment_ids=[e.experiment_id for e in client.search_experiments()]) == []

@@ -76,10 +76,15 @@ class Repro:
     process: subprocess.Popen
     out: Path
     err: Path
-    started: float
 
     def wait(self, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
-        self.process.wait(timeout=timeout)
+        """The finished repro; a hang guard: still running after ``timeout`` s, it is killed and the test fails."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_group()
+            raise AssertionError(f"dvc repro still running after {timeout} s (killed):\n{self.err.read_text()}"
+                                 ) from None
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.out.read_text(),
                                            self.err.read_text())
 
@@ -116,7 +121,7 @@ def start_repro(project: Path, *args: str, extra_env: dict[str, str] | None = No
     with open(out, "w") as stdout, open(err, "w") as stderr:
         process = subprocess.Popen([str(BIN / "dvc"), "repro", *args], cwd=project, env={**env(), **(extra_env or {})},
                                    start_new_session=True, stdout=stdout, stderr=stderr, text=True)
-    return Repro(process, out, err, time.monotonic())
+    return Repro(process, out, err)
 
 
 def wait_until(repro: Repro, what: str, ready: Callable[[], object], poll: float = 0.001) -> object:
@@ -200,11 +205,6 @@ def epoch_saved(path: Path) -> int:
     return int(checkpoints.load(path)["epoch"]) if path.is_file() else -1
 
 
-
-
-def error_lines(stderr: str, stage: str) -> list[str]:
-    """The lines a stage printed as its one-line error."""
-    return [line for line in stderr.splitlines() if line.startswith(f"{stage}: error:")]
 
 
 def copy_project(source: Path, dest: Path) -> Path:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.asserts import assert_one_error
 from tests.faults.helpers import (
-    STAGE_OUTS, copy_project, error_lines, registered_versions, runs, snapshot, temp_leftovers,
+    STAGE_OUTS, copy_project, registered_versions, runs, snapshot, temp_leftovers,
 )
 from tests.project import dvc, run
 
@@ -80,8 +81,7 @@ def test_a_damaged_intermediate_stops_its_reader_with_one_line(tmp_path: Path, f
 
     done = run(command, project, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    (line,) = error_lines(done.stderr, reader)
+    line = assert_one_error(done, reader)
     assert line.startswith(f"{reader}: error: {name}: {expected}"), line
     assert snapshot(project, STAGE_OUTS[reader]) == outs  # the reader's previous outputs are untouched
     assert temp_leftovers(project) == []

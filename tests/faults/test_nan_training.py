@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import error_lines, lock_stages, registered_versions, runs, temp_leftovers
+from tests.asserts import assert_one_error
+from tests.faults.helpers import lock_stages, registered_versions, runs, temp_leftovers
 from tests.project import dvc, make_project
 
 pytestmark = pytest.mark.slow
@@ -21,8 +22,7 @@ def test_a_loss_overflowing_mid_training_stops_train_with_the_epoch(tmp_path: Pa
                            train__update="full_batch", evaluate__baselines=["dummy"])
     done = dvc(project, "repro", check=False)
     assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr
-    (line,) = error_lines(done.stderr, "train")
+    line = assert_one_error(done, "train")
     found = re.fullmatch(r"train: error: (train|val)/loss = (nan|inf) at epoch (\d+): expected a finite loss; "
                          r"lower train\.lr or change the initialisation", line)
     assert found, line

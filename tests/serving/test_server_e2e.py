@@ -29,7 +29,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, ROOT, call, env, free_port, make_project
+from tests.asserts import assert_one_error
+from tests.project import BIN, ROOT, call, env, free_port, listening, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -265,42 +266,52 @@ def test_a_pinned_alias_reloads_over_http_with_the_recorded_predictions(server: 
     assert not (project / "mlflow.db").exists()
 
 
-def test_stop_ends_both_processes_and_frees_both_ports(server: dict, project: Path) -> None:
-    state, folder = server["state"], server["folder"]
-    workers = group_alive(state["mlflow_pgid"])
-    assert len(workers) >= 3, workers  # mlflow, uvicorn, its workers: all of them must go
-    done = server_cli("stop", folder)
-    said = f"stopped mlflow server (process group {state['mlflow_pgid']}) and PostgreSQL (pid {state['postgres_pid']})"
-    assert said in done.stdout, done.stdout
-    assert wait_gone(workers + [state["postgres_pid"]]) == []
-    assert group_alive(state["mlflow_pgid"]) == [] and processes_naming(folder) == []
-    assert port_free(server["port"]) and port_free(server["pg_port"])
-    assert not (folder / "state.json").exists()
-    status = server_cli("status", folder, check=False)
-    assert status.returncode == 3 and "not running" in status.stdout
-    # the pipeline now says at once that nobody answers, instead of retrying for minutes
-    started = time.monotonic()
-    listing = call([sys.executable, "-m", "pipeline", "models", "list"], project, mlflow_env(server["url"]),
-                   check=False)
-    assert listing.returncode == 1 and time.monotonic() - started < 60
-    assert f"MLFLOW_TRACKING_URI={server['url']}: no MLflow server answers there" in listing.stderr
-    assert "Traceback" not in listing.stderr
+def test_both_parts_listen_on_loopback_only(server: dict) -> None:
+    """Where the sockets really are, as the kernel lists them: a bind to every interface shows as 0.0.0.0 (or ::),
+    which the machine's other addresses would reach."""
+    assert listening(server["port"]) == {"127.0.0.1"}, "mlflow server"
+    assert listening(server["pg_port"]) == {"127.0.0.1"}, "PostgreSQL"
 
 
-def test_postgres_failing_to_start_is_one_clear_error_and_leaves_nothing_running(server: dict) -> None:
-    folder = server["folder"]
-    conf = folder / "postgres" / "data" / "postgresql.conf"
-    original = conf.read_text()
-    conf.write_text(original + "no_such_setting = 1\n")
-    try:
-        done = server_cli("start", folder, "--port", server["port"], "--pg-port", server["pg_port"], check=False)
-    finally:
-        conf.write_text(original)
-    assert done.returncode == 1, done
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("pipeline: error: PostgreSQL failed to start") and "no_such_setting" in line, line
-    assert processes_naming(folder) == [] and not (folder / "state.json").exists()
-    assert port_free(server["port"]) and port_free(server["pg_port"])
+def test_stop_ends_both_processes_and_frees_both_ports(project: Path) -> None:
+    with running_server() as server:  # its own: the module's server stays up for the tests that use it
+        state, folder = server["state"], server["folder"]
+        workers = group_alive(state["mlflow_pgid"])
+        assert len(workers) >= 3, workers  # mlflow, uvicorn, its workers: all of them must go
+        done = server_cli("stop", folder)
+        said = (f"stopped mlflow server (process group {state['mlflow_pgid']}) and PostgreSQL "
+                f"(pid {state['postgres_pid']})")
+        assert said in done.stdout, done.stdout
+        assert wait_gone(workers + [state["postgres_pid"]]) == []
+        assert group_alive(state["mlflow_pgid"]) == [] and processes_naming(folder) == []
+        assert port_free(server["port"]) and port_free(server["pg_port"])
+        assert not (folder / "state.json").exists()
+        status = server_cli("status", folder, check=False)
+        assert status.returncode == 3 and "not running" in status.stdout
+        # the pipeline now says that nobody answers, one line, instead of retrying for minutes into a traceback;
+        # the timeout is a hang guard
+        listing = call([sys.executable, "-m", "pipeline", "models", "list"], project, mlflow_env(server["url"]),
+                       check=False, timeout=180)
+        line = assert_one_error(listing, "pipeline")
+        assert f"MLFLOW_TRACKING_URI={server['url']}: no MLflow server answers there" in line, line
+
+
+def test_postgres_failing_to_start_is_one_clear_error_and_leaves_nothing_running() -> None:
+    with running_server() as server:  # its own, stopped here: a start over a running one changes nothing
+        folder = server["folder"]
+        server_cli("stop", folder)
+        conf = folder / "postgres" / "data" / "postgresql.conf"
+        original = conf.read_text()
+        conf.write_text(original + "no_such_setting = 1\n")
+        try:
+            done = server_cli("start", folder, "--port", server["port"], "--pg-port", server["pg_port"],
+                              check=False)
+        finally:
+            conf.write_text(original)
+        line = assert_one_error(done, "pipeline", alone=True)
+        assert line.startswith("pipeline: error: PostgreSQL failed to start") and "no_such_setting" in line, line
+        assert processes_naming(folder) == [] and not (folder / "state.json").exists()
+        assert port_free(server["port"]) and port_free(server["pg_port"])
 
 
 # --- basic auth ----------------------------------------------------------------------------------------------
