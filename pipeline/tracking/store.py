@@ -24,7 +24,11 @@ from mlflow.tracking import MlflowClient
 from pipeline.errors import PipelineError
 from pipeline.plumbing import file_lock
 
-BUSY_TIMEOUT_S = 60  # how long a writer waits for another's SQLite transaction before failing
+# How long a connection waits for another writer's SQLite transaction before failing: this module's own
+# connections and each new MLflow connection (the URI's ``timeout``). MLflow's sessions then set their own
+# ``PRAGMA busy_timeout`` of 20 s per statement (mlflow/store/db/utils.py), which is what a logging call waits;
+# tests/test_store_writers.py fails when both are 0.
+BUSY_TIMEOUT_S = 60
 
 
 def workspace(cwd: Path | None = None) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 import warnings
@@ -119,8 +120,11 @@ def start_repro(project: Path, *args: str, extra_env: dict[str, str] | None = No
     count = len(list(logs.glob("*.out")))
     out, err = logs / f"{count}.out", logs / f"{count}.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
+        # SIGINT back to its default: a CI runner that starts the suite in the background has it ignored, which
+        # every child would inherit, and Ctrl-C (tests/faults/test_interrupts.py) would then do nothing
         process = subprocess.Popen([str(BIN / "dvc"), "repro", *args], cwd=project, env={**env(), **(extra_env or {})},
-                                   start_new_session=True, stdout=stdout, stderr=stderr, text=True)
+                                   start_new_session=True, stdout=stdout, stderr=stderr, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return Repro(process, out, err)
 
 
