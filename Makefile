@@ -26,7 +26,7 @@ run: $(STAMP)
 	@$(BIN)/python -m pipeline summary
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15  # the slowest tests, printed: what CI time is spent on
 
 ui: $(STAMP)
 	$(BIN)/python -m pipeline ui
