@@ -197,8 +197,8 @@ def run_trainer(trainer: L.Trainer, module: LitModel, data: ScaledDataModule, re
     handler = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=resume)
-    except SystemExit:
-        if trainer.interrupted:
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning's exit, raised while handling Ctrl-C
             raise KeyboardInterrupt from None
         raise
     finally:
