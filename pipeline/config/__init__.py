@@ -2,15 +2,18 @@
 
 Every knob lives in ``params.yaml``; this package only says which keys exist, their types and their allowed
 ranges. A bad file stops the stage with one line that names the key, the value and what is allowed. The
-sections are in :mod:`pipeline.config.data` and :mod:`pipeline.config.training`; this module holds the whole
-file (:class:`Params`), the checks that span sections, and the parsing.
+sections are in :mod:`pipeline.config.data`, :mod:`pipeline.config.training` and :mod:`pipeline.config.tune` (read
+by the tune and cv commands only); this module holds the whole file (:class:`Params`), the checks that span
+sections, and the parsing.
 """
 
 from __future__ import annotations
 
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidatorFunctionWrapHandler, model_validator
@@ -23,12 +26,13 @@ from pipeline.config.data import (
 from pipeline.config.training import (
     ClassificationMetric, EvaluateConfig, ModelConfig, RegressionMetric, TrackingConfig, TrainConfig,
 )
+from pipeline.config.tune import TuneConfig
 from pipeline.errors import PipelineError
 
 # what stages import from here: the whole file and each section's type (each section is defined in its module)
 __all__ = [
     "DEFAULT_PARAMS", "CleanConfig", "DataConfig", "EvaluateConfig", "ModelConfig", "Params", "ScaleConfig",
-    "SplitConfig", "TrackingConfig", "TrainConfig", "check_imbalance", "check_task", "flatten", "load_params",
+    "SplitConfig", "TrackingConfig", "TrainConfig", "TuneConfig", "check_imbalance", "check_task", "flatten", "load_params",
     "parse_params", "read_raw_params", "read_yaml", "require_imbalance", "require_task", "resolve", "resolved_autos",
 ]
 
@@ -47,6 +51,7 @@ class Params(Section):
     train: TrainConfig
     evaluate: EvaluateConfig
     tracking: TrackingConfig
+    tune: TuneConfig | None = None  # read by python -m pipeline tune / cv only (pipeline.config.tune.require_tune)
     # the dotted keys whose 'auto' the modality settled, and what they became (ingest prints them)
     _settled: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -244,15 +249,26 @@ def _one_per_key(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel]:
+    """The section a location leads to, through optional sections (``tune``) and mappings (``tune.space``)."""
+    model: Any = root
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            model = model.model_fields[part].annotation
+        else:  # a mapping's key: on to its values
+            model = get_args(model)[-1]
+        if get_origin(model) in (typing.Union, types.UnionType):  # X | None
+            model = next(arg for arg in get_args(model) if arg is not type(None))
+    return model
+
+
 def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     """Turn one pydantic error into 'key = value: expected ...'."""
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        model: Any = root
-        for part in loc[:-1]:
-            model = model.model_fields[part].annotation
+        model = _model_at(root, loc[:-1])
         allowed = ", ".join(model.model_fields)
         return f"{key}: unknown key; expected one of: {allowed}"
     if kind == "missing":
@@ -376,7 +392,8 @@ def load_params(path: Path = DEFAULT_PARAMS) -> Params:
 
 
 def flatten(params: Params) -> dict[str, Any]:
-    """Flatten params to dotted keys, as DVC names them (``train.lr``), for logging to MLflow."""
+    """Flatten params to dotted keys, as DVC names them (``train.lr``), for logging to MLflow (``tune`` left
+    out)."""
     out: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -386,5 +403,6 @@ def flatten(params: Params) -> dict[str, Any]:
         else:
             out[prefix] = list(value) if isinstance(value, tuple) else value
 
-    walk("", params.model_dump())
+    # the tune section configures searches, not a run: it is no run's param and no part of its name
+    walk("", params.model_dump(exclude={"tune"}))
     return out
