@@ -129,14 +129,22 @@ def _decode_one(dimension: Dimension, stored: Any) -> Any:
     return by_code.get(json.dumps(stored), stored)
 
 
+def _read(key: str, values: dict[str, Any]) -> bool:
+    """Whether ``key`` is read given the controls that ``values`` set (an unset control: the base reads it)."""
+    rule = _rule(key)
+    return rule is None or rule.control not in values or values[rule.control] in rule.values
+
+
 def _with_offs(space: dict[str, Dimension], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` plus the off value of each searched key that the values' controls leave unread."""
+    """``values`` with each searched key that the values' controls leave unread at its off value, or left out."""
     out = dict(values)
     for key in space:
         rule = _rule(key)
-        if key not in out and rule is not None and rule.off is not None and rule.control in out \
-                and out[rule.control] not in rule.values:
-            out[key] = rule.off
+        if rule is not None and not _read(key, values):
+            if rule.off is None:
+                out.pop(key, None)
+            else:
+                out[key] = rule.off
     return out
 
 
@@ -151,8 +159,8 @@ def suggest(trial: optuna.Trial, space: dict[str, Dimension]) -> dict[str, Any]:
     """
     values: dict[str, Any] = {}
     for key in sorted(space, key=lambda k: k not in CONTROLS):  # stable: controls first, else in order
-        rule, dimension = _rule(key), space[key]
-        if rule is not None and rule.control in values and values[rule.control] not in rule.values:
+        dimension = space[key]
+        if not _read(key, values):
             continue
         if dimension.choices is not None:
             stored = trial.suggest_categorical(key, [_encode(c) for c in dimension.choices])
@@ -286,7 +294,10 @@ def _check_values(raw: dict[str, Any], key: str, dimension: Dimension, space: di
         first: PipelineError | None = None
         others = [[(other, v) for v in _values(other, space[other])] for other in space if other != key]
         for combination in itertools.islice(itertools.product(*others), MAX_COMBINATIONS):
-            assignment = _with_offs(space, {**dict(combination), key: value})
+            assignment = {**dict(combination), key: value}
+            if not _read(key, assignment):  # a setting where the key is not read says nothing of its value
+                continue
+            assignment = {**_with_offs(space, assignment), key: value}
             try:
                 _valid(raw, assignment, f"tune.space.{key}", task)
                 break
