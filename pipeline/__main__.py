@@ -1,5 +1,8 @@
-"""Command line: predict with a registered model, manage versions, summarise the last run, open the MLflow UI.
+"""Command line: search and cross-validate, predict with a registered model, manage versions, summarise the last
+run, open the MLflow UI.
 
+    pipeline tune [--jobs N] [--apply]
+    pipeline cv [--folds K]
     pipeline predict --model champion --input rows.csv --output preds.csv
     pipeline models list|pin|show|reproduce ...
     pipeline runs cleanup
@@ -115,7 +118,7 @@ def cmd_models_show(args: argparse.Namespace) -> None:
     sections = (
         ("test metrics", {k: f"{v:.4f}" for k, v in sorted(run.data.metrics.items()) if k.startswith("test/")}),
         ("lineage", {k: v for k, v in sorted(run.data.tags.items())
-                     if k.startswith(("git.", "dvc.", "data.md5", "seed", "device", "resumed"))}),
+                     if k.startswith(("git.", "dvc.", "data.md5", "seed", "device", "resumed", "tune."))}),
         ("environment", {k: v for k, v in sorted(run.data.tags.items()) if k.startswith("env.")}),
         ("params", dict(sorted(run.data.params.items()))),
     )
@@ -231,6 +234,22 @@ def cmd_server(args: argparse.Namespace) -> None:
             sys.exit(3)  # as `pg_ctl status`: 3 when not (fully) running
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from pipeline.tuning.commands import cmd_tune as tune
+
+    if args.jobs < 1:
+        raise PipelineError(f"--jobs = {args.jobs}: expected at least 1 worker process")
+    tune(args)
+
+
+def cmd_cv(args: argparse.Namespace) -> None:
+    from pipeline.tuning.commands import cmd_cv as cv
+
+    if args.folds is not None and args.folds < 2:
+        raise PipelineError(f"--folds = {args.folds}: expected at least 2 folds")
+    cv(args)
+
+
 def cmd_preset(args: argparse.Namespace) -> None:
     import shlex
     import subprocess
@@ -253,7 +272,7 @@ def cmd_preset(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "predict": cmd_predict, "models_list": cmd_models_list, "models_pin": cmd_models_pin,
     "models_show": cmd_models_show, "models_reproduce": cmd_models_reproduce, "runs_cleanup": cmd_runs_cleanup,
-    "summary": cmd_summary, "ui": cmd_ui, "preset": cmd_preset, "server": cmd_server,
+    "summary": cmd_summary, "ui": cmd_ui, "preset": cmd_preset, "server": cmd_server, "tune": cmd_tune, "cv": cmd_cv,
 }
 
 

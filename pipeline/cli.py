@@ -13,8 +13,11 @@ from typing import Any
 
 from pipeline.config import DEFAULT_PARAMS
 
-DESCRIPTION = "Predict with a registered model, manage versions, summarise the last run, open the MLflow UI."
+DESCRIPTION = ("Search hyperparameters, cross-validate, predict with a registered model, manage versions, summarise the "
+               "last run, open the MLflow UI.")
 EXAMPLES = (
+    "tune [--jobs 2] [--apply]",
+    "cv [--folds 5]",
     "predict --model champion --input rows.csv --output preds.csv",
     "models list",
     "models pin 3 --alias champion",
@@ -97,6 +100,33 @@ def _local_commands(commands: Any, params: argparse.ArgumentParser) -> None:
                          help="presets file (default: %(default)s)")
 
 
+def _search_commands(commands: Any, params: argparse.ArgumentParser) -> None:
+    """``tune`` and ``cv``: a hyperparameter search over params.yaml's ``tune.space``, and k-fold cross-validation."""
+    tune = _command(
+        commands, "tune", "search params.yaml's tune.space with Optuna, each trial a child MLflow run, chosen on "
+                          "validation", "tune", parents=[params],
+        epilog="The study lives in .tune/study.db, or the team server's PostgreSQL when `server start` runs here; "
+               "rerun the same command to resume a stopped search. It prints the `dvc exp run -S ...` that adopts "
+               "the best params.",
+    )
+    tune.add_argument("--jobs", type=int, default=1,
+                      help="worker processes on this machine, all on one study (default: %(default)s)")
+    tune.add_argument("--study", help="the study's name (default: the experiment and a digest of params.yaml, "
+                                      "tune.trials and tune.timeout_minutes left out)")
+    tune.add_argument("--storage", help="the study database's URL, e.g. postgresql+psycopg2://user@host/optuna, "
+                                        "to share one study across machines (default: $PIPELINE_TUNE_STORAGE, "
+                                        "else the team server's, else sqlite:///.tune/study.db)")
+    tune.add_argument("--apply", action="store_true",
+                      help="then run the best params through the pipeline (dvc exp run --force -S ...): evaluated "
+                           "on test once, registered, tagged with the study and trial")
+    tune.add_argument("--no-repro", action="store_true",
+                      help="use data/ as it is instead of running `dvc repro scale` first (the workers --jobs "
+                           "starts pass it)")
+    cv = _command(commands, "cv", "cross-validate params.yaml's configuration on k folds of train+val (test "
+                                  "untouched), each fold a child MLflow run", "cv", parents=[params])
+    cv.add_argument("--folds", type=int, help="the number of folds (default: params.yaml's tune.folds)")
+
+
 def _server_command(commands: Any) -> None:
     """``server start|stop|status``: a team MLflow tracking server."""
     from pipeline import server  # light: no MLflow, no torch
@@ -141,12 +171,13 @@ def parser(prog: str = "pipeline") -> argparse.ArgumentParser:
                                   epilog="\n".join(["examples:", *(f"  %(prog)s {line}" for line in EXAMPLES)]),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                     help="params file, read by predict, models and preset (default: %(default)s; "
+                     help="params file, read by predict, models, preset, tune and cv (default: %(default)s; "
                           "also accepted after those commands)")
     commands = top.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
                                   help="one of these; `%(prog)s COMMAND --help` lists its options")
     params, registry = _shared_options()
     _registry_commands(commands, registry)
     _local_commands(commands, params)
+    _search_commands(commands, params)
     _server_command(commands)
     return top

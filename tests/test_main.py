@@ -91,7 +91,7 @@ def test_every_command_action_and_option_has_help() -> None:
     walked = list(_commands(parser()))
     assert {" ".join(path) for path, _, _ in walked} == {
         "", "predict", "models", "models list", "models pin", "models show", "models reproduce", "runs",
-        "runs cleanup", "summary", "ui", "preset", "server"}
+        "runs cleanup", "summary", "ui", "preset", "server", "tune", "cv"}
     for path, command, listed in walked:
         where = " ".join(("pipeline", *path))
         assert command.description, f"{where}: no description"

@@ -67,6 +67,8 @@ class TuneConfig(Section):
     timeout_minutes: Annotated[float, Field(gt=0.0)] | None  # stop starting new trials after this long
     sampler: Sampler
     pruner: Pruner
+    pruner_startup_trials: Annotated[int, Field(ge=0)]  # trials that finish before the pruner judges any
+    pruner_warmup_epochs: Annotated[int, Field(ge=0)]  # epochs of each trial before it may be pruned
     objective: Objective
     metric: Literal["auto", Metric]  # auto: evaluate.primary_metric; always on validation, never test
     folds: Annotated[int, Field(ge=2, le=100)]
@@ -94,7 +96,7 @@ def require_tune(params: Params) -> TuneConfig:
     """
     if params.tune is None:
         raise PipelineError("params.yaml: tune: missing section (expected trials, timeout_minutes, sampler, pruner, "
-                            "objective, metric, folds and space; see the README)")
+                            "pruner_startup_trials, pruner_warmup_epochs, objective, metric, folds and space; see the README)")
     return params.tune
 
 

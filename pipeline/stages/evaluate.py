@@ -202,7 +202,8 @@ def register(params: Params, model_info: ModelInfo, registered: dict[str, Any], 
     run_id = registered["run_id"]
     number = reusable_version(client, name, run_id, weights_md5)
     if number is None:
-        number = mlflow.register_model(model_info.model_uri, name, tags={"weights_md5": weights_md5}).version
+        origin = {k: v for k, v in client.get_run(run_id).data.tags.items() if k in ("tune.study", "tune.trial")}
+        number = mlflow.register_model(model_info.model_uri, name, tags={"weights_md5": weights_md5, **origin}).version
     else:
         registered["reused"] = True
     registered.update(version=int(number), uri=f"models:/{name}/{number}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -105,11 +106,19 @@ def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders) -> None:
         **tracking.git_tags(root),
         **tracking.dvc_tags(root, "train"),  # the data stages' outputs, never the previous run's model
         **tracking.environment_tags(root),
+        **tune_origin(),
         **{f"data.md5.{s}": tracking.file_md5(scaled / f"{s}.parquet") for s in ("train", "val", "test")},
         **{f"data.md5.{s}.images": tracking.file_md5(scaled / f"{s}.npy")
            for s in ("train", "val", "test") if (scaled / f"{s}.npy").is_file()},
     })
     log_lineage(root, folders.raw)
+
+
+def tune_origin() -> dict[str, str]:
+    """``tune.study`` and ``tune.trial`` when ``tune --apply`` runs this training (it sets them in the environment),
+    so the registered version says which search trial its params came from."""
+    study, trial = os.environ.get("PIPELINE_TUNE_STUDY"), os.environ.get("PIPELINE_TUNE_TRIAL")
+    return {"tune.study": study, "tune.trial": trial or "-"} if study else {}
 
 
 def model_summary(spec: dict[str, Any]) -> str:

@@ -180,6 +180,28 @@ def decode(space: dict[str, Dimension], optuna_params: dict[str, Any]) -> dict[s
     return _with_offs(space, values)
 
 
+def base_point(space: dict[str, Dimension], params: Params) -> dict[str, Any]:
+    """params.yaml's own value of each searched key that the space holds, as Optuna stores it: the search's first
+    trial, so a search never reports a best worse than the configuration it started from. A key whose value the
+    space does not hold (``auto``, a value out of range) is left to the sampler.
+    """
+    from pipeline.config import flatten
+
+    flat, point = flatten(params), {}
+    for key, dimension in space.items():
+        value = flat.get(key)
+        if dimension.choices is not None:
+            codes = [_encode(c) for c in dimension.choices]
+            if _encode(value) in codes:
+                point[key] = _encode(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and dimension.low <= value <= dimension.high:
+            on_step = dimension.step is None or abs(round((value - dimension.low) / dimension.step)
+                                                    * dimension.step + dimension.low - value) < 1e-12
+            if on_step:
+                point[key] = int(value) if number_kind(key) == "int" else float(value)
+    return point
+
+
 def grid(space: dict[str, Dimension]) -> dict[str, list[Any]]:
     """The search space of Optuna's ``GridSampler``: each key's choices (encoded) or its range's steps.
 
