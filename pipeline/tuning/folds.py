@@ -11,6 +11,7 @@ rows trained on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -164,8 +165,7 @@ def assign_folds(frame: pd.DataFrame, images: np.ndarray | None, schema: Schema,
 def _fold_key(params: Params, k: int, raw: Path, split: Path) -> str:
     """A digest of everything a set of folds follows from: the keys the assignment reads, ``k``, this module's
     :data:`FORMAT`, and the contents of the raw schema and the split folder."""
-    flat = {"seed": params.seed, "split.method": params.split.method, "split.time_column": params.split.time_column,
-            "data.duplicates": params.data.duplicates}
+    flat = {name: functools.reduce(getattr, name.split("."), params) for name in FOLD_PARAMS}
     text = json.dumps({"params": flat, "k": k, "format": FORMAT, "inputs": inputs_digest(raw / "schema.json", split)},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]

@@ -18,6 +18,7 @@ from pipeline.config import Params, parse_params
 from pipeline.stages import clean, ingest, scale, split
 from tests.factories import params_doc
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: its dvc.yaml, and the cwd of child processes
 STAGES: dict[str, Callable[[], None]] = {"ingest": ingest.main, "split": split.main, "clean": clean.main,
                                          "scale": scale.main}
 ARGS = {"ingest": ["--out", "data/raw"], "split": ["--raw", "data/raw", "--out", "data/split"],

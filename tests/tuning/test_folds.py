@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.errors import PipelineError
 from pipeline.io import read_json
 from pipeline.stages.clean import clean_folder
-from pipeline.tuning.folds import fold_positions, time_positions, write_folds
-from tests.tuning.inputs import images, params_of, project, run_stage, sequences, table, write_params
+from pipeline.tuning.folds import FOLD_PARAMS, fold_positions, time_positions, write_folds
+from tests.tuning.inputs import ROOT, images, params_of, project, run_stage, sequences, table, write_params
 
 SPLIT_FILES = ["summary.json", "test.parquet", "train.parquet", "val.parquet"]
 
@@ -129,7 +130,8 @@ def test_grouped_duplicates_share_a_fold(tmp_path: Path) -> None:
     for i, folder in enumerate(folders):
         for row in key(pd.read_parquet(folder / "val.parquet")):
             assert home.setdefault(row, i) == i, row  # same inputs: one fold's val
-        assert not set(key(pd.read_parquet(folder / "train.parquet"))) & set(key(pd.read_parquet(folder / "val.parquet")))
+        train, val = (set(key(pd.read_parquet(folder / f"{name}.parquet"))) for name in ("train", "val"))
+        assert not train & val
     assert sum(len(pd.read_parquet(f / "val.parquet")) for f in folders) == len(_pool(split))
 
 
@@ -201,7 +203,8 @@ def test_a_time_fold_whose_train_lacks_a_class_is_refused(tmp_path: Path) -> Non
     chinstrap = frame["species"].eq("Chinstrap").to_numpy()
     # in time order: 14 other rows, the 10 Chinstrap rows, 36 other rows; the split's train (the first 39) has
     # Chinstrap, but fold 0 of 3 trains on the first 12 of train+val's 48 rows alone (of 2: the first 16)
-    order = np.concatenate([np.flatnonzero(~chinstrap)[:14], np.flatnonzero(chinstrap), np.flatnonzero(~chinstrap)[14:]])
+    others = np.flatnonzero(~chinstrap)
+    order = np.concatenate([others[:14], np.flatnonzero(chinstrap), others[14:]])
     frame.loc[order, "day"] = np.arange(60)
     params = project(tmp_path, frame, "species", split={"method": "time", "time_column": "day"})
     with pytest.raises(PipelineError) as caught:
@@ -238,3 +241,8 @@ def test_positions_refuse_groups_fewer_than_folds() -> None:
     assert sorted(map(list, (val for _, val in folds))) == [[0, 1, 2], [3, 4, 5]]
     chained = time_positions(pd.Series([5, 1, 4, 2, 3, 0]), 2)
     assert [(list(t), list(v)) for t, v in chained] == [([1, 5], [3, 4]), ([1, 3, 4, 5], [0, 2])]
+
+
+def test_the_folds_key_reads_split_stage_params_only() -> None:
+    split_params = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["split"]["params"])
+    assert set(FOLD_PARAMS) <= split_params  # the rest of the split's params reach the folds through its files
