@@ -7,12 +7,13 @@ non-finite pixels) and are rebalanced with their labels.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CleanConfig, load_params, require_imbalance
+from pipeline.config import CleanConfig, Params, load_params, require_imbalance
 from pipeline.errors import run_main
 from pipeline.io import atomic_dir, write_json
 from pipeline.modality import Images, Modality, for_schema, write_arrays
@@ -204,23 +205,34 @@ def clean_images(
     return {**splits, "train": train}, {**images, "train": x}, imputer, report
 
 
-def main() -> None:
-    """Clean ``--split`` into ``--out``."""
-    args = stage_args(__doc__.splitlines()[0], "raw", "split", "out")
-    params = load_params(args.params)
-    schema = read_schema(args.raw)
+def clean_folder(params: Params, raw: Path, split: Path, out: Path) -> dict[str, Any]:
+    """Clean the split folder ``split`` into ``out`` (written atomically) as the stage does, without printing.
+
+    ``clean.imbalance: auto`` is resolved for the task ingest found (``raw``'s schema). The search and
+    cross-validation commands call this in-process, once per data configuration.
+
+    Returns:
+        The report written to ``out/report.json``.
+    """
+    schema = read_schema(raw)
     config = require_imbalance(params.clean, schema.task)  # 'auto' resolved for the task ingest found
-    images = for_schema(schema).read_arrays(args.split, SPLITS)
+    images = for_schema(schema).read_arrays(split, SPLITS)
     arrays = None
     if images is not None:
-        cleaned, arrays, imputer, report = clean_images(read_splits(args.split), images, schema, config, params.seed)
+        cleaned, arrays, imputer, report = clean_images(read_splits(split), images, schema, config, params.seed)
     else:
-        cleaned, imputer, report = clean(read_splits(args.split), schema, config, params.seed)
-    with atomic_dir(args.out) as out:
-        write_splits(out, cleaned)
-        write_arrays(out, arrays)
-        write_json(out / "imputer.json", imputer.to_dict())
-        write_json(out / "report.json", report)
+        cleaned, imputer, report = clean(read_splits(split), schema, config, params.seed)
+    with atomic_dir(out) as tmp:
+        write_splits(tmp, cleaned)
+        write_arrays(tmp, arrays)
+        write_json(tmp / "imputer.json", imputer.to_dict())
+        write_json(tmp / "report.json", report)
+    return report
+
+
+def summary(report: dict[str, Any], params: Params, images: bool) -> str:
+    """The line the stage prints after ``clean: ``, from :func:`clean_folder`'s report (``images``: the data are
+    images, which have nothing to fill)."""
     filled = sum(n for split in report["filled"].values() for n in split.values())
     extra = []
     if report["columns_dropped"]:
@@ -232,14 +244,22 @@ def main() -> None:
     if report["class_weight"]:
         extra.append(f"class weights {({k: round(v, 3) for k, v in report['class_weight'].items()})}")
     unit = report["class_counts_unit"]
+    # with classes to balance, the report's imbalance is clean.imbalance as resolved for the task
     balance = (f"train {unit} per class {report['train_class_counts_before']} -> {report['train_class_counts_after']} "
-               f"({config.imbalance})") if report["train_class_counts_before"] else "no classes to balance"
+               f"({report['imbalance']})") if report["train_class_counts_before"] else "no classes to balance"
     if report["prior_correction"]:
         balance += "; predictions corrected back to the natural class balance (clean.prior_correction)"
-    fills = ("no missing values in images" if images is not None else
+    fills = ("no missing values in images" if images else
              f"filled {filled} missing values ({params.clean.numeric}/{params.clean.categorical})")
-    print(f"clean: {fills}; {balance}"
-          + "".join(f"; {e}" for e in extra))
+    return f"{fills}; {balance}" + "".join(f"; {e}" for e in extra)
+
+
+def main() -> None:
+    """Clean ``--split`` into ``--out``."""
+    args = stage_args(__doc__.splitlines()[0], "raw", "split", "out")
+    params = load_params(args.params)
+    report = clean_folder(params, args.raw, args.split, args.out)
+    print(f"clean: {summary(report, params, for_schema(read_schema(args.raw)).arrays)}")
 
 
 if __name__ == "__main__":

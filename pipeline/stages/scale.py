@@ -9,11 +9,11 @@ are scaled per channel into ``<split>.npy`` beside a table holding the encoded t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import ScaleConfig, load_params
+from pipeline.config import Params, ScaleConfig, load_params
 from pipeline.errors import run_main
 from pipeline.io import (
     atomic_dir, read_npy, read_parquet, read_state, write_json, write_npy, write_parquet, write_parquet_chunks,
@@ -75,48 +75,67 @@ def encode_chunks(
         yield encode(frame.iloc[start : start + rows], encoders, target)
 
 
-def _scale_images(args: Any, params: Any, schema: Schema) -> tuple[ImageScaler, LabelEncoder | TargetScaler]:
-    train = read_npy(args.clean / "train.npy")
+def _scale_images(params: Params, clean: Path, out: Path, schema: Schema) -> str:
+    """Scale the cleaned images per channel into ``out``; returns what was scaled, for the summary."""
+    train = read_npy(clean / "train.npy")
     scaler = ImageScaler(params.scale.method).fit(train)
     del train
-    labels = target_encoder(schema.task).fit(read_parquet(args.clean / "train.parquet")[schema.target])
-    with atomic_dir(args.out) as out:
+    labels = target_encoder(schema.task).fit(read_parquet(clean / "train.parquet")[schema.target])
+    with atomic_dir(out) as tmp:
         for name in SPLITS:
-            table = read_parquet(args.clean / f"{name}.parquet")
-            write_npy(out / f"{name}.npy", scaler.transform(read_npy(args.clean / f"{name}.npy"), f"{name} images"))
-            write_parquet(out / f"{name}.parquet", pd.DataFrame({schema.target: labels.transform(table[schema.target])}))
-        write_json(out / "encoder.json", Encoders(scaler, labels, None).to_dict())
-    return scaler, labels
+            table = read_parquet(clean / f"{name}.parquet")
+            write_npy(tmp / f"{name}.npy", scaler.transform(read_npy(clean / f"{name}.npy"), f"{name} images"))
+            write_parquet(tmp / f"{name}.parquet", pd.DataFrame({schema.target: labels.transform(table[schema.target])}))
+        write_json(tmp / "encoder.json", Encoders(scaler, labels, None).to_dict())
+    return _described(f"images {' x '.join(map(str, scaler.shape_))} ({params.scale.method}, per channel)", labels)
+
+
+def _scale_table(params: Params, clean: Path, out: Path, schema: Schema) -> str:
+    """Encode the cleaned table (or long-format sequences) into ``out``; returns what was encoded."""
+    imputer = read_state(clean / "imputer.json", Imputer.from_dict)
+    train = read_parquet(clean / "train.parquet")
+    encoders = fit_encoders(train, imputer.numeric_out_, imputer.categorical_out_, params.scale, schema)
+    with atomic_dir(out) as tmp:
+        write_parquet_chunks(tmp / "train.parquet", encode_chunks(train, encoders, schema.target))
+        del train
+        for name in ("val", "test"):  # each read only while it is written
+            rows = read_parquet(clean / f"{name}.parquet")
+            write_parquet_chunks(tmp / f"{name}.parquet", encode_chunks(rows, encoders, schema.target))
+            del rows
+        write_json(tmp / "encoder.json", encoders.to_dict())
+    n = len(encoders.features.feature_names_out_)
+    what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
+    if encoders.sequence:
+        what += f" per step, series padded to at least {encoders.sequence['length']} steps (the longest train series)"
+    return _described(what, encoders.target)
+
+
+def _described(what: str, labels: LabelEncoder | TargetScaler) -> str:
+    """``what`` was scaled, then the encoded target: its classes, or the statistics it was standardised with."""
+    target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
+        f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
+    return f"{what}, {target}"
+
+
+def scale_folder(params: Params, raw: Path, clean: Path, out: Path) -> str:
+    """Scale the clean folder ``clean`` into ``out`` (written atomically) as the stage does, without printing.
+
+    The search and cross-validation commands call this in-process, once per data configuration.
+
+    Returns:
+        What was scaled and how the target was encoded: the text the stage prints after ``scale: ``.
+    """
+    schema = read_schema(raw)
+    if for_schema(schema).arrays:
+        return _scale_images(params, Path(clean), Path(out), schema)
+    return _scale_table(params, Path(clean), Path(out), schema)
 
 
 def main() -> None:
     """Scale ``--clean`` into ``--out``."""
     args = stage_args(__doc__.splitlines()[0], "raw", "clean", "out")
     params = load_params(args.params)
-    schema = read_schema(args.raw)
-    if for_schema(schema).arrays:
-        scaler, labels = _scale_images(args, params, schema)
-        what = f"images {' x '.join(map(str, scaler.shape_))} ({params.scale.method}, per channel)"
-    else:
-        imputer = read_state(args.clean / "imputer.json", Imputer.from_dict)
-        train = read_parquet(args.clean / "train.parquet")
-        encoders = fit_encoders(train, imputer.numeric_out_, imputer.categorical_out_, params.scale, schema)
-        features, labels, sequence = encoders.features, encoders.target, encoders.sequence
-        with atomic_dir(args.out) as out:
-            write_parquet_chunks(out / "train.parquet", encode_chunks(train, encoders, schema.target))
-            del train
-            for name in ("val", "test"):  # each read only while it is written
-                rows = read_parquet(args.clean / f"{name}.parquet")
-                write_parquet_chunks(out / f"{name}.parquet", encode_chunks(rows, encoders, schema.target))
-                del rows
-            write_json(out / "encoder.json", encoders.to_dict())
-        n = len(features.feature_names_out_)
-        what = f"{n} feature{'' if n == 1 else 's'} ({params.scale.method}, {params.scale.encoding})"
-        if sequence:
-            what += f" per step, series padded to at least {sequence['length']} steps (the longest train series)"
-    target = f"classes {labels.classes_}" if isinstance(labels, LabelEncoder) else (
-        f"target standardised (mean {labels.center_:.4g}, std {labels.scale_:.4g})")
-    print(f"scale: {what}, {target}")
+    print(f"scale: {scale_folder(params, args.raw, args.clean, args.out)}")
 
 
 if __name__ == "__main__":
