@@ -113,7 +113,7 @@ def test_the_best_trial_is_no_worse_than_the_defaults_and_is_printed_as_a_dvc_co
     out = searched["out"]
     assert f"best trial {study.best_trial.number}: accuracy {study.best_value:.4f} on validation" in out
     command = next(line for line in out.splitlines() if "adopt it through the pipeline:" in line)
-    assert "dvc exp run -S train.lr=" in command and "-S model.hidden=" in command
+    assert "dvc exp run -S train.lr=" in command and "-S 'model.hidden=[" in command
 
 
 def test_a_seeded_rerun_gives_the_same_trials_and_best(searched: dict) -> None:

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.tuning.objective import Search
 
 
-WORKER_ENV = "PIPELINE_TUNE_WORKER"  # set for the processes --jobs starts
+WORKER_ENV = "PIPELINE_TUNE_WORKER"  # the number (1, 2, ...) of each further process --jobs starts
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def start_workers(args: Any, search: Search) -> list[subprocess.Popen]:
 
     command = [sys.executable, "-m", "pipeline", "tune", "--no-repro", "--study", search.study,
                "--params", str(args.params)]
-    env = {**os.environ, STORAGE_ENV: search.storage_url, WORKER_ENV: "1"}
-    return [subprocess.Popen(command, env=env) for _ in range(args.jobs - 1)]
+    env = {**os.environ, STORAGE_ENV: search.storage_url}
+    return [subprocess.Popen(command, env={**env, WORKER_ENV: str(i)}) for i in range(1, args.jobs)]
 
 
 def wait_workers(workers: list[subprocess.Popen]) -> int:
@@ -184,7 +184,8 @@ def apply(command: list[str], search: Search, study: Any) -> None:
 
 
 def open_search(space: Workspace, name: str | None, storage_url: str | None) -> tuple[Search, Any]:
-    """The search and its study, created or resumed (see :mod:`pipeline.tuning.study`)."""
+    """The search and its study, created or resumed (see :mod:`pipeline.tuning.study`); a worker of ``--jobs``
+    knows its number from the environment."""
     from pipeline.tuning.study import open_study
 
-    return open_study(space, name, storage_url)
+    return open_study(space, name, storage_url, int(os.environ.get(WORKER_ENV, "0")))

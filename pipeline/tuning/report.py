@@ -81,10 +81,14 @@ def write_plots(search: Search, study: optuna.Study, folder: Path) -> Path:
 
 def importances(study: optuna.Study) -> dict[str, float]:
     """Optuna's fANOVA importances of the searched keys (empty before two complete trials that differ)."""
+    import warnings
+
     import optuna
 
     try:
-        return optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # a warning when every trial scores alike: the plot shows equal bars
+            warnings.simplefilter("ignore")
+            return optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError):  # too few complete trials, or all with the same params
         return {}
 

@@ -37,6 +37,7 @@ STORAGE_ENV = "PIPELINE_TUNE_STORAGE"  # a study database URL, as --storage give
 HEARTBEAT_S = 30
 GRACE_S = 120
 MAX_RETRIES = 3  # a trial killed this often is left failed rather than queued again
+WORKER_SEED_STRIDE = 1_000_003  # worker i's sampler seed is offset by i times this (a prime: no two workers meet)
 SQLITE_TIMEOUT_S = 60  # workers on one SQLite file wait this long for each other's writes
 
 
@@ -194,8 +195,12 @@ def stale_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return failed
 
 
-def open_study(space: Workspace, name: str | None, storage_url: str | None) -> tuple[Search, optuna.Study]:
+def open_study(space: Workspace, name: str | None, storage_url: str | None,
+               worker: int = 0) -> tuple[Search, optuna.Study]:
     """The search of ``space``'s params and its study, created or resumed; the study's MLflow run opened.
+
+    The sampler is seeded from ``seed``: a new study with one worker draws the same trials every time. A resumed
+    study's sampler, and each further worker's, is seeded past that, so none redraws what the study already holds.
 
     Raises:
         PipelineError: On a missing or bad ``tune`` section or space, a metric of the other task, or a study
@@ -218,6 +223,9 @@ def open_study(space: Workspace, name: str | None, storage_url: str | None) -> t
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints its own line per trial
     study = optuna.create_study(storage=open_storage(storage), study_name=name, sampler=sampler(tune, params.seed),
                                 pruner=pruner(tune), direction=direction, load_if_exists=True)
+    if study.trials or worker:
+        # a resumed study, or a second worker: seeded as the first run was, it would draw the same params again
+        study.sampler = sampler(tune, (params.seed + len(study.trials) + WORKER_SEED_STRIDE * worker) % 2**32)
     if not study.trials and tune.sampler != "grid":  # a grid enumerates its points itself
         study.enqueue_trial(base_point(tune.space, params), user_attrs={"start": "params.yaml"})
     client = tracking.configure(root)
