@@ -19,7 +19,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, dvc, env, make_project, run, set_params, wait_for
+from tests.project import dvc, env, free_port, make_project, run, set_params, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -199,3 +199,77 @@ def test_cv_reports_the_mean_of_its_fold_runs(tmp_path: Path) -> None:
         f"{mean:.4f} +- {std:.4f}" in done.stdout
     assert sorted(int(f.data.tags["cv.fold"]) for f in folds) == [0, 1, 2]
     assert not (root / "reports").exists()  # the test split and evaluate are not touched
+
+
+def test_two_workers_on_the_team_servers_postgresql_record_every_trial_once(tmp_path: Path) -> None:
+    """`tune --jobs 2` with `server start` running in the workspace: the study lives in its PostgreSQL."""
+    from tests.serving.test_server_e2e import kill_leftovers, server_cli, server_folder
+
+    with server_folder() as folder:  # a folder PostgreSQL's user can reach (pytest's temp root is 0700 as root)
+        root = project_with(folder.parent / "project", trials=6, pruner="none")
+        server = root / ".server"
+        groups: set[int] = set()
+        try:
+            server_cli("start", server, "--port", free_port(), "--pg-port", free_port())
+            groups.add(json.loads((server / "state.json").read_text())["mlflow_pgid"])
+            done = tune(root, "--jobs", "2")
+            state = json.loads((server / "state.json").read_text())
+            storage = f"postgresql+psycopg2://mlflow@127.0.0.1:{state['pg_port']}/optuna"
+            os.environ["PGPASSFILE"] = str(server / "pgpass")
+            try:
+                study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+                trials, parent_id = study.get_trials(), study.user_attrs["mlflow_run_id"]
+            finally:
+                del os.environ["PGPASSFILE"]
+            _, children = study_runs(root)
+            assert not (root / ".tune" / "study.db").exists()
+        finally:
+            try:
+                server_cli("stop", server, check=False)
+            finally:
+                kill_leftovers(server, groups)
+    assert "the team server's PostgreSQL" in done.stdout
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes took trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == len(trials)  # no trial drawn twice
+    assert sorted(int(c.data.tags["tune.trial"]) for c in children) == [t.number for t in trials]  # each run once
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent_id}
+
+
+@pytest.mark.parametrize(("space", "expected"), [
+    ({"train.lrr": {"low": 0.001, "high": 0.1}}, "tune.space.train.lrr: unknown key"),
+    ({"model.cnn.channels": {"choices": [[8], [16]]}}, "tune.space.model.cnn.channels"),
+    ({"split.val": {"low": 0.1, "high": 0.3}}, "tune.space.split.val"),
+], ids=["unknown key", "a key the fnn ignores", "a key no trial may vary"])
+def test_a_bad_space_stops_before_any_trial_with_one_line_naming_the_key(tmp_path: Path, space: dict,
+                                                                         expected: str) -> None:
+    from tests.asserts import assert_one_error
+
+    root = project_with(tmp_path, trials=3, space=space)
+    done = tune(root, check=False)
+    line = assert_one_error(done, "pipeline")
+    assert expected in line, line
+    names = optuna.get_all_study_names(f"sqlite:///{root / '.tune' / 'study.db'}") \
+        if (root / ".tune" / "study.db").exists() else []
+    assert names == []  # no study was opened
+    if (root / "mlflow.db").exists():
+        client = client_for(root)
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        assert client.search_runs(experiments) == []
+
+
+def test_tune_without_a_tune_section_says_so_before_any_work(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.asserts import assert_one_error
+
+    root = make_project(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    del params["tune"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["tune"], ["cv"]):
+        done = run([sys.executable, "-m", "pipeline", *command], root, check=False)
+        line = assert_one_error(done, "pipeline", alone=True)
+        assert line.startswith("pipeline: error: params.yaml: tune: missing section"), line
+    assert not (root / "data").exists()  # not even the data stages ran

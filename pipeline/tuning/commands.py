@@ -55,8 +55,11 @@ def read_workspace(root: Path, params_file: Path, what: str, repro: bool = True)
     from pipeline.stages.common import read_schema
     from pipeline.tuning.prepare import workspace_prepared
 
+    from pipeline.config.tune import require_tune
+
     raw = read_raw_params(params_file)
     params = parse_params(raw, str(params_file))
+    require_tune(params)  # both commands read it: a missing section stops before any work
     if repro:
         bring_data_up_to_date(root, what)
     task = read_schema(workspace_prepared(root).raw).task
