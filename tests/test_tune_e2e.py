@@ -36,8 +36,11 @@ def tune_section(trials: int, **changes: object) -> dict:
             **changes}
 
 
-def project_with(tmp_path: Path, trials: int, **changes: object) -> Path:
-    root = make_project(tmp_path, train__max_epochs=40, train__early_stopping__patience=10)
+def project_with(tmp_path: Path, trials: int, epochs: int = 40, **changes: object) -> Path:
+    """The penguins project with a search of ``trials`` trials; ``epochs`` long trainings (patience 10, or all of
+    them when ``epochs`` is over 40: the interrupt tests need trials that last seconds)."""
+    patience = 10 if epochs <= 40 else epochs
+    root = make_project(tmp_path, train__max_epochs=epochs, train__early_stopping__patience=patience)
     set_params(root, tune=tune_section(trials, **changes))
     run(["git", "commit", "-qam", "a search"], root)
     return root
@@ -149,12 +152,13 @@ def test_apply_registers_a_version_tagged_with_the_study_and_trial(searched: dic
 
 
 def test_a_search_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tmp_path: Path) -> None:
-    root = project_with(tmp_path, trials=5, pruner="none")
+    root = project_with(tmp_path, trials=5, epochs=400, pruner="none")
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "tune"], cwd=root, env=env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{root / '.tune' / 'study.db'}"
 
     def second_trial_training() -> bool:
+        assert process.poll() is None, "the search ended before its second trial was seen training"
         if not (root / ".tune" / "study.db").is_file() or not optuna.get_all_study_names(storage):
             return False
         study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
@@ -273,3 +277,55 @@ def test_tune_without_a_tune_section_says_so_before_any_work(tmp_path: Path) -> 
         line = assert_one_error(done, "pipeline", alone=True)
         assert line.startswith("pipeline: error: params.yaml: tune: missing section"), line
     assert not (root / "data").exists()  # not even the data stages ran
+
+
+def test_objective_cv_scores_each_trial_by_its_folds_mean(tmp_path: Path) -> None:
+    root = project_with(tmp_path, trials=3, objective="cv", pruner="none")
+    tune(root)
+    _, trials = study_runs(root)
+    client = client_for(root)
+    experiment = client.get_experiment_by_name("penguins").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    study = load_study(root)
+    assert len(trials) == 3
+    for trial_run, trial in zip(trials, study.trials, strict=True):
+        folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == trial_run.info.run_id]
+        assert sorted(int(f.data.tags["cv.fold"]) for f in folds) == [0, 1, 2]
+        mean = sum(f.data.metrics["val/accuracy"] for f in folds) / 3
+        assert trial.value == pytest.approx(mean, abs=1e-12)
+        assert trial_run.data.metrics["cv/val/accuracy/mean"] == pytest.approx(mean, abs=1e-12)
+
+
+def test_ctrl_c_ends_the_study_and_trial_runs_killed_and_queues_the_trial_again(tmp_path: Path) -> None:
+    root = project_with(tmp_path, trials=4, epochs=400, pruner="none")
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "tune"], cwd=root, env=env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    storage = f"sqlite:///{root / '.tune' / 'study.db'}"
+
+    def a_trial_training() -> bool:
+        assert process.poll() is None, f"the search ended before a trial was seen training: {process.stderr.read()}"
+        if not (root / ".tune" / "study.db").is_file() or not optuna.get_all_study_names(storage):
+            return False
+        study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+        return any(t.state == optuna.trial.TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                   for t in study.trials)
+
+    try:
+        wait_for(a_trial_training, "a trial to start", timeout=600, poll=0.2)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0 and "Traceback" not in err, err
+    study = load_study(root)
+    interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(interrupted) == 1, [(t.number, t.state) for t in study.trials]
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert [t.user_attrs.get("failed_trial") for t in waiting] == [interrupted[0].number]
+    parent, children = study_runs(root)
+    assert parent.info.status == "KILLED"
+    assert {c.info.status for c in children if c.data.tags["tune.trial"] == str(interrupted[0].number)} == {"KILLED"}
+    assert all(c.info.status != "RUNNING" for c in children)

@@ -220,7 +220,8 @@ def open_study(space: Workspace, name: str | None, storage_url: str | None,
     metric, direction = tune_metric(tune, params.evaluate.primary_metric, space.task)
     storage = resolve_storage(root, storage_url)
     name = name or study_name(params, space.raw)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints its own line per trial
+    # the search prints its own line per trial (a failed one with its error); Optuna would add a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(storage=open_storage(storage), study_name=name, sampler=sampler(tune, params.seed),
                                 pruner=pruner(tune), direction=direction, load_if_exists=True)
     if study.trials or worker:
