@@ -142,7 +142,7 @@ def fold_pruner(trial: optuna.Trial, metric: str) -> Callable[[FoldScore], None]
     def report(score: FoldScore) -> None:
         trial.report(score.metrics[f"val/{metric}"], score.fold)
         if trial.should_prune():
-            trial.set_user_attr("epoch", f"fold {score.fold}")
+            trial.set_user_attr("pruned_at", f"fold {score.fold}")
             raise optuna.TrialPruned(f"pruned after fold {score.fold}")
 
     return report

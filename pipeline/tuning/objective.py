@@ -65,9 +65,12 @@ def trial_settings(search: Search, trial: optuna.Trial) -> tuple[dict[str, Any],
     Raises:
         PipelineError: Naming the trial when the schema refuses the combination.
     """
-    from pipeline.tuning.space import suggest, trial_params
+    from pipeline.tuning.space import base_point, suggest, trial_params
 
-    values = suggest(trial, search.tune.space)
+    space = search.tune.space
+    if trial.user_attrs.get("start") == "params.yaml":  # the first trial: what the space does not hold stays as is
+        space = {key: space[key] for key in base_point(space, search.params)}
+    values = suggest(trial, space)
     params = trial_params(search.raw, values, f"tune trial {trial.number}")
     return values, require_task(params, search.task)
 
@@ -129,7 +132,7 @@ def _tracked_trial(search: Search, trial: optuna.Trial, run_id: str, retry_of: i
         mlflow.set_tags({"seed": str(params.seed), "model.kind": params.model.kind})
         value, metrics = _score(search, trial, params, run_id, retry_of)
     except optuna.TrialPruned as pruned:
-        mlflow.set_tags({"tune.state": "pruned", "tune.pruned_at": str(trial.user_attrs.get("epoch", "?"))})
+        mlflow.set_tags({"tune.state": "pruned", "tune.pruned_at": str(trial.user_attrs.get("pruned_at", "?"))})
         return pruned
     except PipelineError as exc:
         trial.set_user_attr("error", str(exc))
@@ -175,7 +178,7 @@ def epoch_pruner(trial: optuna.Trial, params: Params, direction: Direction):
             return
         trial.report(sign * value, epoch)
         if trial.should_prune():
-            trial.set_user_attr("epoch", epoch)
+            trial.set_user_attr("pruned_at", f"epoch {epoch}")
             raise optuna.TrialPruned(f"pruned at epoch {epoch}: {stop.monitor} {value:.4g}")
 
     return report

@@ -239,7 +239,8 @@ def open_study(space: Workspace, name: str | None, storage_url: str | None,
 
     search = Search(root, space.raw, params, tune, space.task, metric, direction, name, experiment, parent,
                     workspace_prepared(root), storage.url, environment_tags(root))
-    print(f"tune: study {name} in {storage.description}: {len(study.trials)} trials so far; optimising {metric} "
+    so_far = f"{len(study.trials)} trial{'' if len(study.trials) == 1 else 's'} so far"
+    print(f"tune: study {name} in {storage.description}: {so_far}; optimising {metric} "
           f"on {'cross-validation' if tune.objective == 'cv' else 'validation'}; MLflow run {parent}", flush=True)
     return search, study
 
