@@ -101,8 +101,9 @@ def print_result(search: Search, study: optuna.Study) -> list[str]:
     for trial in study.get_trials(deepcopy=False):
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    judged = "cross-validation" if search.tune.objective == "cv" else "validation"
     print(f"tune: study {search.study}: {counts}; best trial {best.number}: {search.metric} {best.value:.4f} on "
-          f"validation (MLflow run {best.user_attrs.get('mlflow_run_id', '-')}, study run {search.parent_run_id})")
+          f"{judged} (MLflow run {best.user_attrs.get('mlflow_run_id', '-')}, study run {search.parent_run_id})")
     for key, value in values.items():
         print(f"tune:   {key} = {value!r}")
     print(f"tune: adopt it through the pipeline: {shlex.join(command)}")

@@ -142,13 +142,17 @@ def sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
-    """Optuna's median pruner with ``tune.pruner_startup_trials`` and ``tune.pruner_warmup_epochs``, or none."""
+    """Optuna's median pruner with ``tune.pruner_startup_trials`` and ``tune.pruner_warmup_epochs``, or none.
+
+    With ``objective: cv`` a trial reports once per fold, not per epoch: it may be pruned from its second fold on
+    (one fold's value alone is the noisy judge cross-validation is there to replace).
+    """
     import optuna
 
     if tune.pruner == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials,
-                                       n_warmup_steps=tune.pruner_warmup_epochs)
+    warmup = 1 if tune.objective == "cv" else tune.pruner_warmup_epochs
+    return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=warmup)
 
 
 def retried_from(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int | None:
