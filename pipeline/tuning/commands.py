@@ -8,6 +8,7 @@ up from params.yaml, run it, report it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -90,9 +91,12 @@ def cmd_cv(args: Any) -> None:
     with tracking.tracked_run(experiment_id=experiment, run_name=f"cv ({k} folds)") as run:
         mlflow.log_params({**flatten(space.params), "cv.folds": k})
         mlflow.set_tags({**environment_tags(root), "cv.folds": str(k), "task": space.task})
-        result = cross_validate(space.params, root / "data" / "raw", root / "data" / "split", k,
-                                root / TUNE_DIR / "data", root / TUNE_DIR / "work" / f"cv-{run.info.run_id}",
-                                nested_folds(experiment), after_fold=_print_fold)
+        work = root / TUNE_DIR / "work" / f"cv-{run.info.run_id}"
+        try:
+            result = cross_validate(space.params, root / "data" / "raw", root / "data" / "split", k,
+                                    root / TUNE_DIR / "data", work, nested_folds(experiment), after_fold=_print_fold)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # each fold's checkpoints and model: no use once it is scored
         mlflow.log_metrics(result.summary())
     for name in result.names:
         if "/" not in name.removeprefix("val/"):  # the per-class figures stay in MLflow
