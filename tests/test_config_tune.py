@@ -54,7 +54,7 @@ BAD = [
     ("sampler", {"sampler": "cmaes"}, "tune.sampler = 'cmaes': expected 'tpe', 'random' or 'grid'"),
     ("unknown-key", {"bogus": 1},
      "tune.bogus: unknown key; expected one of: trials, timeout_minutes, sampler, pruner, pruner_startup_trials, "
-     "pruner_warmup_epochs, objective, metric, folds, space"),
+     "pruner_warmup_epochs, pruner_interval_epochs, objective, metric, folds, space"),
     ("negative-warmup", {"pruner_warmup_epochs": -1},
      "tune.pruner_warmup_epochs = -1: expected greater than or equal to 0"),
     ("metric", {"metric": "auc"}, "tune.metric = 'auc': expected 'auto', 'accuracy', 'macro_f1', 'mae', 'rmse' or 'r2'"),

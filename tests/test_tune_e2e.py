@@ -32,7 +32,8 @@ SPACE = {
 
 def tune_section(trials: int, **changes: object) -> dict:
     return {"trials": trials, "timeout_minutes": None, "sampler": "tpe", "pruner": "median", "objective": "val",
-            "metric": "auto", "folds": 3, "pruner_startup_trials": 3, "pruner_warmup_epochs": 5, "space": SPACE,
+            "metric": "auto", "folds": 3, "pruner_startup_trials": 3, "pruner_warmup_epochs": 5,
+            "pruner_interval_epochs": 5, "space": SPACE,
             **changes}
 
 

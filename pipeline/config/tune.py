@@ -69,6 +69,7 @@ class TuneConfig(Section):
     pruner: Pruner
     pruner_startup_trials: Annotated[int, Field(ge=0)]  # trials that finish before the pruner judges any
     pruner_warmup_epochs: Annotated[int, Field(ge=0)]  # epochs of each trial before it may be pruned
+    pruner_interval_epochs: PositiveInt  # epochs between two looks of the pruner (each costs a database round trip)
     objective: Objective
     metric: Literal["auto", Metric]  # auto: evaluate.primary_metric; always on validation, never test
     folds: Annotated[int, Field(ge=2, le=100)]
@@ -96,7 +97,7 @@ def require_tune(params: Params) -> TuneConfig:
     """
     if params.tune is None:
         raise PipelineError("params.yaml: tune: missing section (expected trials, timeout_minutes, sampler, pruner, "
-                            "pruner_startup_trials, pruner_warmup_epochs, objective, metric, folds and space; see the README)")
+                            "pruner_startup_trials, pruner_warmup_epochs, pruner_interval_epochs, objective, metric, folds and space; see the README)")
     return params.tune
 
 

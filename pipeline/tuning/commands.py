@@ -8,6 +8,7 @@ up from params.yaml, run it, report it.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -183,7 +184,8 @@ def apply(command: list[str], search: Search, study: Any) -> None:
 
     best = study.best_trial
     forced = [dvc_command(), *command[1:3], "--force", *command[3:]]  # a fresh train run, never a cached one
-    print(f"tune: applying trial {best.number}: {' '.join(command)} --force", flush=True)
+    shown = shlex.join([*command[:3], "--force", *command[3:]])
+    print(f"tune: applying trial {best.number}: {shown}", flush=True)
     env = {**os.environ, STUDY_ENV: search.study, TRIAL_ENV: str(best.number)}
     done = subprocess.run(forced, cwd=search.root, env=env, check=False)
     if done.returncode != 0:

@@ -155,24 +155,30 @@ def _score(search: Search, trial: optuna.Trial, params: Params, run_id: str,
                                 fold_pruner(trial, search.metric))
         return result.mean[f"val/{search.metric}"], result.summary()
     prepared = prepared_for(search, params)
-    report = epoch_pruner(trial, params, search.direction)
+    report = epoch_pruner(trial, params, search.direction, search.tune) if search.tune.pruner != "none" else None
     scored = fit_and_score(params, prepared, work, EpochRunner(run_id, report))
     return scored.value(search.metric), {**scored.metrics, "epochs": scored.result.kept.epochs,
                                          "best_epoch": scored.result.kept.best_epoch}
 
 
-def epoch_pruner(trial: optuna.Trial, params: Params, direction: Direction):
-    """Report each epoch's early-stopping monitor to ``trial`` and raise ``TrialPruned`` when the pruner says so.
+def epoch_pruner(trial: optuna.Trial, params: Params, direction: Direction, tune: TuneConfig):
+    """Report the early-stopping monitor to ``trial`` at the epochs the pruner looks at (``tune.pruner_warmup_epochs``
+    and every ``tune.pruner_interval_epochs`` after), and raise ``TrialPruned`` when it says so.
 
     The monitor (``val/loss`` by default) is what training itself judges epochs by; its sign is flipped when it
-    improves the other way from the objective, so the pruner compares like with like.
+    improves the other way from the objective, so the pruner compares like with like. Only the epochs it looks at
+    are reported: each report is a write to the study database. Which epochs those are depends on the epoch alone,
+    so a seeded search prunes the same trials every time.
     """
     import optuna
 
     stop = params.train.early_stopping
     sign = 1.0 if (stop.direction == "min") == (direction == "minimize") else -1.0
+    warmup, interval = tune.pruner_warmup_epochs, tune.pruner_interval_epochs
 
     def report(metrics: dict[str, float], epoch: int) -> None:
+        if epoch < warmup or (epoch - warmup) % interval:
+            return
         value = metrics.get(stop.monitor)
         if value is None or value != value:  # a non-finite epoch: training stops on it by itself
             return

@@ -151,8 +151,11 @@ def pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
 
     if tune.pruner == "none":
         return optuna.pruners.NopPruner()
-    warmup = 1 if tune.objective == "cv" else tune.pruner_warmup_epochs
-    return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=warmup)
+    if tune.objective == "cv":
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=tune.pruner_startup_trials,
+                                       n_warmup_steps=tune.pruner_warmup_epochs,
+                                       interval_steps=tune.pruner_interval_epochs)
 
 
 def retried_from(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int | None:
