@@ -15,6 +15,12 @@ Usage: ``.venv/bin/python benchmarks/quality.py [--presets penguins digits ...] 
 ``--defaults`` instead judges the default params.yaml on the datasets of ``benchmarks/suite.py``, which the project
 never tuned on (see ``benchmarks/defaults.py``):
 ``quality.py --defaults [--datasets iris rare ...] [--set train.lr=0.001 ...] [--jobs 2] [--json FILE] [--smoke]``
+
+``--defaults --tuned [--tune-trials 30]`` adds a "tuned" column: after a dataset's defaults row, in the same project
+copy, ``python -m pipeline tune --apply`` searches a space fit for any table (:func:`tuned_space`; the objective is
+cross-validation below 2,000 train examples, else the validation split), adopts the best trial through
+``dvc exp run`` and evaluates it on test. Its target: the tuned network matches or beats the best baseline on every
+dataset (accuracy and macro F1, or R^2).
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +53,8 @@ PROJECT_FILES = ("pipeline", "inputs", "dvc.yaml", "params.yaml", "pyproject.tom
                  ".dvc/.gitignore")
 # The issue's absolute targets (test accuracy). GunPoint's: 1-NN DTW, full window, test error 0.093 on the archive's
 # own 50/150 train/test split (UCR Time Series Classification Archive, Dau et al., 2018).
+TUNE_TRIALS = 30
+CV_BELOW = 2000  # train examples under which a search's objective is cross-validation (small val splits are noisy)
 TARGETS = {"digits": 0.98, "penguins": 0.97, "gunpoint": 0.907}
 UCR_GUNPOINT_DTW = 0.907
 
@@ -283,6 +293,149 @@ def report(rows: list[dict[str, Any]]) -> None:
               "data/scaled/encoder.json's target mean and spread), as reports/metrics.json gives the network's.")
 
 
+def tuned_space(modality: str) -> dict[str, Any]:
+    """The ``tune.space`` of ``--tuned``: the optimiser's rate and the regularisation for any network, and the layers
+    the model kind reads (tables: the FNN's hidden layers; images and sequences: the CNN's dense head and channels)."""
+    space: dict[str, Any] = {"train.lr": {"low": 1.0e-4, "high": 0.1, "log": True},
+                             "train.weight_decay": {"low": 1.0e-6, "high": 1.0e-2, "log": True},
+                             "model.dropout": {"low": 0.0, "high": 0.5}}
+    if modality == "tabular":
+        return space | {"model.hidden": {"choices": [[64, 32], [128, 64], [256, 128, 64]]}}
+    return space | {"model.hidden": {"choices": [[], [64], [128, 64]]},
+                    "model.cnn.channels": {"choices": [[32, 64], [64, 128, 64]]}}
+
+
+def tune_section(project: Path, trials: int) -> dict[str, Any]:
+    """The dotted ``tune`` keys for a project whose data stages ran: cv below :data:`CV_BELOW` train examples."""
+    import pandas as pd
+
+    modality = json.loads((project / "data/raw/schema.json").read_text())["modality"]
+    series = yaml.safe_load((project / "params.yaml").read_text())["data"]["sequence"]["id"]
+    frame = pd.read_parquet(project / "data/split/train.parquet")
+    examples = int(frame[series].nunique()) if series else len(frame)
+    return {"tune.trials": trials, "tune.timeout_minutes": None,
+            "tune.objective": "cv" if examples < CV_BELOW else "val", "tune.space": tuned_space(modality)}
+
+
+def apply_tuned(project: Path, trials: int, timeout: float) -> dict[str, Any]:
+    """Write the tune section into the project's params.yaml (committed), run ``tune --apply``: its test metrics."""
+    import signal
+
+    from defaults import error_line
+
+    section = tune_section(project, trials)
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(overlay(yaml.safe_load(path.read_text()), section), sort_keys=False))
+    run(["git", "commit", "-qm", "tune section", "params.yaml"], project)
+    out: dict[str, Any] = {"objective": section["tune.objective"], "trials": trials}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "tune", "--apply"], cwd=project, env=child_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # dvc and the stages too
+        process.communicate()
+        return out | {"seconds": time.perf_counter() - start, "error": f"tune --apply timed out after {timeout:.0f} s"}
+    out["seconds"] = time.perf_counter() - start
+    (project / "tune.log").write_text(output)
+    if process.returncode != 0:
+        return out | {"error": error_line(output)}
+    found = re.search(r"best trial \d+: \S+ (-?[\d.]+) on validation", output)
+    test = json.loads((project / "reports/metrics.json").read_text())["test"]
+    return out | {"net": {k: v for k, v in test.items() if isinstance(v, int | float)},
+                  "val": float(found.group(1)) if found else None,
+                  "best_params": [line.removeprefix("tune:   ") for line in output.splitlines()
+                                  if line.startswith("tune:   ")]}
+
+
+def judge_tuned(name: str, sets: dict[str, Any], work: Path, ref: str | None, timeout: float,
+                trials: int) -> dict[str, Any]:
+    """The defaults row of ``name`` (``defaults.judge``), then the tuned network in the same project copy."""
+    from defaults import EPS, METRICS, judge
+
+    row = judge(name, sets, work, ref, timeout)
+    if row["status"] != "ok":
+        return row | {"tuned": {"error": "the defaults row failed"}}
+    tuned = apply_tuned(Path(row["project"]), trials, 4 * timeout)
+    if "net" in tuned:
+        tuned["why"] = [f"{m} {tuned['net'].get(m, float('nan')):.4f} < best ({row['best'][m][0]}) "
+                        f"{row['best'][m][1]:.4f}" for m in METRICS[row["task"]]
+                        if not tuned["net"].get(m, -np.inf) >= row["best"][m][1] - EPS]
+        tuned["ok"] = not tuned["why"]
+    return row | {"tuned": tuned}
+
+
+def tuned_report(rows: list[dict[str, Any]]) -> None:
+    """Per dataset and deciding metric: defaults, tuned, the best baseline; then each search's best params."""
+    from defaults import METRICS, table
+
+    lines = []
+    for r in rows:
+        t = r.get("tuned", {})
+        if "net" not in t:
+            lines.append([r["name"], "-", "-", "-", "-", "-", "FAILED: " + (t.get("error") or r.get("error", "")),
+                          t.get("objective", "-"), "-", f"{t.get('seconds', 0):.0f}"])
+            continue
+        for k, metric in enumerate(METRICS[r["task"]]):
+            name, best = r["best"][metric]
+            lines.append(["" if k else r["name"], metric, f"{r['net'][metric]:.4f}", f"{t['net'][metric]:.4f}",
+                          f"{name} {best:.4f}", f"{t['net'][metric] - best:+.4f}",
+                          "yes" if t["net"][metric] >= best - 1e-9 else "NO",
+                          "" if k else t["objective"], "" if k or t["val"] is None else f"{t['val']:.4f}",
+                          "" if k else f"{t['seconds']:.0f}"])
+    table(["dataset", "metric", "defaults", "tuned", "best baseline", "tuned - best", "tuned >= best", "objective",
+           "best val", "tune s"], lines)
+    for r in rows:
+        if r.get("tuned", {}).get("best_params"):
+            print(f"{r['name']}: tuned {', '.join(r['tuned']['best_params'])}")
+    print("target (--tuned): the tuned network (tune --apply: the best trial, chosen on validation or cv, adopted "
+          "through dvc exp run and evaluated on test) matches or beats the best baseline on every dataset and metric")
+
+
+def run_tuned(args: argparse.Namespace) -> None:
+    """``--defaults --tuned``: each dataset's defaults row, then its tuned network, then both tables."""
+    from defaults import SMOKE_SETS, parse_sets
+    from defaults import report as defaults_report
+    from suite import SMOKE, SUITE
+
+    if not args.defaults:
+        raise SystemExit("--tuned goes with --defaults")
+    chosen = args.datasets or (list(SMOKE) if args.smoke else list(SUITE))
+    unknown = [n for n in chosen if n not in SUITE]
+    if unknown:
+        raise SystemExit(f"--datasets: unknown {unknown}; expected names from {list(SUITE)}")
+    sets = {**(SMOKE_SETS if args.smoke else {}), **parse_sets(args.set or [])}
+    import pipeline.training.data  # noqa: F401 - torch imported once, before the worker threads race to it
+
+    start, rows = time.perf_counter(), {}
+    with tempfile.TemporaryDirectory(prefix="tuned-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(judge_tuned, n, sets, work, args.ref, args.timeout, args.tune_trials)
+                       for n in chosen]
+            print(f"{len(chosen)} datasets, {args.jobs} at a time, {args.tune_trials} trials each: "
+                  f"{', '.join(chosen)}", flush=True)
+            for future in as_completed(futures):
+                row = future.result()
+                rows[row["name"]] = row
+                t = row["tuned"]
+                said = "failed" if "net" not in t else "matches or beats the best baseline" if t["ok"] else "misses it"
+                print(f"  {row['name']}: tuned {said} ({row['seconds']:.0f} s repro, {t.get('seconds', 0):.0f} s "
+                      "tune --apply)", flush=True)
+    ordered = [rows[n] for n in chosen]
+    print(f"\n{len(ordered)} datasets in {time.perf_counter() - start:.0f} s; params.yaml defaults"
+          f"{f' with {sets}' if sets else ''}, then tune --apply ({args.tune_trials} trials); test split metrics\n")
+    defaults_report(ordered)
+    print()
+    tuned_report(ordered)
+    if args.json:
+        args.json.write_text(json.dumps(ordered, indent=1, default=float))
+    if not all(r["tuned"].get("ok") for r in ordered):
+        raise SystemExit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", help="names from presets.yaml (default: all)")
@@ -298,9 +451,16 @@ def main() -> None:
     suite.add_argument("--jobs", type=int, default=1, help="projects run at once (default 1)")
     suite.add_argument("--json", type=Path, help="write the rows to this file")
     suite.add_argument("--timeout", type=float, default=900, help="seconds one dvc repro may take (default 900)")
+    suite.add_argument("--tuned", action="store_true", help="also run tune --apply in each dataset's project and "
+                       "judge the tuned network against the best baseline")
+    suite.add_argument("--tune-trials", type=int, default=TUNE_TRIALS,
+                       help=f"trials of each --tuned search (default {TUNE_TRIALS})")
     suite.add_argument("--smoke", action="store_true", help="a quick harness check: iris, outliers and shapes with "
                        "train.max_epochs 3 (its verdicts measure nothing)")
     args = parser.parse_args()
+    if args.tuned:
+        run_tuned(args)
+        return
     if args.defaults or args.smoke:
         from defaults import run_suite
 
@@ -308,6 +468,8 @@ def main() -> None:
         return
     if args.datasets or args.set or args.json or args.jobs != 1:
         parser.error("--datasets, --set, --jobs and --json go with --defaults")
+    if args.tune_trials != TUNE_TRIALS:
+        parser.error("--tune-trials goes with --tuned")
     presets = load_presets(ROOT / "presets.yaml")
     chosen = args.presets or list(presets)
     unknown = [n for n in chosen if n not in presets]
