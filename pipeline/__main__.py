@@ -254,16 +254,16 @@ def cmd_preset(args: argparse.Namespace) -> None:
     import shlex
     import subprocess
 
+    from pipeline.plumbing import dvc_command
     from pipeline.presets import dvc_set_args, preset
 
     overrides = preset(args.name, args.params, args.presets)
-    local = Path(sys.executable).with_name("dvc")  # this environment's dvc, as `make run` uses
     command = ["dvc", "exp", "run", *dvc_set_args(overrides), *args.dvc_args]
     if not args.run:
         print(shlex.join(command))
         return
     print(f"preset: {shlex.join(command)}", flush=True)
-    done = subprocess.run([str(local) if local.exists() else "dvc", *command[1:]], check=False)
+    done = subprocess.run([dvc_command(), *command[1:]], check=False)
     if done.returncode != 0:
         raise PipelineError(f"preset {args.name!r}: dvc exp run exited {done.returncode}")
 

@@ -107,3 +107,11 @@ def group_members(pgid: int) -> list[int]:
             if found is not None and found[1] == pgid and found[0] != "Z":
                 members.append(int(entry.name))
     return sorted(members)
+
+
+def dvc_command() -> str:
+    """This environment's ``dvc`` (beside its python, as ``make run`` uses), else the one on PATH."""
+    import sys
+
+    local = Path(sys.executable).with_name("dvc")
+    return str(local) if local.exists() else "dvc"

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.config import Params, flatten, parse_params, read_raw_params, require_task
 from pipeline.errors import PipelineError
+from pipeline.plumbing import dvc_command
 from pipeline.tuning.objective import Search
 
 
@@ -32,12 +33,6 @@ class Workspace:
     raw: dict[str, Any]  # params.yaml as read
     params: Params  # resolved for the task
     task: str
-
-
-def dvc_command() -> str:
-    """This environment's ``dvc`` (beside its python, as ``make run`` uses), else the one on PATH."""
-    local = Path(sys.executable).with_name("dvc")
-    return str(local) if local.exists() else "dvc"
 
 
 def bring_data_up_to_date(root: Path, what: str) -> None:
@@ -117,10 +112,11 @@ def cmd_tune(args: Any) -> None:
     from pipeline.errors import Terminated, sigterm_raises
     from pipeline.tuning.report import print_result
     from pipeline.tuning.search import work
+    from pipeline.tuning.study import open_study
 
     with sigterm_raises():
         space = read_workspace(Path.cwd(), args.params, "tune", repro=not args.no_repro)
-        search, study = open_search(space, args.study, args.storage)
+        search, study = open_study(space, args.study, args.storage, int(os.environ.get(WORKER_ENV, "0")))
         workers, status = [], "FAILED"
         try:
             workers = start_workers(args, search) if args.jobs > 1 else []
@@ -190,11 +186,3 @@ def apply(command: list[str], search: Search, study: Any) -> None:
     done = subprocess.run(forced, cwd=search.root, env=env, check=False)
     if done.returncode != 0:
         raise PipelineError(f"tune --apply: dvc exp run exited {done.returncode}")
-
-
-def open_search(space: Workspace, name: str | None, storage_url: str | None) -> tuple[Search, Any]:
-    """The search and its study, created or resumed (see :mod:`pipeline.tuning.study`); a worker of ``--jobs``
-    knows its number from the environment."""
-    from pipeline.tuning.study import open_study
-
-    return open_study(space, name, storage_url, int(os.environ.get(WORKER_ENV, "0")))
