@@ -31,11 +31,11 @@ def _module(net: nn.Module | None = None, **kwargs: object) -> LitModel:
 @pytest.mark.parametrize(
     ("name", "momentum", "cls", "expected"),
     [
-        ("sgd", 0.5, torch.optim.SGD, {"momentum": 0.5, "nesterov": False}),
-        ("nesterov", 0.9, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-        ("adam", 0.0, torch.optim.Adam, {}),
-        ("adamw", 0.0, torch.optim.AdamW, {}),
-        ("rmsprop", 0.3, torch.optim.RMSprop, {"momentum": 0.3}),
+        ("sgd", 0.5, torch.optim.SGD, {"momentum": 0.5, "nesterov": False, "fused": True}),
+        ("nesterov", 0.9, torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "fused": True}),
+        ("adam", 0.0, torch.optim.Adam, {"fused": True}),  # one kernel for all parameters: a small net's step
+        ("adamw", 0.0, torch.optim.AdamW, {"fused": True}),
+        ("rmsprop", 0.3, torch.optim.RMSprop, {"momentum": 0.3}),  # PyTorch has no fused RMSprop
     ],
 )
 def test_optimizer_and_its_hyperparameters(name: str, momentum: float, cls: type, expected: dict) -> None:
