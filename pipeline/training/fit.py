@@ -164,7 +164,7 @@ def fit(
         sink: Optional per-epoch metrics callback ``sink(metrics, epoch)``.
         class_weight: Optional loss weight per class index (from clean's ``class_weight`` strategy).
         task: ``classification`` or ``regression``.
-        checkpoints: Folder for ``last.ckpt`` and ``best.ckpt``; None saves none.
+        checkpoints: Folder for ``last.ckpt``; None saves none.
         val_offsets: The bundle's prior-correction offsets, applied to validation (see :class:`LitModel`).
         probes: Callbacks that only observe (``benchmarks/stopping.py``): the fingerprint assumes the same weights.
 
@@ -182,7 +182,7 @@ def fit(
     if checkpoints is not None and cfg.checkpoint_every > 0:
         mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)
         resume = resume_from(checkpoints, mark, cfg)
-        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark, lambda: best.best_epoch))
+        callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark))
     trainer = build_trainer(cfg, callbacks)
     run_trainer(trainer, module, data, None if resume is None else resume[0])
     return fit_result(cfg, spec, trainer, best, history, None if resume is None else resume[1], finding)

@@ -116,16 +116,17 @@ def test_a_checkpoint_of_other_params_is_discarded(scaled: Path, tmp_path: Path,
     assert _same(resumed.state_dict, fresh.state_dict)
 
 
-def test_best_and_last_checkpoints_hold_what_they_say(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
+def test_the_last_checkpoint_holds_the_whole_history_and_the_best_weights(
+        scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
+    (tmp_path / "best.ckpt").write_bytes(b"left by an earlier version")
     result = fit(make_params(train={**TRAIN, "max_epochs": 8, "checkpoint_every": 3}), scaled, n_outputs=3,
                  checkpoints=tmp_path)
-    best = checkpoints.load(tmp_path / "best.ckpt")
-    assert best["epoch"] == result.best_epoch
-    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
-    assert _same(weights, result.state_dict)
     last = checkpoints.load(tmp_path / "last.ckpt")
     assert last["callbacks"]["Checkpoints"]["finished"] is True  # saved once more when training ended
     assert len(last["callbacks"]["EpochHistory"]["history"]) == 8
+    best = last["callbacks"]["BestWeights"]
+    assert best["best_epoch"] == result.best_epoch and _same(best["weights"], result.state_dict)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no best.ckpt: nothing reads one
 
 
 def test_an_auto_schedule_saves_every_few_epochs_and_resumes_to_bit_identical_weights(
@@ -140,11 +141,6 @@ def test_an_auto_schedule_saves_every_few_epochs_and_resumes_to_bit_identical_we
     resumed = fit(params, scaled, n_outputs=3, checkpoints=tmp_path / "cut")
     assert resumed.resumed_from == 8 and resumed.epochs == whole.epochs
     assert _same(resumed.state_dict, whole.state_dict) and resumed.history == whole.history
-    best = checkpoints.load(tmp_path / "whole" / "best.ckpt")  # the best epoch's whole state, whenever it was
-    assert best["epoch"] == whole.best_epoch and best["epoch"] % 4 != 3, "pick data whose best epoch is not a save"
-    weights = {k.removeprefix("net."): v for k, v in best["state_dict"].items() if k.startswith("net.")}
-    assert _same(weights, whole.state_dict)
-    assert len(best["callbacks"]["EpochHistory"]["history"]) == whole.best_epoch + 1
 
 
 def test_no_checkpoints_when_every_is_zero(scaled: Path, tmp_path: Path, make_params: MakeParams) -> None:
