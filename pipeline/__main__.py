@@ -10,6 +10,7 @@ run, open the MLflow UI.
     pipeline ui
     pipeline preset digits [--run]
     pipeline server start|stop|status
+    pipeline worker start|stop|status
 
 ``pipeline`` is the console script ``make venv`` installs (``.venv/bin/pipeline``), the same as
 ``python -m pipeline``. This module holds what each command does (:data:`COMMANDS`) and the entry point;
@@ -268,11 +269,35 @@ def cmd_preset(args: argparse.Namespace) -> None:
         raise PipelineError(f"preset {args.name!r}: dvc exp run exited {done.returncode}")
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from pipeline.worker import control
+
+    root = Path.cwd()
+    if args.action == "start":
+        status, started = control.start(root, args.idle_minutes)
+        if not started:
+            print("worker: already running (stop it first to change --idle-minutes)")
+        for line in control.describe(status):
+            print(f"worker: {line}")
+    elif args.action == "stop":
+        status = control.stop(root)
+        print(f"worker: stopped pid {status['pid']} after {status['served']} stage runs" if status
+              else f"worker: none was running for {root}")
+    else:
+        status = control.ask(root, "status")
+        if status is None:
+            print(f"worker: none running for {root}")
+            sys.exit(3)
+        for line in control.describe(status):
+            print(f"worker: {line}")
+
+
 # each parser in pipeline.cli names its handler here (set_defaults(handler=...))
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "predict": cmd_predict, "models_list": cmd_models_list, "models_pin": cmd_models_pin,
     "models_show": cmd_models_show, "models_reproduce": cmd_models_reproduce, "runs_cleanup": cmd_runs_cleanup,
     "summary": cmd_summary, "ui": cmd_ui, "preset": cmd_preset, "server": cmd_server, "tune": cmd_tune, "cv": cmd_cv,
+    "worker": cmd_worker,
 }
 
 

@@ -28,6 +28,7 @@ EXAMPLES = (
     "ui",
     "preset digits [--run]",
     "server start|stop|status",
+    "worker start|stop|status",
 )
 
 
@@ -158,6 +159,22 @@ def _server_command(commands: Any) -> None:
            help="seconds to wait for each part to come up (default: %(default)s)")
 
 
+def _worker_command(commands: Any) -> None:
+    """``worker start|stop|status``: the workspace's preloaded worker that stage commands hand their runs to."""
+    from pipeline.worker.control import DEFAULT_IDLE_MINUTES  # light: the standard library only
+
+    worker = _command(commands, "worker", "start, stop or check this workspace's worker: torch, Lightning and MLflow "
+                                          "imported once, each stage run forked from it", "worker",
+                      epilog="Run it in the project's folder. While it runs, `dvc repro` and `dvc exp run` there hand "
+                             "each stage to it and skip the stage's seconds of imports; output, exit codes and results "
+                             "are those of a fresh process. PIPELINE_WORKER=off turns it off for one command. "
+                             "`status` exits 3 when no worker runs.")
+    worker.add_argument("action", choices=["start", "stop", "status"],
+                        help="start it (in the background) unless one runs, stop it, or print what it serves")
+    worker.add_argument("--idle-minutes", type=float, default=DEFAULT_IDLE_MINUTES,
+                        help="start: exit after this many minutes without a stage run (default: %(default)s)")
+
+
 def parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     """The argument parser for every command, its usage lines naming the program ``prog``.
 
@@ -180,4 +197,5 @@ def parser(prog: str = "pipeline") -> argparse.ArgumentParser:
     _local_commands(commands, params)
     _search_commands(commands, params)
     _server_command(commands)
+    _worker_command(commands)
     return top

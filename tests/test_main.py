@@ -91,7 +91,7 @@ def test_every_command_action_and_option_has_help() -> None:
     walked = list(_commands(parser()))
     assert {" ".join(path) for path, _, _ in walked} == {
         "", "predict", "models", "models list", "models pin", "models show", "models reproduce", "runs",
-        "runs cleanup", "summary", "ui", "preset", "server", "tune", "cv"}
+        "runs cleanup", "summary", "ui", "preset", "server", "tune", "cv", "worker"}
     for path, command, listed in walked:
         where = " ".join(("pipeline", *path))
         assert command.description, f"{where}: no description"
@@ -114,7 +114,7 @@ def test_every_command_names_a_handler_that_exists() -> None:
 
 def test_the_top_level_help_lists_every_command() -> None:
     text = parser().format_help()
-    for name in ("predict", "models", "runs", "summary", "ui", "preset", "server"):
+    for name in ("predict", "models", "runs", "summary", "ui", "preset", "server", "worker"):
         assert re.search(rf"^    {name} +\S", text, re.MULTILINE), (name, text)
         assert f"  pipeline {name}" in text, (name, text)  # an example of each
 
