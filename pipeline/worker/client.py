@@ -132,8 +132,13 @@ def hand_off() -> None:
         sock.connect(str(path))
         send(sock, request(command), [0, 1, 2])
         reply, _ = receive(sock)
-    except OSError:  # a worker that died and left its socket: run here
+    except (ConnectionRefusedError, FileNotFoundError):  # a worker that died and left its socket, or none: run here
         sock.close()
+        return
+    except OSError as error:  # a worker there that this client could not talk to: say so, then run here
+        sock.close()
+        print(f"pipeline worker: not used (could not talk to it: {error}); running in this process", file=sys.stderr,
+              flush=True)
         return
     if reply is None or "declined" in reply:
         reason = "it closed the connection" if reply is None else reply["declined"]

@@ -92,4 +92,14 @@ def describe(status: dict[str, Any]) -> list[str]:
     return [f"pid {status['pid']} serving {status['root']} since {since}",
             f"{status['served']} stage runs served, {status['running']} running; exits after "
             f"{status['idle_minutes']:g} idle minutes",
+            f"started with {_variables(status.get('environment', {}))}: a stage run whose values differ runs in "
+            "its own process",
             f"stage commands (dvc repro, dvc exp run) in this folder run in it; PIPELINE_WORKER=off runs them as before"]
+
+
+def _variables(environment: dict[str, str]) -> str:
+    """The load-time variables a worker was started with, as ``NAME=value`` (compare them with a stage's when it
+    says the environment differs)."""
+    if not environment:
+        return "none of the load-time variables (OMP_*, MKL_*, CUDA_*, PYTHON*, TORCH* ...) set"
+    return ", ".join(f"{k}={v}" for k, v in sorted(environment.items()))

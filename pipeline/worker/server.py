@@ -65,7 +65,8 @@ class Worker:
     def status(self) -> dict[str, Any]:
         """What ``worker status`` prints."""
         return {"pid": os.getpid(), "root": str(self.root), "started": self.started, "served": self.served,
-                "running": len(self.running), "idle_minutes": self.idle_s / 60, "package": str(PACKAGE)}
+                "running": len(self.running), "idle_minutes": self.idle_s / 60, "package": str(PACKAGE),
+                "environment": self.environment}
 
 
 def preload() -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.worker.client import private, socket_path
+from pipeline.worker.control import ask
 from tests.project import dvc, env, make_project, run, wait_for
 
 STAGE_ERROR = ["-m", "pipeline.stages.split", "--raw", "no-such-folder", "--out", "data/nowhere"]
@@ -87,11 +88,16 @@ def test_a_failing_stage_exits_with_its_own_code_and_message(project: Path) -> N
 def test_changed_code_or_environment_runs_the_stage_here_and_says_why(project: Path) -> None:
     before = status(project)["served"]
     served = run([sys.executable, *STAGE_ERROR], project, check=False)  # the worker runs this one
-    threads = str(int(env().get("OMP_NUM_THREADS", "1")) + 1)  # a value the worker was not started with
+    assert status(project)["served"] == before + 1, served.stderr
+    started_with = ask(project, "status")["environment"]  # as `worker status` prints it
+    printed = worker(project, "status").stdout.splitlines()[2]
+    assert printed.startswith("worker: started with ") and all(f"{k}={v}" in printed for k, v in started_with.items())
+    threads = str(int(started_with.get("OMP_NUM_THREADS", "1")) + 1)  # a value the worker was not started with
     other = subprocess.run([sys.executable, *STAGE_ERROR], cwd=project, env={**env(), "OMP_NUM_THREADS": threads},
                            capture_output=True, text=True, timeout=120)
     assert other.returncode == 1 and other.stderr.startswith(
-        "pipeline worker: not used (the environment differs from the worker's in OMP_NUM_THREADS)")
+        "pipeline worker: not used (the environment differs from the worker's in OMP_NUM_THREADS)"), (
+        f"OMP_NUM_THREADS={threads} against the worker's {started_with}: {other.stderr}")
     source = project / "pipeline/stages/split.py"
     original = source.read_text()
     source.write_text(original + "\n# edited after the worker started\n")
