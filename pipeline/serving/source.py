@@ -1,0 +1,130 @@
+"""The registered version a fine-tuning starts from (``train.init_from``): which one it is, and its weights.
+
+An alias moves; a fine-tuning must record, and DVC must see, the version it actually used. :func:`resolve` turns
+``3``, ``champion``, ``models:/name/3`` or ``models:/name@champion`` into one version, once; :func:`read` fetches
+only that version's architecture spec and safetensors weights (never a pickle) from wherever its artifacts live.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.errors import PipelineError
+
+KEY = "train.init_from"
+URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
+BUNDLE = "artifacts/bundle"
+# what the registry answers for a missing model or version (RESOURCE_DOES_NOT_EXIST) and alias (INVALID_PARAMETER_VALUE)
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One registered version, resolved.
+
+    Attributes:
+        name: The registered model's name.
+        version: Its version number, as the registry writes it (``"3"``).
+        run_id: The run that trained it.
+        requested: What ``train.init_from`` said (``champion``), for messages.
+    """
+
+    name: str
+    version: str
+    run_id: str
+    requested: str
+
+    @property
+    def uri(self) -> str:
+        """The version's registry URI, by number: what the run records and what DVC sees."""
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "requested": self.requested}
+
+
+def parse(requested: str | int, default_name: str) -> tuple[str, str | None, str | None]:
+    """``(name, version, alias)`` for a ``train.init_from`` value; exactly one of version and alias is set.
+
+    Raises:
+        PipelineError: If the value is none of a version number, an alias or a ``models:/`` URI.
+    """
+    text = str(requested).strip()
+    if text.isdigit():
+        return default_name, text, None
+    match = URI.match(text)
+    if match:
+        return match["name"], match["version"], match["alias"]
+    if re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        return default_name, None, text
+    raise PipelineError(f"{KEY} = {text!r}: expected a version number, an alias, models:/<name>/<version> or "
+                        "models:/<name>@<alias>")
+
+
+def resolve(client: MlflowClient, requested: str | int, default_name: str) -> Source:
+    """The one version ``requested`` names now (an alias is read once, here).
+
+    Args:
+        client: A client on the project's tracking store and registry.
+        requested: The ``train.init_from`` value.
+        default_name: The project's own registered model, for a bare number or alias.
+
+    Raises:
+        PipelineError: If the name, version or alias does not exist, or the store does not answer.
+    """
+    name, version, alias = parse(requested, default_name)
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        raise PipelineError(_missing(requested, f"no registered model {name!r}", exc)) from None
+    try:
+        found = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        what = f"model {name!r} has no version {version}" if version else f"model {name!r} has no alias {alias!r}"
+        raise PipelineError(_missing(requested, what, exc)) from None
+    return Source(name, str(found.version), str(found.run_id), str(requested))
+
+
+def _missing(requested: str | int, what: str, exc: MlflowException) -> str:
+    """One line: the registry's answer when it is a plain 'not found', else the store's own first line."""
+    if getattr(exc, "error_code", "") in NOT_FOUND:
+        return f"{KEY} = {requested!r}: {what} in the registry; expected a registered version (see: models show)"
+    return f"{KEY} = {requested!r}: the tracking store did not answer ({str(exc).splitlines()[0]})"
+
+
+def read(source: Source, into: Path | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The architecture spec and the weights of ``source``, downloaded from the store (``into``, or a temporary
+    folder removed afterwards) and read through JSON and safetensors only.
+
+    Raises:
+        PipelineError: If the version's artifacts are unreachable or hold no bundle.
+    """
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory(prefix="init-from-") as scratch:
+        folder = Path(into or scratch)
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.uri}/{BUNDLE}",
+                                                             dst_path=str(folder)))
+        except (MlflowException, OSError) as exc:
+            raise PipelineError(f"{KEY} = {source.requested!r}: could not read {source.uri}'s bundle "
+                                f"({str(exc).splitlines()[0]})") from None
+        spec_path, weights = local / "net.json", local / "weights.safetensors"
+        if not spec_path.is_file() or not weights.is_file():
+            raise PipelineError(f"{KEY} = {source.requested!r}: {source.uri} holds no net.json and "
+                                "weights.safetensors; expected a version this pipeline registered")
+        try:
+            return json.loads(spec_path.read_text()), load_file(weights)
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise PipelineError(f"{KEY} = {source.requested!r}: {source.uri}'s weights are unreadable ({exc})") \
+                from None

@@ -1,0 +1,103 @@
+"""Resolving and reading the version ``train.init_from`` names, on a real SQLite tracking store and registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import save_file
+
+from pipeline.errors import PipelineError
+from pipeline.serving.source import Source, parse, read, resolve
+from tests.project import free_port
+
+SPEC = {"kind": "fnn", "in_features": 2, "out_features": 3, "hidden": [4]}
+
+
+def _version(client: MlflowClient, root: Path, name: str, weights: dict[str, torch.Tensor]) -> str:
+    """Register a version laid out as ``log_bundle`` lays it out (the bundle under artifacts/bundle)."""
+    bundle = root / name / "model" / "artifacts" / "bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "net.json").write_text(json.dumps(SPEC))
+    save_file(weights, str(bundle / "weights.safetensors"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(root / name / "model"), "model")
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    return str(client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version)
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("transfer")
+    yield MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (3, ("penguins-fnn", "3", None)),
+    ("champion", ("penguins-fnn", None, "champion")),
+    ("models:/digits-cnn/2", ("digits-cnn", "2", None)),
+    ("models:/digits-cnn@best", ("digits-cnn", None, "best")),
+])
+def test_a_number_an_alias_or_a_uri_names_one_model(value: str | int, expected: tuple) -> None:
+    assert parse(value, "penguins-fnn") == expected
+
+
+def test_anything_else_is_refused_saying_what_is_expected() -> None:
+    with pytest.raises(PipelineError, match=r"^train.init_from = 'runs:/abc/model': expected a version number, an "
+                                            r"alias, models:/<name>/<version> or models:/<name>@<alias>$"):
+        parse("runs:/abc/model", "penguins-fnn")
+
+
+def test_an_alias_resolves_once_to_the_version_it_points_at(client: MlflowClient, tmp_path: Path) -> None:
+    first = _version(client, tmp_path, "digits-cnn", {"w": torch.zeros(2)})
+    second = _version(client, tmp_path, "digits-cnn", {"w": torch.ones(2)})
+    client.set_registered_model_alias("digits-cnn", "champion", first)
+    source = resolve(client, "champion", "digits-cnn")
+    assert (source.name, source.version, source.uri) == ("digits-cnn", first, f"models:/digits-cnn/{first}")
+    assert source.run_id == client.get_model_version("digits-cnn", first).run_id
+    client.set_registered_model_alias("digits-cnn", "champion", second)  # the alias moves; the resolved one stays
+    assert source.version == first and resolve(client, "champion", "digits-cnn").version == second
+    spec, state = read(source)
+    assert spec == SPEC and torch.equal(state["w"], torch.zeros(2))
+    assert torch.equal(read(resolve(client, f"models:/digits-cnn/{second}", "other"))[1]["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("7", "train.init_from = '7': model 'digits-cnn' has no version 7 in the registry"),
+    ("nope", "train.init_from = 'nope': model 'digits-cnn' has no alias 'nope' in the registry"),
+    ("models:/gone/1", "train.init_from = 'models:/gone/1': no registered model 'gone' in the registry"),
+])
+def test_an_unknown_model_version_or_alias_is_one_line(client: MlflowClient, tmp_path: Path, value: str,
+                                                       message: str) -> None:
+    _version(client, tmp_path, "digits-cnn", {"w": torch.zeros(2)})
+    with pytest.raises(PipelineError) as error:
+        resolve(client, value, "digits-cnn")
+    assert str(error.value) == f"{message}; expected a registered version (see: models show)"
+
+
+def test_a_version_without_a_bundle_is_refused(client: MlflowClient, tmp_path: Path) -> None:
+    version = _version(client, tmp_path, "digits-cnn", {"w": torch.zeros(2)})
+    source = Source("digits-cnn", version, "run", "champion")
+    assert read(source)[0] == SPEC
+    stored = Path(client.get_model_version("digits-cnn", version).source.removeprefix("file://"))
+    (stored / "artifacts" / "bundle" / "weights.safetensors").unlink()  # the store's copy
+    with pytest.raises(PipelineError, match=r"^train.init_from = 'champion': models:/digits-cnn/\d+ holds no "
+                                            r"net.json and weights.safetensors; expected a version this pipeline"):
+        read(source)
+
+
+def test_a_store_that_does_not_answer_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # refused at once, not after minutes of retries
+    with pytest.raises(PipelineError) as error:
+        resolve(MlflowClient(f"http://127.0.0.1:{free_port()}"), "champion", "digits-cnn")
+    line = str(error.value)
+    assert line.startswith("train.init_from = 'champion': the tracking store did not answer (API request to "
+                           "http://127.0.0.1:") and "Connection refused" in line and "\n" not in line
