@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from pipeline.errors import PipelineError
+from pipeline.training.transfer import Finetune, hold_norm_statistics, release, set_frozen
 
 
 FIGURES = ("val/", "dead_relu/", "grad_norm/", "train/")  # the order the history lists an epoch's figures in
@@ -147,3 +148,22 @@ class EarlyStop(L.Callback):
         stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
             trainer.should_stop, self.stopped_epoch = True, trainer.current_epoch
+
+
+class FrozenLayers(L.Callback):
+    """Hold ``finetune.frozen`` fixed until ``finetune.unfreeze_epoch``: no gradients (so no step and no weight
+    decay moves them) and their batch norms in evaluation mode (their statistics stay the source's). Applied
+    before each epoch's training step, after anything that set the network to training mode, and decided from
+    the epoch alone, so a resumed training freezes exactly as an uninterrupted one."""
+
+    def __init__(self, finetune: Finetune) -> None:
+        self.finetune = finetune
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        net, prefixes = pl_module.net, self.finetune.frozen
+        if self.finetune.frozen_at(trainer.current_epoch):
+            set_frozen(net, prefixes)
+            hold_norm_statistics(net, prefixes)
+        elif any(not p.requires_grad for _, p in net.named_parameters()):  # the first epoch released
+            release(net, prefixes, trainer.optimizers[0])

@@ -14,6 +14,7 @@ from pipeline.config import TrainConfig
 from pipeline.nets.chunks import chunked_forward
 from pipeline.training.augment import augment
 from pipeline.training.data import OnHost
+from pipeline.training.transfer import Finetune, param_groups
 
 # One loss per value of ``train.regression_loss`` (tests/training check the keys against the type).
 REGRESSION_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.huber_loss}
@@ -97,6 +98,8 @@ class LitModel(L.LightningModule):
             model bundle adds to the logits (:class:`pipeline.decision.Decision`). Validation then scores the
             corrected logits with an unweighted loss, as the registered model will predict, so early stopping and
             the kept epoch judge that model and not the rebalanced one.
+        finetune: For a network started from a source (``train.init_from``), its loaded layers, which the
+            optimizer steps at their own rate; :class:`~pipeline.training.callbacks.FrozenLayers` freezes them.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class LitModel(L.LightningModule):
         modality: str = "tabular",
         class_weight: list[float] | None = None,
         val_offsets: list[float] | None = None,
+        finetune: Finetune | None = None,
     ) -> None:
         super().__init__()
         # the module runs the mini-batches of an epoch itself (one Lightning step per epoch, see training_step)
@@ -118,6 +122,7 @@ class LitModel(L.LightningModule):
         self.task = task
         self.rows_per_step = rows_per_step
         self.modality = modality
+        self.finetune = finetune or Finetune()  # started from another network: its loaded and frozen layers
         # a buffer moves to the training device with the module and is not a trainable parameter
         self.register_buffer("class_weight", None if class_weight is None else torch.tensor(class_weight))
         self.register_buffer("val_offsets", None if val_offsets is None else torch.tensor(val_offsets))
@@ -401,9 +406,6 @@ class LitModel(L.LightningModule):
         penalised output bias is pulled away from the class prior (a 3% class needs a logit offset near -3.5),
         which is also why scikit-learn leaves a logistic regression's intercept unpenalised.
         """
-        weights = penalised(net)
-        chosen = {id(p) for p in weights}
-        rest = [p for p in net.parameters() if id(p) not in chosen]
-        groups = [group for group in ({"params": weights, "weight_decay": self.cfg.weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}) if group["params"]]
+        groups = param_groups(net, self.finetune.loaded, self.cfg.lr, self.finetune.loaded_lr_factor,
+                              self.cfg.weight_decay)  # loaded layers (a fine-tuning's) in groups of their own
         return OPTIMIZERS[self.cfg.optimizer](groups, self.cfg)

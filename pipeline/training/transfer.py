@@ -41,6 +41,27 @@ class Loaded:
     note: str | None
 
 
+@dataclass(frozen=True)
+class Finetune:
+    """How a network started from a source trains (``train.freeze``, ``unfreeze_epoch``, ``loaded_lr_factor``).
+
+    Attributes:
+        loaded: Names of the parameters taken from the source (:attr:`Loaded.loaded`).
+        frozen: Prefixes of the parameters held fixed (:func:`frozen_prefixes`).
+        unfreeze_epoch: The epoch from which the frozen ones train too; ``None``: never.
+        loaded_lr_factor: The loaded parameters' rate as a fraction of ``train.lr``.
+    """
+
+    loaded: tuple[str, ...] = ()
+    frozen: tuple[str, ...] = ()
+    unfreeze_epoch: int | None = None
+    loaded_lr_factor: float = 1.0
+
+    def frozen_at(self, epoch: int) -> bool:
+        """Whether :attr:`frozen` is held during ``epoch`` (counted from 0)."""
+        return bool(self.frozen) and (self.unfreeze_epoch is None or epoch < self.unfreeze_epoch)
+
+
 def first_difference(source: dict[str, Any], target: dict[str, Any]) -> str | None:
     """The first architecture key (in the target spec's order) on which ``source`` and ``target`` disagree,
     as ``model.<key>: source X, params.yaml Y``; ``None`` when the target describes the source."""
@@ -151,9 +172,28 @@ def hold_norm_statistics(net: nn.Module, prefixes: Sequence[str]) -> None:
     """Put the batch-norm layers under ``prefixes`` in evaluation mode, so their running mean and variance stay
     the source's. Call it after every ``net.train()`` (Lightning calls that at each epoch's start)."""
     for name, module in net.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(
-                f"{name}.".startswith(prefix) or prefix.startswith(f"{name}.") for prefix in prefixes):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and _norm_under(name, prefixes):
             module.eval()
+
+
+def release(net: nn.Module, prefixes: Sequence[str], optimizer: torch.optim.Optimizer) -> None:
+    """``train.unfreeze_epoch`` reached: the parameters under ``prefixes`` train from now on, and their batch
+    norms learn their statistics again. A momentum optimizer gets a zero buffer for each released parameter: the
+    first step is then what PyTorch's own first step takes (the gradient itself), and the fused kernel, which needs
+    every parameter's buffer once any has one, can step them with the rest."""
+    set_frozen(net, prefixes, frozen=False)
+    for name, module in net.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and _norm_under(name, prefixes):
+            module.train(net.training)
+    for group in optimizer.param_groups:
+        if group.get("momentum", 0) > 0 and "betas" not in group:  # SGD and Nesterov (RMSprop keeps its own)
+            for parameter in group["params"]:
+                optimizer.state[parameter].setdefault("momentum_buffer", torch.zeros_like(parameter))
+
+
+def _norm_under(name: str, prefixes: Sequence[str]) -> bool:
+    """Whether module ``name`` lies under a prefix, or a prefix names one of its parameters."""
+    return any(f"{name}.".startswith(prefix) or prefix.startswith(f"{name}.") for prefix in prefixes)
 
 
 def param_groups(net: nn.Module, loaded: Sequence[str], lr: float, loaded_lr_factor: float,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
 from pipeline.nets import build_net
+from tests.training.lit import lit_model
+from pipeline.training.callbacks import FrozenLayers
+from pipeline.training.data import EpochPasses
 from pipeline.training.transfer import (
-    frozen_prefixes, hold_norm_statistics, load_matching, output_layer, param_groups, set_frozen,
+    Finetune, frozen_prefixes, hold_norm_statistics, load_matching, output_layer, param_groups, set_frozen,
 )
 
 CNN = {"kind": "cnn", "in_channels": 1, "dims": 2, "channels": [4, 8], "kernel": 3, "stride": 1, "padding": 1,
@@ -161,3 +165,40 @@ def test_loaded_layers_learn_at_their_own_rate_and_only_weights_decay() -> None:
                                      "head.0.bias"]),
     ]
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+
+
+class _Snapshots(L.Callback):
+    """The network's tensors after each training epoch."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.states.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items()})
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_lightning_training_holds_the_encoder_until_unfreeze_epoch_and_steps_loaded_layers_slower(
+        optimizer: str) -> None:
+    target = {**CNN, "out_features": 2}
+    net = fresh(target)
+    done = load_matching(net, CNN, target, trained(CNN), "src")
+    finetune = Finetune(done.loaded, frozen_prefixes(net, "cnn", "encoder"), unfreeze_epoch=2, loaded_lr_factor=0.25)
+    module = lit_model(net, lr=0.01, rows_per_step=8, modality="image", optimizer=optimizer, weight_decay=0.1,
+                       **({"momentum": 0.9} if optimizer == "sgd" else {}))
+    module.finetune = finetune
+    assert [g["lr"] for g in module.make_optimizer(net).param_groups] == [0.01, 0.01, 0.0025, 0.0025]
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    snapshots = _Snapshots()
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 2, (32,))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[FrozenLayers(finetune), snapshots])
+    trainer.fit(module, train_dataloaders=EpochPasses(x, y, 0, torch.device("cpu")))
+    encoder = [k for k in start if k.startswith("features.")]  # conv and batch-norm weights, statistics, count
+    for epoch in (0, 1):
+        assert [k for k in encoder if not torch.equal(snapshots.states[epoch][k], start[k])] == [], epoch
+        assert not torch.equal(snapshots.states[epoch]["head.0.weight"], start["head.0.weight"])
+    released = snapshots.states[2]
+    assert [k for k in encoder if torch.equal(released[k], start[k])] == []
