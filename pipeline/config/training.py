@@ -22,6 +22,8 @@ Optimizer = Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"]
 ScheduleKind = Literal["none", "step", "cosine", "onecycle", "plateau"]
 RegressionLoss = Literal["mse", "mae", "huber"]
 Update = Literal["mini_batch", "full_batch", "stochastic"]
+# what a mini-batch epoch does with rows left over after the full batches (pipeline.training.module.batch_starts)
+LastBatch = Literal["keep", "even", "drop"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
 ClassificationMetric = Literal["accuracy", "macro_f1"]
 RegressionMetric = Literal["mae", "rmse", "r2"]
@@ -134,6 +136,7 @@ class TrainConfig(Section):
     gradient_clip: GradientClipConfig
     update: Update
     batch_size: PositiveInt
+    last_batch: LastBatch
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)]
     regression_loss: RegressionLoss
     max_epochs: PositiveInt | Literal["auto"]  # auto: by optimizer steps per epoch (pipeline.config.auto.budget)

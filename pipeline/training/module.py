@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import TrainConfig
+from pipeline.config.base import check_choice
+from pipeline.config.training import LastBatch
 from pipeline.nets.chunks import chunked_forward
 from pipeline.training.augment import augment
 from pipeline.training.data import OnHost
@@ -26,14 +28,28 @@ def penalised(net: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in net.named_parameters() if "weight" in name and p.dim() > 1]
 
 
-def batch_starts(n_rows: int, batch_size: int, min_rows: int = 2) -> list[int]:
-    """Boundaries of an epoch's mini-batches: ``[0, b, 2b, ..., n_rows]``.
+def batch_starts(n_rows: int, batch_size: int, min_rows: int = 2, last: LastBatch = "keep") -> list[int]:
+    """Boundaries of an epoch's mini-batches: ``[0, b, 2b, ..., n_rows]`` (``last``: ``keep``).
+
+    ``last`` says what happens to the rows left over after the full batches (``train.last_batch``): ``keep`` them
+    as a smaller last batch; ``even``: as many batches as ``keep`` makes, of sizes that differ by at most one row,
+    so no step is a small batch's noisy one (a 3-row batch under batch normalisation can wreck a training at a high
+    rate); ``drop`` them from this epoch, as PyTorch's ``drop_last`` does (each epoch's order is a new permutation,
+    so other rows are left out next time; with fewer rows than one batch, the one batch is all of them).
 
     A last batch of fewer than ``min_rows`` rows joins the one before it: batch normalisation cannot take the
     statistics of one row, one row's gradient would count as much as a whole batch's, and with several
     processes each must get a row of every batch (``min_rows`` is then the process count). With
     ``batch_size`` 1 (stochastic updates, one process) every batch is one row, as asked.
     """
+    check_choice("train.last_batch", last, LastBatch)
+    if last == "drop" and n_rows > batch_size:
+        n_rows -= n_rows % batch_size
+    if last == "even" and batch_size > 1:
+        count = -(-n_rows // batch_size)  # as many batches as keep makes
+        starts = [round(i * n_rows / count) for i in range(count + 1)] if n_rows else [0, 0]
+        if min(b - a for a, b in zip(starts, starts[1:])) >= max(min_rows, 2) or count == 1:
+            return starts
     starts = list(range(0, n_rows, batch_size)) + [n_rows]
     if batch_size > 1 and len(starts) > 2 and starts[-1] - starts[-2] < max(min_rows, 2):
         del starts[-2]
@@ -207,7 +223,7 @@ class LitModel(L.LightningModule):
         x, y, order = batch  # (N, ...), (N,), (N,) a permutation of the rows
         optimizer = self.optimizers().optimizer  # the torch optimizer itself: Lightning's wrapper costs per step
         world, rank = self._processes()
-        starts = batch_starts(len(order), self.rows_per_step, min_rows=world)
+        starts = batch_starts(len(order), self.rows_per_step, min_rows=world, last=self.cfg.last_batch)
         self._ensure_schedule(optimizer, len(starts) - 1)
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch starts with (onecycle moves it per batch)
         # each step's loss and outputs are kept and summed once at the end: six tensor operations a step cost
@@ -220,14 +236,14 @@ class LitModel(L.LightningModule):
             out = self.net(xb)  # (B, K) logits or (B, 1)
             optimizer.zero_grad()
             loss = self._backward(out, yb, y[idx], world)
-            self._optimizer_step(optimizer, sample_gradients=end == len(order))
+            self._optimizer_step(optimizer, sample_gradients=end == starts[-1])
             losses.append(loss.detach())
             outputs.append(out.detach())
             targets.append(yb)
         rows = torch.tensor([end - start for start, end in zip(starts[:-1], starts[1:])], device=x.device)
         loss_sum = (torch.stack(losses).float() * rows).sum()  # each batch's mean loss over its rows, summed
         metric_sum = self._metric(torch.cat(outputs).float(), torch.cat(targets)).float()
-        self._log_train_epoch(loss_sum, metric_sum, len(order), lr, world)
+        self._log_train_epoch(loss_sum, metric_sum, starts[-1], lr, world)  # the rows stepped on
         if self.cfg.schedule.kind in ("step", "cosine"):
             self.scheduler.step()
         if self.val_batch is not None:

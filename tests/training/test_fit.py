@@ -297,6 +297,28 @@ def test_a_last_batch_of_one_row_joins_the_one_before(n: int, batch: int, expect
     assert batch_starts(n, batch) == expected
 
 
+@pytest.mark.parametrize(("n", "batch", "last", "expected"), [
+    (195, 32, "keep", [0, 32, 64, 96, 128, 160, 192, 195]),  # shapes' 195 train series: a 3-row last batch
+    (195, 32, "even", [0, 28, 56, 84, 111, 139, 167, 195]),  # as many steps, none of them small
+    (195, 32, "drop", [0, 32, 64, 96, 128, 160, 192]),  # the 3 rows sit this epoch out
+    (20, 32, "drop", [0, 20]), (20, 32, "even", [0, 20]),  # fewer rows than a batch: one batch of all
+    (9, 4, "even", [0, 3, 6, 9]), (5, 1, "even", [0, 1, 2, 3, 4, 5]), (64, 32, "drop", [0, 32, 64]),
+    (3, 2, "even", [0, 3]),  # halves of 2 and 1 rows: a one-row batch joins the one before, as with keep
+])
+def test_last_batch_keeps_evens_out_or_drops_the_rows_left_over(n: int, batch: int, last: str,
+                                                                 expected: list[int]) -> None:
+    from pipeline.training.module import batch_starts
+
+    assert batch_starts(n, batch, last=last) == expected
+
+
+def test_an_unknown_last_batch_is_refused_naming_the_key() -> None:
+    from pipeline.training.module import batch_starts
+
+    with pytest.raises(ValueError, match=r"^train.last_batch: expected one of \('keep', 'even', 'drop'\), got 'pad'"):
+        batch_starts(10, 4, last="pad")
+
+
 def _stop_epoch(values: list[float], mode: str, patience: int, min_delta: float) -> int:
     """The epoch Lightning's EarlyStopping rule stops at (float32: ``current -/+ min_delta`` against the best),
     or the last epoch if it never does."""

@@ -108,3 +108,18 @@ def test_the_regression_loss_is_the_one_configured(tmp_path: Path, make_params: 
     for other, loss in LOSSES.items():
         if other != name:
             assert recorded != pytest.approx(float(loss(pred, target)), rel=1e-2), other
+
+
+def test_last_batch_changes_the_training_only_when_rows_are_left_over(scaled: Path, make_params: MakeParams) -> None:
+    train = {**SGD, "max_epochs": 3, "early_stopping": {"patience": 3}}
+
+    def weights(batch_size: int, last: str) -> dict[str, torch.Tensor]:
+        return _fit(make_params, scaled, **{**train, "batch_size": batch_size, "last_batch": last}).state_dict
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    exact = [weights(8, last) for last in ("keep", "even", "drop")]  # 48 train rows: six batches of 8, no leftover
+    assert same(exact[0], exact[1]) and same(exact[0], exact[2])
+    keep, even, drop = (weights(10, last) for last in ("keep", "even", "drop"))  # 4 x 10 + 8 left over
+    assert not same(keep, even) and not same(keep, drop) and not same(even, drop)
