@@ -1,6 +1,6 @@
 """Starting a network from another one's weights: which layers load, which stay frozen, and at what rate.
 
-The rules (see the README's "Transfer learning"): the architecture the new params describe must be the source's,
+The rules: the architecture the new params describe must be the source's,
 but for the number of outputs, the dropout rate and the initialisation of what is not loaded; every parameter and
 buffer whose name and shape match is loaded; the output layer is made afresh when the number of classes or
 outputs differs; any other layer whose shape differs is refused with its name and both shapes. Nothing here reads
@@ -64,10 +64,10 @@ class Finetune:
 
 def first_difference(source: dict[str, Any], target: dict[str, Any]) -> str | None:
     """The first architecture key (in the target spec's order) on which ``source`` and ``target`` disagree,
-    as ``model.<key>: source X, params.yaml Y``; ``None`` when the target describes the source."""
+    as ``<key>: source X, params.yaml Y`` (a key of ``model``); ``None`` when the target describes the source."""
     for spec, side in ((source, "source"), (target, "params.yaml")):
         if spec.get("kind") == "ensemble":
-            return f"model.ensemble: the {side} is an ensemble; expected a single network to start from"
+            return f"ensemble: the {side} is an ensemble; expected a single network to start from"
     keys = [k for k in target if k not in FREE_KEYS] + [k for k in source if k not in target and k not in FREE_KEYS]
     for key in keys:
         if source.get(key) != target.get(key):

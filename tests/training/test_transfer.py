@@ -98,7 +98,8 @@ def test_a_layer_whose_shape_differs_is_refused_with_both_shapes() -> None:
 
 def test_an_ensemble_is_no_source() -> None:
     ensemble = {"kind": "ensemble", "member": CNN, "size": 3}
-    with pytest.raises(PipelineError, match="the source is an ensemble; expected a single network"):
+    with pytest.raises(PipelineError, match=r"^train.init_from = models:/digits/4: model.ensemble: the source is an "
+                                            r"ensemble; expected a single network"):
         load_matching(fresh(CNN), ensemble, CNN, {}, "models:/digits/4")
 
 
