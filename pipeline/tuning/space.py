@@ -67,6 +67,7 @@ USED_WHEN: tuple[UsedWhen, ...] = (
     UsedWhen("train.schedule.patience", "train.schedule.kind", ("plateau",)),
     UsedWhen("train.schedule.warmup_epochs", "train.schedule.kind", ("step", "cosine"), 0),  # others refuse > 0
     UsedWhen("train.gradient_clip.max", "train.gradient_clip.mode", ("norm", "value")),
+    UsedWhen("train.last_batch", "train.update", ("mini_batch",)),  # full batch and one row leave nothing over
     UsedWhen("clean.knn_", "clean.numeric", ("knn",)),
     UsedWhen("clean.smote_neighbors", "clean.imbalance", ("smote",)),
     UsedWhen("clean.fill_value", "clean.numeric", ("constant",)),

@@ -89,6 +89,9 @@ REFUSED = [
     ("patience", {"train.schedule.patience": {"low": 2, "high": 9}}, {}, None, None),
     ("warmup", {"train.schedule.warmup_epochs": {"low": 0, "high": 5}}, {}, None, None),
     ("clip", {"train.gradient_clip.max": RANGE}, {}, None, None),
+    ("last-batch-full", {"train.last_batch": {"choices": ["keep", "even"]}}, {"train__update": "full_batch"}, None,
+     "train.last_batch: not read with train.update = 'full_batch': expected train.update to be, or be searched over, "
+     "one of ('mini_batch',)"),
     ("knn", {"clean.knn_neighbors": {"low": 2, "high": 9}}, {}, None, None),
     ("smote", {"clean.smote_neighbors": {"low": 2, "high": 9}}, {}, None, None),
     ("fill-value", {"clean.fill_value": RANGE}, {}, None, None),
@@ -125,6 +128,7 @@ ACCEPTED = [
                                          "train.momentum": {"low": 0.5, "high": 0.9}}, {}, None),
     ("regression-loss-unknown-task", {"train.regression_loss": {"choices": ["mse", "mae"]}}, {}, None),
     ("int-key", {"train.batch_size": {"low": 16, "high": 128, "log": True}}, {}, None),
+    ("last-batch", {"train.last_batch": {"choices": ["keep", "even", "drop"]}}, {}, None),
     ("knn-searched", {"clean.numeric": {"choices": ["median", "knn"]}, "clean.knn_neighbors": {"low": 2, "high": 9}},
      {}, None),
 ]
