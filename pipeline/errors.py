@@ -3,6 +3,7 @@ into an exit code."""
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -59,6 +60,9 @@ def run_main(main: Callable[[], None], name: str) -> None:
         main: The function to run.
         name: The stage or command name, printed before the message.
     """
+    # A crash in native code (pandas' parser, pyarrow, torch) prints the Python stack of every thread instead of
+    # ending the stage as a bare "-11": the one clue a rare crash leaves in a CI log
+    faulthandler.enable(all_threads=True)
     # SIGTERM as an exception in every stage, not only inside an MLflow run: the atomic writers' cleanup runs
     # (no temporary folder is left behind) and the stage ends with its one line and 143
     with sigterm_raises(only_default=True):

@@ -1,9 +1,12 @@
-"""SIGTERM as an exception (:func:`pipeline.errors.sigterm_raises`), delivered for real to this process."""
+"""SIGTERM as an exception (:func:`pipeline.errors.sigterm_raises`), delivered for real to this process; a crash in
+native code under :func:`pipeline.errors.run_main`, produced for real in a child process."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -40,3 +43,15 @@ def test_only_default_leaves_an_ignored_sigterm_ignored() -> None:
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_crash_in_native_code_under_run_main_prints_the_python_stack() -> None:
+    # a real segmentation fault (reading address 0 through ctypes) in a stage's main: without faulthandler the
+    # stage ends as a bare -11 and the log says nothing about where
+    code = ("import ctypes\nfrom pipeline.errors import run_main\n"
+            "def crash_in_native_code():\n    ctypes.string_at(0)\n"
+            "run_main(crash_in_native_code, 'stage')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGSEGV, (done.returncode, done.stderr)
+    assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
+    assert "crash_in_native_code" in done.stderr, done.stderr
