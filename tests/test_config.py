@@ -139,6 +139,24 @@ BAD_VALUES = [
      ["train.ensemble = true with train.restarts = 1: expected train.restarts of at least 2"]),
     ("ensemble-at-its-old-place", ("evaluate", "ensemble"), False,
      ["evaluate.ensemble: moved to train.ensemble (set it there)"]),
+    ("init-from-a-path", ("train", "init_from"), "models/model",
+     ["train.init_from = 'models/model': expected null, a version number (1, 2, ...), an alias, "
+      "models:/<name>/<version> or models:/<name>@<alias>"]),
+    ("init-from-version-zero", ("train", "init_from"), 0, ["train.init_from = 0: expected null, a version number"]),
+    ("init-from-a-bool", ("train", "init_from"), True, ["train.init_from = True: expected null, a version number"]),
+    ("init-from-a-version-uri-without-number", ("train", "init_from"), "models:/digits-cnn/latest",
+     ["train.init_from = 'models:/digits-cnn/latest'"]),
+    ("freeze-without-a-source", ("train", "freeze"), "encoder",
+     ["train.freeze = 'encoder' with train.init_from = null: expected 'none'"]),
+    ("unfreeze-without-a-source", ("train", "unfreeze_epoch"), 3,
+     ["train.unfreeze_epoch = 3 with train.init_from = null: expected null"]),
+    ("loaded-rate-without-a-source", ("train", "loaded_lr_factor"), 0.1,
+     ["train.loaded_lr_factor = 0.1 with train.init_from = null: expected 1.0"]),
+    ("loaded-rate-above-one", ("train", "loaded_lr_factor"), 2.0, ["train.loaded_lr_factor = 2.0", "less than or equal to 1"]),
+    ("unknown-freeze", ("train", "freeze"), "all",
+     ["train.freeze = 'all': expected 'none' or 'encoder', or a list of layer-name prefixes"]),
+    ("freeze-an-empty-list", ("train", "freeze"), [], ["train.freeze = []: expected 'none' or 'encoder', or a list"]),
+    ("unfreeze-at-epoch-zero", ("train", "unfreeze_epoch"), 0, ["train.unfreeze_epoch = 0", "greater than 0"]),
 ]
 
 
@@ -170,6 +188,34 @@ def test_a_file_from_before_the_move_is_told_where_the_key_went(default_params: 
 def test_non_mapping_document_is_refused(document: Any, type_name: str) -> None:
     with pytest.raises(PipelineError, match=rf"^params\.yaml: expected a mapping of sections, got {type_name}$"):
         parse_params(document)
+
+
+def _finetuning(params: dict[str, Any], **train: Any) -> dict[str, Any]:
+    for key, value in {"init_from": "champion", **train}.items():
+        params = _with(params, ("train", key), value)
+    return params
+
+
+def test_a_finetuning_from_an_alias_with_gradual_unfreezing_is_accepted(default_params: dict[str, Any]) -> None:
+    train = parse_params(_finetuning(default_params, freeze=["features.0.", "features.1."], unfreeze_epoch=5,
+                                     loaded_lr_factor=0.1)).train
+    assert (train.init_from, train.freeze, train.unfreeze_epoch, train.loaded_lr_factor) == \
+        ("champion", ("features.0.", "features.1."), 5, 0.1)
+    assert parse_params(_finetuning(default_params, init_from="models:/digits-cnn/3")).train.init_from == \
+        "models:/digits-cnn/3"
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"unfreeze_epoch": 2}, "train.unfreeze_epoch = 2 with train.freeze = 'none': expected null (nothing is frozen "
+                            "to release)"),
+    ({"freeze": ["features.", ""]}, "train.freeze = ['features.', '']: expected 'none' or 'encoder', or a list of "
+                                    "layer-name prefixes (e.g. [features.0.])"),
+])
+def test_a_finetuning_that_cannot_work_is_refused_in_one_line(default_params: dict[str, Any], train: dict[str, Any],
+                                                               message: str) -> None:
+    with pytest.raises(PipelineError) as caught:
+        parse_params(_finetuning(default_params, **train))
+    assert str(caught.value) == f"params.yaml: {message}"
 
 
 def test_several_problems_report_the_first_and_count_the_rest(default_params: dict[str, Any]) -> None:
@@ -262,6 +308,10 @@ def test_flatten_gives_dotted_keys_and_lists(default_params: dict[str, Any]) -> 
         "train.precision": "32-true",
         "train.cpu_threads": 1,
         "train.eval_chunk": 4096,
+        "train.init_from": None,
+        "train.freeze": "none",
+        "train.unfreeze_epoch": None,
+        "train.loaded_lr_factor": 1.0,
         "evaluate.primary_metric": "auto",
         "evaluate.baselines": ["dummy", "linear", "forest", "nearest"],
         "evaluate.baseline_rows": 20000,

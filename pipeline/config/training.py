@@ -6,9 +6,10 @@ builds (an activation to its layer, an optimizer to its factory) are tested to h
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.config.base import PositiveInt, Section
 
@@ -25,6 +26,11 @@ Update = Literal["mini_batch", "full_batch", "stochastic"]
 # what a mini-batch epoch does with rows left over after the full batches (pipeline.training.module.batch_starts)
 LastBatch = Literal["keep", "even", "drop"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
+# train.freeze: the layers held fixed in a network started from a registered version (pipeline.training.transfer)
+Freeze = Literal["none", "encoder"]
+# train.init_from: a version number, an alias, models:/<name>/<version> or models:/<name>@<alias>
+# (pipeline.serving.source reads the same pattern)
+SOURCE_PATTERN = r"^(\d+|[A-Za-z0-9_-]+|models:/[^/@\s]+(/\d+|@[A-Za-z0-9_-]+))$"
 ClassificationMetric = Literal["accuracy", "macro_f1"]
 RegressionMetric = Literal["mae", "rmse", "r2"]
 Metric = Literal[ClassificationMetric, RegressionMetric]
@@ -157,6 +163,46 @@ class TrainConfig(Section):
     # most examples per forward pass in validation, test, evaluate and predict (recorded in the model bundle): it
     # bounds their activations' memory, not their results (pipeline.nets.chunks)
     eval_chunk: PositiveInt
+    # a registered version to start from (null: random weights), the layers held fixed, the epoch they train from
+    # (null: never) and the loaded layers' rate as a share of lr (pipeline.training.transfer)
+    init_from: int | str | None
+    freeze: str | Annotated[tuple[str, ...], Field(strict=False)]
+    unfreeze_epoch: PositiveInt | None
+    loaded_lr_factor: Annotated[float, Field(gt=0.0, le=1.0)]
+
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _init_from_names_a_version(cls, value: object) -> object:
+        # before the type check: true, 0 or 'a/b' get this one line, not one per member of the union
+        if value is not None and not (type(value) is int and value > 0 or
+                                      isinstance(value, str) and re.match(SOURCE_PATTERN, value)):
+            raise ValueError(f"train.init_from = {value!r}: expected null, a version number (1, 2, ...), an alias, "
+                             "models:/<name>/<version> or models:/<name>@<alias>")
+        return value
+
+    @field_validator("freeze")
+    @classmethod
+    def _freeze_names_layers(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str) and value not in get_args(Freeze) or \
+                isinstance(value, tuple) and (not value or not all(value)):
+            raise ValueError(f"train.freeze = {list(value) if isinstance(value, tuple) else value!r}: expected "
+                             f"{' or '.join(map(repr, get_args(Freeze)))}, or a list of layer-name prefixes "
+                             "(e.g. [features.0.])")
+        return value
+
+    @model_validator(mode="after")
+    def _finetuning_has_a_source(self) -> TrainConfig:
+        if self.init_from is None:
+            for key, value, idle in (("freeze", self.freeze, "none"), ("unfreeze_epoch", self.unfreeze_epoch, None),
+                                     ("loaded_lr_factor", self.loaded_lr_factor, 1.0)):
+                if value != idle:
+                    raise ValueError(f"train.{key} = {value!r} with train.init_from = null: expected "
+                                     f"{'null' if idle is None else repr(idle)} "
+                                     "(nothing is loaded to hold or slow down; set train.init_from)")
+        if self.unfreeze_epoch is not None and self.freeze == "none":
+            raise ValueError(f"train.unfreeze_epoch = {self.unfreeze_epoch} with train.freeze = 'none': expected null "
+                             "(nothing is frozen to release)")
+        return self
 
     @model_validator(mode="after")
     def _momentum_fits_the_optimizer(self) -> TrainConfig:
