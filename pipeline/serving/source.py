@@ -20,10 +20,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
+from pipeline.training.transfer import Parent
 
 KEY = "train.init_from"
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
-BUNDLE = "artifacts/bundle"
+# where a version's MLmodel file names its bundle: the pyfunc flavour's artifact "bundle" (see registry.log_bundle)
+BUNDLE_KEYS = ("flavors", "python_function", "artifacts", "bundle", "path")
 # what the registry answers for a missing model or version (RESOURCE_DOES_NOT_EXIST) and alias (INVALID_PARAMETER_VALUE)
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
@@ -104,7 +106,8 @@ def _missing(requested: str | int, what: str, exc: MlflowException) -> str:
 
 def read(source: Source, into: Path | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The architecture spec and the weights of ``source``, downloaded from the store (``into``, or a temporary
-    folder removed afterwards) and read through JSON and safetensors only.
+    folder removed afterwards) and read through YAML, JSON and safetensors only: the version's ``MLmodel`` says
+    where its bundle lies, and only that folder is fetched.
 
     Raises:
         PipelineError: If the version's artifacts are unreachable or hold no bundle.
@@ -113,12 +116,7 @@ def read(source: Source, into: Path | None = None) -> tuple[dict[str, Any], dict
 
     with tempfile.TemporaryDirectory(prefix="init-from-") as scratch:
         folder = Path(into or scratch)
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.uri}/{BUNDLE}",
-                                                             dst_path=str(folder)))
-        except (MlflowException, OSError) as exc:
-            raise PipelineError(f"{KEY} = {source.requested!r}: could not read {source.uri}'s bundle "
-                                f"({str(exc).splitlines()[0]})") from None
+        local = _download(source, f"{source.uri}/{_bundle_path(source, folder / 'meta')}", folder / "bundle")
         spec_path, weights = local / "net.json", local / "weights.safetensors"
         if not spec_path.is_file() or not weights.is_file():
             raise PipelineError(f"{KEY} = {source.requested!r}: {source.uri} holds no net.json and "
@@ -128,3 +126,41 @@ def read(source: Source, into: Path | None = None) -> tuple[dict[str, Any], dict
         except Exception as exc:  # safetensors raises its own error types for corrupt headers
             raise PipelineError(f"{KEY} = {source.requested!r}: {source.uri}'s weights are unreadable ({exc})") \
                 from None
+
+
+def _bundle_path(source: Source, folder: Path) -> str:
+    """The bundle's path inside the version's artifacts, as its ``MLmodel`` file gives it."""
+    import yaml
+
+    meta = _download(source, f"{source.uri}/MLmodel", folder)
+    try:
+        node: Any = yaml.safe_load(meta.read_text())
+        for key in BUNDLE_KEYS:
+            node = node[key]
+    except (yaml.YAMLError, KeyError, TypeError):
+        node = None
+    if not isinstance(node, str) or not node or ".." in Path(node).parts or Path(node).is_absolute():
+        raise PipelineError(f"{KEY} = {source.requested!r}: {source.uri}'s MLmodel names no model bundle; expected a "
+                            "version this pipeline registered")
+    return node
+
+
+def _download(source: Source, uri: str, folder: Path) -> Path:
+    """One artifact (file or folder) of ``source`` into ``folder``; its local path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+    except (MlflowException, OSError) as exc:
+        raise PipelineError(f"{KEY} = {source.requested!r}: could not read {uri} "
+                            f"({' '.join(str(exc).split())[:300]})") from None
+
+
+def fetch(client: MlflowClient, requested: str | int, default_name: str) -> tuple[Source, Parent]:
+    """The version ``requested`` names now, and its network: :func:`resolve`, then :func:`read`.
+
+    Raises:
+        PipelineError: As :func:`resolve` and :func:`read` do.
+    """
+    source = resolve(client, requested, default_name)
+    spec, state = read(source)
+    return source, Parent(source.uri, spec, state)

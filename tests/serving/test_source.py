@@ -19,9 +19,12 @@ SPEC = {"kind": "fnn", "in_features": 2, "out_features": 3, "hidden": [4]}
 
 
 def _version(client: MlflowClient, root: Path, name: str, weights: dict[str, torch.Tensor]) -> str:
-    """Register a version laid out as ``log_bundle`` lays it out (the bundle under artifacts/bundle)."""
-    bundle = root / name / "model" / "artifacts" / "bundle"
+    """Register a version laid out as ``log_bundle`` lays it out: an MLmodel naming the bundle, which MLflow
+    copies to artifacts/<the bundle folder's name> (``models/model``: artifacts/model)."""
+    bundle = root / name / "model" / "artifacts" / "model"
     bundle.mkdir(parents=True, exist_ok=True)
+    (root / name / "model" / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    artifacts:\n      bundle:\n        path: artifacts/model\n")
     (bundle / "net.json").write_text(json.dumps(SPEC))
     save_file(weights, str(bundle / "weights.safetensors"))
     with mlflow.start_run() as run:
@@ -88,10 +91,23 @@ def test_a_version_without_a_bundle_is_refused(client: MlflowClient, tmp_path: P
     source = Source("digits-cnn", version, "run", "champion")
     assert read(source)[0] == SPEC
     stored = Path(client.get_model_version("digits-cnn", version).source.removeprefix("file://"))
-    (stored / "artifacts" / "bundle" / "weights.safetensors").unlink()  # the store's copy
+    (stored / "artifacts" / "model" / "weights.safetensors").unlink()  # the store's copy
     with pytest.raises(PipelineError, match=r"^train.init_from = 'champion': models:/digits-cnn/\d+ holds no "
                                             r"net.json and weights.safetensors; expected a version this pipeline"):
         read(source)
+
+
+@pytest.mark.parametrize("path", ["", "../../elsewhere", None])
+def test_a_version_whose_mlmodel_names_no_bundle_is_refused(client: MlflowClient, tmp_path: Path,
+                                                            path: str | None) -> None:
+    version = _version(client, tmp_path, "digits-cnn", {"w": torch.zeros(2)})
+    stored = Path(client.get_model_version("digits-cnn", version).source.removeprefix("file://"))
+    (stored / "MLmodel").write_text("flavors: {}\n" if path is None else
+                                    f"flavors:\n  python_function:\n    artifacts:\n      bundle:\n        path: '{path}'\n")
+    with pytest.raises(PipelineError) as error:
+        read(Source("digits-cnn", version, "run", "3"))
+    assert str(error.value) == (f"train.init_from = '3': models:/digits-cnn/{version}'s MLmodel names no model bundle; "
+                                "expected a version this pipeline registered")
 
 
 def test_a_store_that_does_not_answer_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
