@@ -19,7 +19,7 @@ import torch
 
 from pipeline.config import Params, flatten, load_params, require_task
 from pipeline.decision import Decision
-from pipeline.errors import run_main
+from pipeline.errors import PipelineError, run_main
 from pipeline.io import read_state
 from pipeline.stages.common import read_schema, stage_args
 from pipeline.stages.train_record import (
@@ -31,6 +31,7 @@ from pipeline.training.arrays import read_encoders
 from pipeline.training.fit import FitResult, check_accelerator, check_lengths, process_rank
 from pipeline.training.lr_find import LRFinding
 from pipeline.training.restarts import RestartRunner, best_restart, fit_restarts, restart_seeds, untracked
+from pipeline.training.transfer import Parent
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep `dvc repro` output readable
 
@@ -120,7 +121,8 @@ def read_inputs(params: Params, folders: TrainFolders) -> TrainInputs:
     return TrainInputs(task, resolved, classes, class_weight, decision)
 
 
-def train(params: Params, folders: TrainFolders, runner: RestartRunner = untracked) -> TrainResult:
+def train(params: Params, folders: TrainFolders, runner: RestartRunner = untracked,
+          parent: Parent | None = None) -> TrainResult:
     """Train every restart, keep the best on validation, and build the model: that network, or the ensemble.
 
     Args:
@@ -128,6 +130,7 @@ def train(params: Params, folders: TrainFolders, runner: RestartRunner = untrack
         folders: The data stages' outputs to train on, and the checkpoints folder (the only one written).
         runner: Runs each restart's fit; the stage's opens its MLflow run and logs each epoch. The default tracks
             nothing, so this needs no active run.
+        parent: The network every restart starts from (``train.init_from``, read by the stage), or ``None``.
 
     Returns:
         Every restart's fit, which is kept, and the model's spec and weights.
@@ -137,7 +140,7 @@ def train(params: Params, folders: TrainFolders, runner: RestartRunner = untrack
     params = inputs.params
     offsets = list(inputs.decision.offsets) if inputs.decision.corrects else None  # validation judges as used
     fits = fit_restarts(params, folders.scaled, inputs.n_outputs, inputs.class_weight, inputs.task,
-                        folders.checkpoints, offsets, runner)
+                        folders.checkpoints, offsets, runner, parent)
     chosen = best_restart(fits, params.train.early_stopping.direction)
     members = {f"members.{i}.{k}": v for i, r in enumerate(fits) for k, v in r.state_dict.items()}
     if params.train.ensemble:
@@ -146,6 +149,23 @@ def train(params: Params, folders: TrainFolders, runner: RestartRunner = untrack
         spec, state = fits[chosen].spec, fits[chosen].state_dict
     seeds = restart_seeds(params.seed, len(fits))
     return TrainResult(inputs, fits, seeds, chosen, spec, state, members, time.perf_counter() - started)
+
+
+def starting_point(root: Path, params: Params) -> tuple[Any, Parent | None]:
+    """The registered version ``train.init_from`` names (resolved once, now, in the project's registry) and its
+    network; ``(None, None)`` when training starts from random weights."""
+    if params.train.init_from is None:
+        return None, None
+    from pipeline import tracking
+    from pipeline.serving import source
+
+    try:
+        client = tracking.configure(root, must_exist=True)
+    except PipelineError as exc:  # no local store yet, or a server that does not answer
+        raise PipelineError(f"train.init_from = {params.train.init_from!r}: {exc}") from None
+    found, parent = source.fetch(client, params.train.init_from, params.registered_model_name)
+    print(f"train: starting from {found.uri} (train.init_from = {found.requested}; run {found.run_id})", flush=True)
+    return found, parent
 
 
 def main() -> None:
@@ -159,19 +179,20 @@ def main() -> None:
     check_accelerator(raw.train.accelerator, raw.train.precision)
     check_lengths(raw, folders.scaled)
     inputs = read_inputs(raw, folders)  # before a run is opened: a foreign report.json opens none
+    root = Path.cwd()
+    source, parent = starting_point(root, inputs.params)  # an unknown version or alias opens no run either
     if process_rank(inputs.params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
-        # process, which alone talks to MLflow and writes the outputs
-        train(inputs.params, folders)
+        # process, which alone writes to MLflow and writes the outputs
+        train(inputs.params, folders, parent=parent)
         return
-    root = Path.cwd()
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, inputs.params.experiment_name, root)
     # named after what changed in params.yaml as written, 'auto' included
     with tracking.tracked_run(experiment_id=experiment, run_name=tracking.run_name(root, flatten(raw))) as run:
-        log_start(root, inputs, folders)
+        log_start(root, inputs, folders, source)
         restarts = TrackedRestarts(experiment, run.info.run_id, inputs.params.train.restarts, inputs.task)
-        result = train(inputs.params, folders, restarts)
+        result = train(inputs.params, folders, restarts, parent)
         log_result(root, result, restarts.run_ids)
         info = train_info(result, run.info.run_id, experiment, restarts.run_ids)
         write_outputs(result, folders, args.out, args.restarts, args.info, info)

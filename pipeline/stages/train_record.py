@@ -81,9 +81,11 @@ def log_lineage(root: Path, raw: Path) -> None:
         mlflow.log_text(diff, "git/diff.patch")
 
 
-def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders) -> None:
+def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders, source: Any = None) -> None:
     """Record in the active MLflow run what it trains with: the params, the batch per process, the seed, the code
-    and data versions, the environment, and the lineage files.
+    and data versions, the environment, the lineage files, and the registered version it started from
+    (``source``, a :class:`pipeline.serving.source.Source`, as params and tags: ``parent.name``, ``parent.version``,
+    ``parent.run_id``; the version an alias named when it ran, not the alias).
 
     The environment is tagged here, before training, so a run that fails or is stopped says what it ran on too.
     """
@@ -99,7 +101,10 @@ def log_start(root: Path, inputs: TrainInputs, folders: TrainFolders) -> None:
                        "train.global_batch": global_batch if global_batch is not None else params.train.update,
                        "train.per_device_batch": math.ceil(global_batch / world) if global_batch is not None
                        else params.train.update})
+    parent = {} if source is None else {f"parent.{k}": v for k, v in source.to_dict().items() if k != "requested"}
+    mlflow.log_params(parent)
     mlflow.set_tags({
+        **parent,
         "seed": str(params.seed),
         "model.kind": params.model.kind,
         "task": inputs.task,

@@ -25,17 +25,18 @@ from pipeline.config.auto import budget  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
 from pipeline.nets import FIXED_LENGTH, build_net, net_spec  # noqa: E402
 from pipeline.training.arrays import load_xy, modality  # noqa: E402
-from pipeline.training.callbacks import BestWeights, EarlyStop, EpochHistory  # noqa: E402
+from pipeline.training.callbacks import BestWeights, EarlyStop, EpochHistory, FrozenLayers  # noqa: E402
 from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumable  # noqa: E402
 from pipeline.training.data import ScaledDataModule  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
+from pipeline.training.transfer import Parent, start_from  # noqa: E402
 
 # The code a checkpoint's fingerprint covers, with this module: a change to any of these makes an old checkpoint someone else's.
 TRAINING_CODE = (
     "pipeline.training.module", "pipeline.training.data", "pipeline.training.callbacks",
     "pipeline.training.checkpoints", "pipeline.training.augment", "pipeline.nets", "pipeline.nets.fnn",
-    "pipeline.nets.cnn", "pipeline.nets.rnn",
+    "pipeline.nets.cnn", "pipeline.nets.rnn", "pipeline.training.transfer",
 )
 
 
@@ -118,8 +119,9 @@ def process_rank(devices: int) -> int:
 
 
 def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: list[float] | None, task: str,
-                val_offsets: list[float] | None = None) -> str:
-    """What a training is of: the settings that change its weights, the data it reads and the code it runs.
+                val_offsets: list[float] | None = None, parent: str | None = None) -> str:
+    """What a training is of: the settings that change its weights, the data it reads, the weights it starts from
+    (``parent``: their digest; an alias that moved is another training) and the code it runs.
 
     A checkpoint is resumed only under the same fingerprint. ``checkpoint_every``, ``lr_find`` and ``eval_chunk``
     are left out: none changes the weights.
@@ -129,7 +131,7 @@ def fingerprint(params: Params, scaled_dir: Path, n_outputs: int, class_weight: 
     train = params.train.model_dump(mode="json", exclude={"checkpoint_every", "lr_find", "eval_chunk"})
     settings = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
                 "target": params.data.target, "n_outputs": n_outputs, "class_weight": class_weight, "task": task,
-                "val_offsets": val_offsets,
+                "val_offsets": val_offsets, "parent": parent,
                 "torch": torch.__version__, "lightning": L.__version__}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for path in sorted(Path(scaled_dir).iterdir()):
@@ -150,6 +152,7 @@ def fit(
     checkpoints: Path | None = None,
     val_offsets: list[float] | None = None,
     probes: tuple[L.Callback, ...] = (),
+    parent: Parent | None = None,
 ) -> FitResult:
     """Train the configured network on ``scaled_dir``'s train split, early-stopping on its val split.
 
@@ -167,6 +170,8 @@ def fit(
         checkpoints: Folder for ``last.ckpt``; None saves none.
         val_offsets: The bundle's prior-correction offsets, applied to validation (see :class:`LitModel`).
         probes: Callbacks that only observe (``benchmarks/stopping.py``): the fingerprint assumes the same weights.
+        parent: The network to start from (``train.init_from``), loaded, frozen and slowed down as ``train.freeze``,
+            ``unfreeze_epoch`` and ``loaded_lr_factor`` say; ``None``: random initial weights.
 
     Returns:
         The best epoch's weights (a CPU state dict), its spec, the per-epoch history and the sizes it ran with.
@@ -174,13 +179,16 @@ def fit(
     seeded(params)
     data, params = sized(params, scaled_dir, task)
     cfg, stop = params.train, params.train.early_stopping
-    spec, module = build_module(params, data, n_outputs, task, class_weight, val_offsets)
+    spec, module = build_module(params, data, n_outputs, task, class_weight, val_offsets, parent)
     finding = lr_finding(module, data, params.seed) if cfg.lr_find else None
     history, best = EpochHistory(sink), BestWeights(stop.monitor, stop.direction, stop.min_delta)
     callbacks: list[L.Callback] = [history, best, early_stopping(cfg), *probes]
+    if module.finetune.frozen:
+        callbacks.append(FrozenLayers(module.finetune))
     resume = None
     if checkpoints is not None and cfg.checkpoint_every > 0:
-        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets)
+        mark = fingerprint(params, scaled_dir, n_outputs, class_weight, task, val_offsets,
+                           None if parent is None else parent.digest)
         resume = resume_from(checkpoints, mark, cfg)
         callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark))
     trainer = build_trainer(cfg, callbacks)
@@ -244,15 +252,20 @@ def sized(params: Params, scaled_dir: Path, task: str) -> tuple[ScaledDataModule
 
 
 def build_module(params: Params, data: ScaledDataModule, n_outputs: int, task: str,
-                 class_weight: list[float] | None, val_offsets: list[float] | None) -> tuple[dict[str, Any], LitModel]:
+                 class_weight: list[float] | None, val_offsets: list[float] | None,
+                 parent: Parent | None = None) -> tuple[dict[str, Any], LitModel]:
     """The network's spec and the module that trains it (``params.train`` already sized by ``budget``).
 
-    Building the network draws its initial weights from the seeded torch RNG.
+    Building the network draws its initial weights from the seeded torch RNG (a layer loaded from ``parent`` keeps
+    the draw's place in the RNG's stream, so the fresh layers are what they would be from scratch).
     """
+    cfg = params.train
     spec = net_spec(params.model, data.modality, data.input_shape, n_outputs)
-    module = LitModel(net=build_net(spec), cfg=params.train, task=task,
-                      rows_per_step=params.train.rows_per_step(len(data.train_set)), modality=data.modality,
-                      class_weight=class_weight, val_offsets=val_offsets)
+    net = build_net(spec)
+    finetune = None if parent is None else start_from(net, spec, parent, cfg.freeze, cfg.unfreeze_epoch,
+                                                      cfg.loaded_lr_factor)
+    module = LitModel(net=net, cfg=cfg, task=task, rows_per_step=cfg.rows_per_step(len(data.train_set)),
+                      modality=data.modality, class_weight=class_weight, val_offsets=val_offsets, finetune=finetune)
     return spec, module
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 from pipeline.config import Params
 from pipeline.training.fit import FitResult, fit
+from pipeline.training.transfer import Parent
 
 # What fit calls after each epoch with that epoch's metrics (MLflow's log_metrics, in the stage).
 Sink = Callable[[dict[str, float], int], None]
@@ -46,7 +47,7 @@ def untracked(index: int, settings: Params, fit_one: Callable[[Sink | None], Fit
 
 def fit_restarts(params: Params, scaled: Path, n_outputs: int, class_weight: list[float] | None, task: str,
                  checkpoints: Path, val_offsets: list[float] | None = None,
-                 runner: RestartRunner = untracked) -> list[FitResult]:
+                 runner: RestartRunner = untracked, parent: Parent | None = None) -> list[FitResult]:
     """Train ``train.restarts`` networks, each from its own seed and in its own checkpoint folder (one restart: the
     params as they are, in ``checkpoints`` itself).
 
@@ -59,18 +60,20 @@ def fit_restarts(params: Params, scaled: Path, n_outputs: int, class_weight: lis
         checkpoints: The folder for training checkpoints.
         val_offsets: Logit offsets validation judges the network with (prior correction), or ``None``.
         runner: Runs each restart's fit (see :data:`RestartRunner`); the default tracks nothing.
+        parent: The network every restart starts from (``train.init_from``), or ``None``.
 
     Returns:
         Each restart's fit, in order.
     """
     results = []
     for i, (settings, folder) in enumerate(restart_plan(params, checkpoints)):
-        fit_one = partial(_fit_one, settings, scaled, n_outputs, class_weight, task, folder, val_offsets)
+        fit_one = partial(_fit_one, settings, scaled, n_outputs, class_weight, task, folder, val_offsets, parent)
         results.append(runner(i, settings, fit_one))
     return results
 
 
 def _fit_one(settings: Params, scaled: Path, n_outputs: int, class_weight: list[float] | None, task: str,
-             folder: Path, val_offsets: list[float] | None, sink: Sink | None) -> FitResult:
+             folder: Path, val_offsets: list[float] | None, parent: Parent | None, sink: Sink | None) -> FitResult:
     """One restart's fit, reporting each epoch to ``sink``."""
-    return fit(settings, scaled, n_outputs, sink, class_weight, task, checkpoints=folder, val_offsets=val_offsets)
+    return fit(settings, scaled, n_outputs, sink, class_weight, task, checkpoints=folder, val_offsets=val_offsets,
+               parent=parent)

@@ -10,8 +10,9 @@ safetensors.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,6 +25,31 @@ from pipeline.errors import PipelineError
 FREE_KEYS = frozenset({"out_features", "init", "dropout"})
 # the dense head of each kind: everything outside it is its encoder
 HEADS = {"fnn": None, "cnn": "head.", "rnn": "head."}
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The network a training starts from (``train.init_from``), as read from its bundle.
+
+    Attributes:
+        uri: The version it is, by number (``models:/digits-cnn/3``): what messages name.
+        spec: Its architecture spec (``net.json``).
+        state: Its parameters and buffers by name.
+        digest: A SHA-256 of ``state``: a checkpoint is resumed only from the same parent's training.
+    """
+
+    uri: str
+    spec: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256()
+        for name in sorted(self.state):
+            tensor = self.state[name].detach().cpu().contiguous()
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        object.__setattr__(self, "digest", digest.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,22 @@ def first_difference(source: dict[str, Any], target: dict[str, Any]) -> str | No
         return f"dropout: source {source.get('dropout')!r}, params.yaml {target.get('dropout')!r} (on in one, off in " \
                "the other: the layers are numbered differently)"
     return None
+
+
+def start_from(net: nn.Module, spec: dict[str, Any], parent: Parent, freeze: str | Sequence[str],
+               unfreeze_epoch: int | None, loaded_lr_factor: float) -> Finetune:
+    """Load ``parent`` into the freshly built ``net`` (of ``spec``) and say how it trains: the loaded parameters,
+    the prefixes ``freeze`` holds (see :func:`frozen_prefixes`), until when, and at what share of the rate.
+
+    Raises:
+        PipelineError: As :func:`load_matching` and :func:`frozen_prefixes` do.
+    """
+    loaded = load_matching(net, parent.spec, spec, parent.state, parent.uri)
+    if loaded.note is not None:
+        print(f"train: {loaded.note}", flush=True)
+    parameters = {name for name, _ in net.named_parameters()}
+    return Finetune(tuple(name for name in loaded.loaded if name in parameters),
+                    frozen_prefixes(net, spec["kind"], freeze), unfreeze_epoch, loaded_lr_factor)
 
 
 def output_layer(net: nn.Module) -> str:
