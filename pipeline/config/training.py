@@ -28,9 +28,11 @@ LastBatch = Literal["keep", "even", "drop"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
 # train.freeze: the layers held fixed in a network started from a registered version (pipeline.training.transfer)
 Freeze = Literal["none", "encoder"]
-# train.init_from: a version number, an alias, models:/<name>/<version> or models:/<name>@<alias>
-# (pipeline.serving.source reads the same pattern)
-SOURCE_PATTERN = r"^(\d+|[A-Za-z0-9_-]+|models:/[^/@\s]+(/\d+|@[A-Za-z0-9_-]+))$"
+# train.init_from: a version number, an alias, models:/<name>/<version> or models:/<name>@<alias>; the registry
+# URI's parts are named for pipeline.serving.source, which parses the value with these same patterns
+ALIAS = r"[A-Za-z0-9_-]+"
+SOURCE_URI = rf"models:/(?P<name>[^/@\s]+)(?:/(?P<version>\d+)|@(?P<alias>{ALIAS}))"
+SOURCE_PATTERN = rf"^(\d+|{ALIAS}|{SOURCE_URI})$"
 ClassificationMetric = Literal["accuracy", "macro_f1"]
 RegressionMetric = Literal["mae", "rmse", "r2"]
 Metric = Literal[ClassificationMetric, RegressionMetric]

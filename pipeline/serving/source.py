@@ -19,11 +19,12 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.config.training import ALIAS, SOURCE_URI
 from pipeline.errors import PipelineError
 from pipeline.training.transfer import Parent
 
 KEY = "train.init_from"
-URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_-]+))$")
+URI = re.compile(rf"^{SOURCE_URI}$")
 # where a version's MLmodel file names its bundle: the pyfunc flavour's artifact "bundle" (see registry.log_bundle)
 BUNDLE_KEYS = ("flavors", "python_function", "artifacts", "bundle", "path")
 # what the registry answers for a missing model or version (RESOURCE_DOES_NOT_EXIST) and alias (INVALID_PARAMETER_VALUE)
@@ -67,7 +68,7 @@ def parse(requested: str | int, default_name: str) -> tuple[str, str | None, str
     match = URI.match(text)
     if match:
         return match["name"], match["version"], match["alias"]
-    if re.fullmatch(r"[A-Za-z0-9_-]+", text):
+    if re.fullmatch(ALIAS, text):
         return default_name, None, text
     raise PipelineError(f"{KEY} = {text!r}: expected a version number, an alias, models:/<name>/<version> or "
                         "models:/<name>@<alias>")
