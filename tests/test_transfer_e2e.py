@@ -54,6 +54,16 @@ def test_a_cnn_fine_tuned_from_a_registered_version_keeps_its_encoder_and_names_
     assert len(client.search_runs([source_run.info.experiment_id])) == runs_before
     assert client.search_experiments(filter_string="name = 'parity'") == []  # train opens a run only after resolving
 
+    # an architecture the source does not have: refused before a run opens, naming the first difference
+    set_params(project, train__init_from="models:/digits-cnn@base", model__cnn__channels=[16, 32])
+    failed = dvc(project, "repro", check=False)
+    assert failed.returncode != 0
+    assert ("train: error: train.init_from = models:/digits-cnn/1: model.channels: source [32, 64], params.yaml "
+            "[16, 32]; expected params.yaml to describe the source's architecture") in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr and "Epoch" not in failed.stdout
+    assert client.search_experiments(filter_string="name = 'parity'") == []
+    set_params(project, model__cnn__channels=[32, 64])
+
     set_params(project, **ODD_EVEN, train__init_from="models:/digits-cnn@base", train__freeze="encoder")
     done = dvc(project, "repro")
     assert "train: starting from models:/digits-cnn/1 (train.init_from = models:/digits-cnn@base; run " \

@@ -26,8 +26,9 @@ from pipeline.stages.train_record import (
     TrackedRestarts, log_outputs, log_result, log_start, print_summary, train_info, write_outputs,
 )
 
-from pipeline.nets import ensemble_spec
-from pipeline.training.arrays import read_encoders
+from pipeline.nets import ensemble_spec, net_spec
+from pipeline.training import transfer
+from pipeline.training.arrays import load_xy, modality, read_encoders
 from pipeline.training.fit import FitResult, check_accelerator, check_lengths, process_rank
 from pipeline.training.lr_find import LRFinding
 from pipeline.training.restarts import RestartRunner, best_restart, fit_restarts, restart_seeds, untracked
@@ -151,9 +152,16 @@ def train(params: Params, folders: TrainFolders, runner: RestartRunner = untrack
     return TrainResult(inputs, fits, seeds, chosen, spec, state, members, time.perf_counter() - started)
 
 
-def starting_point(root: Path, params: Params) -> tuple[Any, Parent | None]:
+def starting_point(root: Path, inputs: TrainInputs, scaled: Path) -> tuple[Any, Parent | None]:
     """The registered version ``train.init_from`` names (resolved once, now, in the project's registry) and its
-    network; ``(None, None)`` when training starts from random weights."""
+    network, checked against the network the params describe for ``scaled``'s data; ``(None, None)`` when training
+    starts from random weights.
+
+    Raises:
+        PipelineError: If the version cannot be resolved or read, or cannot start this network (a different
+            architecture, a layer of another shape): before any run is opened or any epoch trained.
+    """
+    params = inputs.params
     if params.train.init_from is None:
         return None, None
     from pipeline import tracking
@@ -164,6 +172,8 @@ def starting_point(root: Path, params: Params) -> tuple[Any, Parent | None]:
     except PipelineError as exc:  # no local store yet, or a server that does not answer
         raise PipelineError(f"train.init_from = {params.train.init_from!r}: {exc}") from None
     found, parent = source.fetch(client, params.train.init_from, params.registered_model_name)
+    x, _ = load_xy(scaled, "train", params.data.target, inputs.task)
+    transfer.check(parent, net_spec(params.model, modality(scaled), tuple(x.shape[1:]), inputs.n_outputs))
     print(f"train: starting from {found.uri} (train.init_from = {found.requested}; run {found.run_id})", flush=True)
     return found, parent
 
@@ -180,7 +190,7 @@ def main() -> None:
     check_lengths(raw, folders.scaled)
     inputs = read_inputs(raw, folders)  # before a run is opened: a foreign report.json opens none
     root = Path.cwd()
-    source, parent = starting_point(root, inputs.params)  # an unknown version or alias opens no run either
+    source, parent = starting_point(root, inputs, folders.scaled)  # a bad source opens no run either
     if process_rank(inputs.params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
         # process, which alone writes to MLflow and writes the outputs

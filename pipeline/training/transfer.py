@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import PipelineError
+from pipeline.nets import build_net
 
 # spec keys a fine-tuned network may set differently from its source: none of them shapes a loaded weight (the
 # output width is handled by the rules above; dropout only by whether it is on, which adds layers)
@@ -128,6 +129,19 @@ def output_layer(net: nn.Module) -> str:
     return f"{names[-1]}."
 
 
+def check(parent: Parent, spec: dict[str, Any]) -> None:
+    """Refuse, before anything is trained or tracked, a ``parent`` that cannot start a network of ``spec``: the
+    rules of :func:`load_matching`, applied to a network built on the meta device (no memory, no draw from the
+    RNG, so the training that follows starts from the same seed's weights).
+
+    Raises:
+        PipelineError: As :func:`load_matching` does.
+    """
+    with torch.device("meta"):
+        net = build_net(spec)
+    plan(net, parent.spec, spec, parent.state, parent.uri)
+
+
 def load_matching(net: nn.Module, source_spec: dict[str, Any], target_spec: dict[str, Any],
                   state: dict[str, torch.Tensor], source: str) -> Loaded:
     """Load ``state`` (the source network's parameters and buffers) into ``net`` by the rules above.
@@ -143,15 +157,29 @@ def load_matching(net: nn.Module, source_spec: dict[str, Any], target_spec: dict
         PipelineError: If the architectures differ, a layer's shape differs (other than the output layer's for a
             different number of outputs), or the source lacks a layer ``net`` has.
     """
+    loaded = plan(net, source_spec, target_spec, state, source)
+    own = net.state_dict()
+    with torch.no_grad():
+        for name in loaded.loaded:
+            own[name].copy_(state[name])
+    return loaded
+
+
+def plan(net: nn.Module, source_spec: dict[str, Any], target_spec: dict[str, Any],
+         state: dict[str, torch.Tensor], source: str) -> Loaded:
+    """What :func:`load_matching` would load into ``net`` and what it would leave fresh; ``net`` is only read.
+
+    Raises:
+        PipelineError: As :func:`load_matching` does.
+    """
     difference = first_difference(source_spec, target_spec)
     if difference is not None:
         raise PipelineError(f"train.init_from = {source}: model.{difference}; expected params.yaml to describe "
                             "the source's architecture")
     outputs_differ = source_spec.get("out_features") != target_spec.get("out_features")
     head = output_layer(net)
-    own = net.state_dict()
     loaded, fresh = [], []
-    for name, tensor in own.items():
+    for name, tensor in net.state_dict().items():
         if outputs_differ and name.startswith(head):
             fresh.append(name)
             continue
@@ -162,9 +190,6 @@ def load_matching(net: nn.Module, source_spec: dict[str, Any], target_spec: dict
             raise PipelineError(f"train.init_from = {source}: layer {name} has shape {tuple(state[name].shape)} in "
                                 f"the source, {tuple(tensor.shape)} here; expected the same shape")
         loaded.append(name)
-    with torch.no_grad():
-        for name in loaded:
-            own[name].copy_(state[name])
     note = None
     if outputs_differ:
         note = (f"train.init_from = {source}: output layer {head.rstrip('.')} made afresh "

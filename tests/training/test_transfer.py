@@ -15,7 +15,7 @@ from tests.training.lit import lit_model
 from pipeline.training.callbacks import FrozenLayers
 from pipeline.training.data import EpochPasses
 from pipeline.training.transfer import (
-    Finetune, frozen_prefixes, hold_norm_statistics, load_matching, output_layer, param_groups, set_frozen,
+    Finetune, Parent, check, frozen_prefixes, hold_norm_statistics, load_matching, output_layer, param_groups, set_frozen,
 )
 
 CNN = {"kind": "cnn", "in_channels": 1, "dims": 2, "channels": [4, 8], "kernel": 3, "stride": 1, "padding": 1,
@@ -94,6 +94,20 @@ def test_a_layer_whose_shape_differs_is_refused_with_both_shapes() -> None:
     del state["features.4.weight"]
     with pytest.raises(PipelineError, match="^train.init_from = src: layer features.4.weight is missing"):
         load_matching(fresh(CNN), CNN, CNN, state, "src")
+
+
+def test_check_refuses_before_training_and_leaves_the_seeded_draw_alone() -> None:
+    parent = Parent("models:/digits/1", CNN, trained(CNN))
+    wrong = Parent("models:/digits/2", CNN, {**trained(CNN), "head.0.weight": torch.zeros(16, 3)})
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    check(parent, {**CNN, "out_features": 2})  # a new head is no refusal
+    with pytest.raises(PipelineError, match=r"^train.init_from = models:/digits/1: model.kernel: source 3, "
+                                            r"params.yaml 5; expected params.yaml to describe"):
+        check(parent, {**CNN, "kernel": 5})
+    with pytest.raises(PipelineError, match=r"layer head.0.weight has shape \(16, 3\) in the source, \(16, 8\) here"):
+        check(wrong, CNN)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training that follows draws what it would have
 
 
 def test_an_ensemble_is_no_source() -> None:
