@@ -103,9 +103,13 @@ def cmd_models_list(args: argparse.Namespace) -> None:
               f"{tags.get('dvc.experiment', '-')}")
 
 
+# the tags ``models show`` lists under lineage: where the weights, the data and the code came from
+LINEAGE_TAGS = ("git.", "dvc.", "data.md5", "seed", "device", "resumed", "tune.", "parent.")
+
+
 def cmd_models_show(args: argparse.Namespace) -> None:
     from pipeline import tracking
-    from pipeline.serving import registry
+    from pipeline.serving import registry, source
 
     name = _model_name(args)
     client = tracking.configure(Path.cwd(), must_exist=True)
@@ -116,10 +120,11 @@ def cmd_models_show(args: argparse.Namespace) -> None:
           f"registered {registered:%Y-%m-%d %H:%M} UTC")
     print(f"  run        {run.info.run_id} ({run.info.status}) in experiment {run.info.experiment_id}")
     print(f"  source     {version.source}")
+    chain = source.ancestry(client, run.info.run_id)
+    print(f"  trained    {source.chain_line(f'models:/{name}/{version.version}', chain)}")
     sections = (
         ("test metrics", {k: f"{v:.4f}" for k, v in sorted(run.data.metrics.items()) if k.startswith("test/")}),
-        ("lineage", {k: v for k, v in sorted(run.data.tags.items())
-                     if k.startswith(("git.", "dvc.", "data.md5", "seed", "device", "resumed", "tune."))}),
+        ("lineage", {k: v for k, v in sorted(run.data.tags.items()) if k.startswith(LINEAGE_TAGS)}),
         ("environment", {k: v for k, v in sorted(run.data.tags.items()) if k.startswith("env.")}),
         ("params", dict(sorted(run.data.params.items()))),
     )

@@ -82,6 +82,10 @@ def test_a_cnn_fine_tuned_from_a_registered_version_keeps_its_encoder_and_names_
     assert run_.data.params["train.init_from"] == "models:/digits-cnn@base"  # as written; the version beside it
     assert [v.version for v in client.search_model_versions("name = 'parity-cnn'")] == [1]
 
+    shown = run(["python", "-m", "pipeline", "models", "show", "1"], project).stdout
+    assert "  trained    models:/parity-cnn/1 <- models:/digits-cnn/1 <- random initial weights\n" in shown, shown
+    assert f"parent.run_id                      {source_run.info.run_id}" in shown, shown
+
     np.savez(tmp_path / "new.npz", x=images[:6])
     predicted = run(["python", "-m", "pipeline", "predict", "--model", "1", "--input", str(tmp_path / "new.npz"),
                      "--output", str(tmp_path / "out.csv")], project)

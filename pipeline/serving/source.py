@@ -165,3 +165,55 @@ def fetch(client: MlflowClient, requested: str | int, default_name: str) -> tupl
     source = resolve(client, requested, default_name)
     spec, state = read(source)
     return source, Parent(source.uri, spec, state)
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    """One version in a fine-tuned model's lineage, as its child's run recorded it (``parent.*`` tags).
+
+    Attributes:
+        name: The registered model's name.
+        version: Its version number.
+        run_id: The run that trained it.
+        found: Whether that run is still in the store (when not, the chain cannot be followed further).
+    """
+
+    name: str
+    version: str
+    run_id: str
+    found: bool = True
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def ancestry(client: MlflowClient, run_id: str, limit: int = 100) -> list[Ancestor]:
+    """The versions the model of run ``run_id`` was fine-tuned from, its parent first, back to the first one
+    trained from random weights (whose run records no parent).
+
+    Each step follows the run id the child recorded, not the registry: a parent version deleted since, or an alias
+    moved since, does not change what the child was trained from. A chain longer than ``limit`` (which only a
+    store edited by hand could hold: a parent exists before its child) is cut there.
+    """
+    chain: list[Ancestor] = []
+    tags = client.get_run(run_id).data.tags
+    while "parent.run_id" in tags and len(chain) < limit:
+        ancestor = Ancestor(tags.get("parent.name", "?"), tags.get("parent.version", "?"), tags["parent.run_id"])
+        try:
+            tags = client.get_run(ancestor.run_id).data.tags
+        except MlflowException:
+            chain.append(Ancestor(ancestor.name, ancestor.version, ancestor.run_id, found=False))
+            break
+        chain.append(ancestor)
+    return chain
+
+
+def chain_line(uri: str, chain: list[Ancestor]) -> str:
+    """The lineage of version ``uri`` as ``models show`` prints it:
+    ``models:/b/2 <- models:/a/1 <- random initial weights``."""
+    steps = [uri] + [a.uri if a.found else f"{a.uri} (run {a.run_id} is not in this store: what it started from "
+                     "is unknown)" for a in chain]
+    if not chain or chain[-1].found:
+        steps.append("random initial weights")
+    return " <- ".join(steps)

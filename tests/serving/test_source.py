@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import save_file
 
 from pipeline.errors import PipelineError
-from pipeline.serving.source import Source, parse, read, resolve
+from pipeline.serving.source import Ancestor, Source, ancestry, chain_line, parse, read, resolve
 from tests.project import free_port
 
 SPEC = {"kind": "fnn", "in_features": 2, "out_features": 3, "hidden": [4]}
@@ -117,3 +117,39 @@ def test_a_store_that_does_not_answer_is_one_line(monkeypatch: pytest.MonkeyPatc
     line = str(error.value)
     assert line.startswith("train.init_from = 'champion': the tracking store did not answer (API request to "
                            "http://127.0.0.1:") and "Connection refused" in line and "\n" not in line
+
+
+def _run(tags: dict[str, str]) -> str:
+    with mlflow.start_run() as run:
+        mlflow.set_tags(tags)
+    return run.info.run_id
+
+
+def _parent(name: str, version: str, run_id: str) -> dict[str, str]:
+    return {"parent.name": name, "parent.version": version, "parent.run_id": run_id}
+
+
+def test_the_lineage_follows_recorded_parents_back_to_random_weights(client: MlflowClient) -> None:
+    scratch = _run({})
+    first = _run(_parent("digits-cnn", "1", scratch))
+    second = _run(_parent("parity-cnn", "4", first))
+    chain = ancestry(client, second)
+    assert chain == [Ancestor("parity-cnn", "4", first), Ancestor("digits-cnn", "1", scratch)]
+    assert chain_line("models:/odd-cnn/2", chain) == \
+        "models:/odd-cnn/2 <- models:/parity-cnn/4 <- models:/digits-cnn/1 <- random initial weights"
+    assert chain_line("models:/digits-cnn/1", ancestry(client, scratch)) == \
+        "models:/digits-cnn/1 <- random initial weights"
+
+
+def test_a_parent_from_another_store_ends_the_chain_saying_so(client: MlflowClient) -> None:
+    child = _run(_parent("imagenet-cnn", "7", "0" * 32))
+    chain = ancestry(client, child)
+    assert chain == [Ancestor("imagenet-cnn", "7", "0" * 32, found=False)]
+    assert chain_line("models:/mine/1", chain) == (f"models:/mine/1 <- models:/imagenet-cnn/7 (run {'0' * 32} is not "
+                                                   "in this store: what it started from is unknown)")
+
+
+def test_a_cycle_written_by_hand_is_cut_not_followed_forever(client: MlflowClient) -> None:
+    looping = _run({})
+    client.set_tag(looping, "parent.run_id", looping)
+    assert len(ancestry(client, looping, limit=5)) == 5
