@@ -93,3 +93,8 @@ def test_a_cnn_fine_tuned_from_a_registered_version_keeps_its_encoder_and_names_
     header, *rows = (tmp_path / "out.csv").read_text().splitlines()
     assert header == "prediction,proba_even,proba_odd" and len(rows) == 6
     assert {row.split(",")[0] for row in rows} <= {"even", "odd"}
+
+    # rebuilt from the parent it was trained from, not from what the alias names now (here: nothing)
+    client.delete_registered_model_alias("digits-cnn", "base")
+    rebuilt = run(["python", "-m", "pipeline", "models", "reproduce", "1"], project)
+    assert "reproduce: parity-cnn version 1: weights bit-identical" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr

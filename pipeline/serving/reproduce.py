@@ -4,6 +4,10 @@ The version's run recorded ``git.commit`` (and ``git/diff.patch`` when the tree 
 ``params.yaml``. A fresh clone of this repository at that commit, with the diff applied and those params, runs
 the whole pipeline with its own throwaway MLflow store (nothing is registered in the user's), and the new
 weights are compared byte for byte with the version's.
+
+A fine-tuned version (its run names a ``parent.*``) is rebuilt from the very parent it was trained from, whatever
+an alias in its ``train.init_from`` points at now: that version's artifacts are copied from the user's store into
+the throwaway one and registered there, and the rebuild's ``train.init_from`` names that copy.
 """
 
 from __future__ import annotations
@@ -39,6 +43,45 @@ def _git(args: list[str], cwd: Path) -> str:
     if done.returncode != 0:
         raise PipelineError(f"git {' '.join(args)} in {cwd}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+def copy_parent(client: MlflowClient, run, store: str, work: Path) -> str | None:  # noqa: ANN001
+    """Register, in the throwaway ``store``, a copy of the version ``run`` was fine-tuned from (its ``parent.*``
+    tags, read from ``client``'s store); the copy's ``models:/`` URI, or ``None`` for a model trained from scratch.
+
+    Raises:
+        PipelineError: If the parent version is no longer in the registry or its artifacts cannot be read.
+    """
+    tags = run.data.tags
+    if "parent.name" not in tags:
+        return None
+    name, version = tags["parent.name"], tags["parent.version"]
+    uri = f"models:/{name}/{version}"
+    try:
+        client.get_model_version(name, version)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(work / "parent"),
+                                                         tracking_uri=client.tracking_uri,
+                                                         registry_uri=client._registry_uri))
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise PipelineError(f"reproduce: the parent {uri} that run {run.info.run_id} was fine-tuned from cannot be "
+                            f"read ({' '.join(str(exc).split())[:200]}); expected it in the registry") from None
+    throwaway = MlflowClient(store, registry_uri=store)
+    experiment = throwaway.create_experiment("parent", artifact_location=(work / "parent-artifacts").as_uri())
+    copy = throwaway.create_run(experiment)
+    throwaway.log_artifacts(copy.info.run_id, str(local), "model")
+    throwaway.set_terminated(copy.info.run_id)
+    throwaway.create_registered_model(name)
+    registered = throwaway.create_model_version(name, f"{copy.info.artifact_uri}/model", copy.info.run_id)
+    return f"models:/{name}/{registered.version}"
+
+
+def _set_init_from(path: Path, uri: str) -> None:
+    """Point ``train.init_from`` of the params file at ``path`` to ``uri`` (every other value as it was)."""
+    import yaml
+
+    params = yaml.safe_load(path.read_text())
+    params["train"]["init_from"] = uri
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def _weights(folder: Path) -> Path:
@@ -96,6 +139,9 @@ def _rebuild(client: MlflowClient, entry, run, commit: str, repo: Path, work: Pa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"  # a throwaway store: nothing is registered
+    copied = copy_parent(client, run, env["MLFLOW_TRACKING_URI"], work)
+    if copied is not None:
+        _set_init_from(project / "params.yaml", copied)
     if not (project / ".dvc").is_dir():
         subprocess.run(["dvc", "init", "-q"], cwd=project, env=env, check=False)
     print(f"reproduce: dvc repro of {commit[:12]} in {project}", flush=True)
