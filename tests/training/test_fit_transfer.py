@@ -90,3 +90,29 @@ def test_a_checkpoint_belongs_to_one_parent(scaled_images: Path, make_params: Ma
              for digest in (None, Parent("a", source.spec, source.state_dict).digest, Parent("a", source.spec, other).digest)}
     assert len(marks) == 3  # the same alias text, other weights: another training
     assert Parent("a", source.spec, source.state_dict).digest == Parent("b", {}, dict(source.state_dict)).digest
+
+
+# the other kinds, each on its modality: a table's FNN (encoder: every layer but the output layer) and a sequence
+# set's GRU (encoder: the recurrent layers; its dense head learns), fine-tuned from a source with other classes
+OTHER_KINDS = {
+    "fnn-table": ("table", {"train": 48, "val": 16}, {"source": "penguins", "target": "species"},
+                  {"kind": "fnn", "hidden": [8, 8], "norm": "batch", "dropout": 0.0}, 3, None),
+    "rnn-sequences": ("sequences", {}, {"source": "inputs/s.csv", "target": "y", "sequence": {"id": "sid", "time": "t"}},
+                      {"kind": "rnn", "hidden": [4], "dropout": 0.0, "rnn": {"hidden_size": 8}}, 2, "recurrent."),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_KINDS, ids=list(OTHER_KINDS))
+def test_fnn_and_rnn_keep_their_frozen_encoder_and_grow_a_fresh_head(scaled_data: ScaledData, make_params: MakeParams,
+                                                                    case: str) -> None:
+    kind, options, data, model, classes, encoder = OTHER_KINDS[case]
+    scaled = scaled_data(kind, **options)
+    source = fit(make_params(seed=7, data=data, model=model, train=TRAIN), scaled, n_outputs=classes + 2)
+    params = make_params(data=data, model=model, train={**TRAIN, "init_from": 1, "freeze": "encoder"})
+    tuned = fit(params, scaled, n_outputs=classes, parent=Parent("models:/src/1", source.spec, source.state_dict))
+    head = max(k for k in tuned.state_dict if k.endswith(".weight") and tuned.state_dict[k].dim() == 2
+               and tuned.state_dict[k].shape[0] == classes)
+    fresh = head.rsplit(".", 1)[0]
+    kept = [k for k in source.state_dict if (k.startswith(encoder) if encoder else not k.startswith(f"{fresh}."))]
+    assert kept and [k for k in kept if not torch.equal(tuned.state_dict[k], source.state_dict[k])] == []
+    assert source.state_dict[head].shape[0] == classes + 2 and tuned.state_dict[head].shape[0] == classes
