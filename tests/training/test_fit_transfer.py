@@ -97,7 +97,8 @@ def test_a_checkpoint_belongs_to_one_parent(scaled_images: Path, make_params: Ma
 OTHER_KINDS = {
     "fnn-table": ("table", {"train": 48, "val": 16}, {"source": "penguins", "target": "species"},
                   {"kind": "fnn", "hidden": [8, 8], "norm": "batch", "dropout": 0.0}, 3, None),
-    "rnn-sequences": ("sequences", {}, {"source": "inputs/s.csv", "target": "y", "sequence": {"id": "sid", "time": "t"}},
+    "rnn-sequences": ("sequences", {},
+                      {"source": "inputs/s.csv", "target": "y", "sequence": {"id": "sid", "time": "t"}},
                       {"kind": "rnn", "hidden": [4], "dropout": 0.0, "rnn": {"hidden_size": 8}}, 2, "recurrent."),
 }
 
