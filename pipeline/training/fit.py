@@ -19,6 +19,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from pipeline.config import Params, TrainConfig  # noqa: E402
 from pipeline.config.auto import budget  # noqa: E402
@@ -30,7 +31,7 @@ from pipeline.training.checkpoints import Checkpoints, SafeCheckpointIO, resumab
 from pipeline.training.data import ScaledDataModule  # noqa: E402
 from pipeline.training.lr_find import LRFinding, find_lr  # noqa: E402
 from pipeline.training.module import LitModel  # noqa: E402
-from pipeline.training.transfer import Parent, start_from  # noqa: E402
+from pipeline.training.transfer import Parent, hold_norm_statistics, set_frozen, start_from  # noqa: E402
 
 # The code a checkpoint's fingerprint covers, with this module: a change to any of these makes an old checkpoint someone else's.
 TRAINING_CODE = (
@@ -273,7 +274,14 @@ def lr_finding(module: LitModel, data: ScaledDataModule, seed: int) -> LRFinding
     """The learning-rate range test on a copy of the module's network (the module and the RNG are left as they
     were)."""
     x, y = data.train_set.tensors
-    return find_lr(module.net, module._loss, module.make_optimizer, x, y, module.rows_per_step, seed)
+    finetune = module.finetune
+
+    def hold(net: nn.Module) -> None:  # as FrozenLayers holds them in the first epoch
+        set_frozen(net, finetune.frozen)
+        hold_norm_statistics(net, finetune.frozen)
+
+    return find_lr(module.net, module._loss, module.make_optimizer, x, y, module.rows_per_step, seed,
+                   hold=hold if finetune.frozen_at(0) else None)
 
 
 def early_stopping(cfg: TrainConfig) -> EarlyStop:

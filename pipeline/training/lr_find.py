@@ -106,10 +106,13 @@ def _range_test(
     lrs: list[float] = []
     losses: list[float] = []
     average, best, lr = 0.0, math.inf, start
+    # each group keeps its share of the optimizer's rate (a fine-tuning's loaded layers: train.loaded_lr_factor),
+    # so the rate found is train.lr's as it will be used; with one rate for all, every share is exactly 1
+    shares = [group["lr"] / optimizer.defaults["lr"] for group in optimizer.param_groups]
     for step in range(steps):
         lr = start * (end / start) ** (step / (steps - 1))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, share in zip(optimizer.param_groups, shares, strict=True):
+            group["lr"] = lr * share
         idx = next(batches).to(x.device)
         loss = loss_fn(trial(x[idx]), y[idx])
         value = float(loss.detach())
@@ -139,10 +142,12 @@ def find_lr(
     start: float = 1e-6,
     end: float = 1.0,
     steps: int = 100,
+    hold: Callable[[nn.Module], None] | None = None,
 ) -> LRFinding:
     """Train a copy of ``net`` while the learning rate grows from ``start`` to ``end``; suggest a rate.
 
-    Step ``i`` of ``steps`` uses ``start * (end / start) ** (i / (steps - 1))`` for every parameter group. The
+    Step ``i`` of ``steps`` uses ``start * (end / start) ** (i / (steps - 1))``, times each parameter group's
+    share of the optimizer's rate as ``make_optimizer`` set it (1 but for a fine-tuning's loaded layers). The
     test stops early once the smoothed loss exceeds 4x its best (diverged) or the loss is not finite (that step
     is not recorded). Neither ``net`` nor the global RNG state changes, so training afterwards runs exactly as
     it would without the test; the test itself is a function of its arguments (``seed`` drives the batches
@@ -159,6 +164,8 @@ def find_lr(
         start: The first learning rate.
         end: The last learning rate, reached if the loss never diverges.
         steps: Mini-batches to train at most (at least 10).
+        hold: Called on the copy once it is in training mode: what the first epoch holds fixed (a fine-tuning's
+            frozen layers and their batch-norm statistics) stays fixed during the test too.
 
     Returns:
         The rates, smoothed losses and the suggested rate.
@@ -169,6 +176,8 @@ def find_lr(
     _check(x, y, batch_size, start, end, steps)
     with _seeded_fork(x.device, seed):
         trial = copy.deepcopy(net).train()
+        if hold is not None:
+            hold(trial)
         optimizer = make_optimizer(trial)
         batches = _batches(len(x), batch_size, torch.Generator().manual_seed(seed))
         lrs, losses, lr = _range_test(trial, loss_fn, optimizer, x, y, batches, start, end, steps)

@@ -117,3 +117,11 @@ def test_fnn_and_rnn_keep_their_frozen_encoder_and_grow_a_fresh_head(scaled_data
     kept = [k for k in source.state_dict if (k.startswith(encoder) if encoder else not k.startswith(f"{fresh}."))]
     assert kept and [k for k in kept if not torch.equal(tuned.state_dict[k], source.state_dict[k])] == []
     assert source.state_dict[head].shape[0] == classes + 2 and tuned.state_dict[head].shape[0] == classes
+
+
+def test_the_lr_finder_of_a_fine_tuning_leaves_its_training_as_it_was(scaled_images: Path, make_params: MakeParams,
+                                                                      source: FitResult) -> None:
+    plain = _finetune(scaled_images, make_params, source, freeze="encoder", loaded_lr_factor=0.5)
+    found = _finetune(scaled_images, make_params, source, freeze="encoder", loaded_lr_factor=0.5, lr_find=True)
+    assert found.lr_finding is not None and found.lr_finding.suggestion in found.lr_finding.lrs
+    assert all(torch.equal(found.state_dict[k], v) for k, v in plain.state_dict.items())

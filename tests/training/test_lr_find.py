@@ -135,3 +135,24 @@ def test_the_plot_is_a_png(tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 5_000
     assert [p.name for p in path.parent.iterdir()] == ["lr_find.png"]  # no temporary file left behind
+
+
+def test_each_group_keeps_its_share_of_the_rate_and_held_layers_stay_put() -> None:
+    """A fine-tuning's optimizer: loaded layers at a tenth of the rate; the first layer frozen by ``hold``."""
+    x, y = _blobs()
+    made: list[tuple[nn.Module, torch.optim.Optimizer]] = []
+
+    def two_rates(net: nn.Module) -> torch.optim.Optimizer:
+        optimizer = torch.optim.SGD([{"params": net[0].parameters(), "lr": 0.01},
+                                     {"params": net[3].parameters(), "lr": 0.1}], lr=0.1)
+        made.append((net, optimizer))
+        return optimizer
+
+    def hold(net: nn.Module) -> None:
+        net[0].requires_grad_(False)
+
+    net = _mlp()
+    finding = find_lr(net, F.cross_entropy, two_rates, x, y, batch_size=32, seed=0, end=0.1, hold=hold)
+    trial, optimizer = made[0]
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([finding.lrs[-1] / 10, finding.lrs[-1]])
+    assert torch.equal(trial[0].weight, net[0].weight) and not torch.equal(trial[3].weight, net[3].weight)
