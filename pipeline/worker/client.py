@@ -75,7 +75,8 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
     data = json.dumps(message).encode()
     data = HEADER.pack(len(data)) + data
     sent = socket.send_fds(sock, [data], fds) if fds else 0
-    sock.sendall(data[sent:])
+    if sent < len(data):  # sendall(b"") still makes a send call: EPIPE once a quick worker has replied and closed
+        sock.sendall(data[sent:])
 
 
 def receive(sock: socket.socket, with_fds: bool = False) -> tuple[dict[str, Any] | None, list[int]]:
