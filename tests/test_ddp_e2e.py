@@ -86,3 +86,27 @@ def test_two_nodes_under_torchrun_train_as_one_process_does(tmp_path: Path) -> N
     assert run.info.status == "FINISHED" and run.data.params["train.processes"] == "2"
     assert len(client.search_runs([run.info.experiment_id])) == 2  # the single run and this one: node 1 logged nothing
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 8
+
+
+def test_a_fine_tuning_with_its_encoder_frozen_then_released_trains_in_two_processes_as_in_one(tmp_path: Path) -> None:
+    """DDP wraps the net with every parameter registered; frozen ones get no gradient, which plain DDP waits for
+    (the second step failed with Lightning's "parameters that were not used in producing the loss"). Two epochs
+    frozen, two released: both phases must match one process on the same global batch."""
+    root = make_project(tmp_path, train__max_epochs=4, train__accelerator="cpu", model__dropout=0.0,
+                        train__batch_size=32)
+    dvc(root, "repro")  # registers penguins-fnn version 1: the source
+    set_params(root, train__init_from=1, train__freeze="encoder", train__unfreeze_epoch=2)
+    dvc(root, "repro")
+    single = json.loads((root / "models/train.json").read_text())
+
+    set_params(root, train__devices=2)
+    rerun = dvc(root, "repro")
+    assert stages_run(rerun.stdout) == {"train", "evaluate"}
+    double = json.loads((root / "models/train.json").read_text())
+    assert len(double["history"]) == len(single["history"]) == 4
+    for key in ("train/loss", "val/loss"):
+        a = np.array([row[key] for row in single["history"]])
+        b = np.array([row[key] for row in double["history"]])
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=key)  # float summation order only
+    run = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_run(double["run_id"])
+    assert run.data.params["train.processes"] == "2" and run.data.params["parent.version"] == "1"

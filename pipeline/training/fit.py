@@ -91,15 +91,18 @@ def check_lengths(params: Params, scaled_dir: Path) -> None:
         load_xy(scaled_dir, "val", params.data.target, fixed=True)
 
 
-def strategy(name: str, world: int) -> Any:
+def strategy(name: str, world: int, frozen: bool = False) -> Any:
     """Lightning's strategy for ``train.strategy``: one device as it is, DDP for several processes.
 
     DDP's processes come from Lightning's own launcher (which reruns this stage's command once per extra
     device), from torchrun, or from SLURM; only the first process tracks and writes (see :func:`process_rank`).
+    With ``frozen`` layers (a fine-tuning's, see :class:`FrozenLayers`), DDP must look for parameters that get no
+    gradient: it registered every parameter when it wrapped the net, and otherwise waits for the frozen ones' and
+    fails the second step; once they are released they are reduced like the rest.
     """
     if world == 1 and name == "auto":
         return "auto"
-    return "ddp"
+    return "ddp_find_unused_parameters_true" if frozen else "ddp"
 
 
 def on_cuda(accelerator: str) -> bool:
@@ -192,7 +195,7 @@ def fit(
                            None if parent is None else parent.digest)
         resume = resume_from(checkpoints, mark, cfg)
         callbacks.append(Checkpoints(checkpoints, cfg.checkpoint_every, mark))
-    trainer = build_trainer(cfg, callbacks)
+    trainer = build_trainer(cfg, callbacks, frozen=bool(module.finetune.frozen))
     run_trainer(trainer, module, data, None if resume is None else resume[0])
     return fit_result(cfg, spec, trainer, best, history, None if resume is None else resume[1], finding)
 
@@ -300,14 +303,15 @@ def resume_from(checkpoints: Path, mark: str, cfg: TrainConfig) -> tuple[Path, i
     return resume
 
 
-def build_trainer(cfg: TrainConfig, callbacks: list[L.Callback]) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, callbacks: list[L.Callback], frozen: bool = False) -> L.Trainer:
     """The Lightning trainer for ``train``'s hardware, precision and epoch limit: deterministic, silent, with the
-    pipeline's own checkpoints (:class:`Checkpoints`) instead of Lightning's."""
+    pipeline's own checkpoints (:class:`Checkpoints`) instead of Lightning's; ``frozen``: the net has layers
+    :class:`FrozenLayers` holds (see :func:`strategy`)."""
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=strategy(cfg.strategy, cfg.world_size),
+        strategy=strategy(cfg.strategy, cfg.world_size, frozen),
         # batch statistics over the whole batch, as one process takes them (PyTorch syncs them on GPUs only; CPU
         # processes normalise by their own share's statistics, as plain DDP does)
         sync_batchnorm=cfg.world_size > 1 and on_cuda(cfg.accelerator),
