@@ -19,7 +19,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.project import dvc, env, free_port, make_project, register_again, run, set_params, wait_for
+from tests.project import dvc, env, free_port, make_project, run, set_params, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -330,35 +330,3 @@ def test_ctrl_c_ends_the_study_and_trial_runs_killed_and_queues_the_trial_again(
     assert parent.info.status == "KILLED"
     assert {c.info.status for c in children if c.data.tags["tune.trial"] == str(interrupted[0].number)} == {"KILLED"}
     assert all(c.info.status != "RUNNING" for c in children)
-
-
-def test_a_search_and_a_cv_from_a_registered_version_start_every_training_from_it(tmp_path: Path) -> None:
-    root = project_with(tmp_path, trials=2, epochs=10, pruner="none",
-                        space={"train.lr": {"low": 0.001, "high": 0.1, "log": True}})
-    dvc(root, "repro")  # penguins-fnn version 1
-    client = client_for(root)
-    source_run = client.get_model_version("penguins-fnn", "1").run_id
-    client.set_registered_model_alias("penguins-fnn", "base", "1")
-    set_params(root, train__init_from="base", train__freeze="encoder")
-    line = f"starts from models:/penguins-fnn/1 (train.init_from = base; run {source_run})"
-
-    done = tune(root)
-    assert f"tune: every trial {line}" in done.stdout, done.stdout
-    _, children = study_runs(root)
-    assert [c.data.tags["tune.state"] for c in children] == ["complete", "complete"]
-    assert all(c.data.tags["parent.run_id"] == source_run and c.data.tags["parent.version"] == "1" for c in children)
-    pinned = load_study(root).user_attrs["init_from"]
-    assert (pinned["init_from"], pinned["version"], pinned["run_id"]) == ("base", "1", source_run)
-
-    # the alias moves: the study, resumed, keeps the version it pinned when it was created
-    assert register_again(root, "penguins-fnn", "1") == "2"
-    client.set_registered_model_alias("penguins-fnn", "base", "2")
-    set_params(root, tune__trials=3)
-    resumed = tune(root)  # more trials: the same study, resumed
-    assert f"tune: every trial {line}" in resumed.stdout, resumed.stdout
-
-    folds = run([sys.executable, "-m", "pipeline", "cv", "--folds", "2"], root, timeout=900)
-    assert "cv: every fold starts from models:/penguins-fnn/2 (train.init_from = base; " in folds.stdout, folds.stdout
-    experiment = client.get_experiment_by_name("penguins").experiment_id
-    cv_run = next(r for r in client.search_runs([experiment]) if r.data.tags.get("cv.folds") == "2")
-    assert cv_run.info.status == "FINISHED" and cv_run.data.tags["parent.version"] == "2"

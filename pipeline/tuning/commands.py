@@ -77,26 +77,20 @@ def cmd_cv(args: Any) -> None:
     from pipeline import tracking
     from pipeline.config.tune import require_tune
     from pipeline.tuning.cv import cross_validate, nested_folds
-    from pipeline.tuning.scoring import parent_tags, start_from
     from pipeline.tuning.study import TUNE_DIR
 
     root = Path.cwd()
     space = read_workspace(root, args.params, "cv")
     k = args.folds if args.folds is not None else require_tune(space.params).folds
-    found, start = start_from(root, space.params)  # before a run is opened: a bad version opens none
-    if found is not None:
-        print(f"cv: every fold starts from {found.uri} (train.init_from = {found.requested}; run {found.run_id})",
-              flush=True)
     client = tracking.configure(root)
     experiment = tracking.experiment_id(client, space.params.experiment_name, root)
     with tracking.tracked_run(experiment_id=experiment, run_name=f"cv ({k} folds)") as run:
         mlflow.log_params({**flatten(space.params), "cv.folds": k})
-        mlflow.set_tags({**environment_tags(root), **parent_tags(found), "cv.folds": str(k), "task": space.task})
+        mlflow.set_tags({**environment_tags(root), "cv.folds": str(k), "task": space.task})
         work = root / TUNE_DIR / "work" / f"cv-{run.info.run_id}"
         try:
             result = cross_validate(space.params, root / "data" / "raw", root / "data" / "split", k,
-                                    root / TUNE_DIR / "data", work, nested_folds(experiment), after_fold=_print_fold,
-                                    parent=start)
+                                    root / TUNE_DIR / "data", work, nested_folds(experiment), after_fold=_print_fold)
         finally:
             shutil.rmtree(work, ignore_errors=True)  # each fold's checkpoints and model: no use once it is scored
         mlflow.log_metrics(result.summary())

@@ -21,8 +21,6 @@ from pipeline.tuning.scoring import EpochRunner, fit_and_score
 if TYPE_CHECKING:
     import optuna
 
-    from pipeline.training.transfer import Parent
-
 # Opens fold i's MLflow run (yielding its id) around its training; the default opens none.
 FoldOpener = Callable[[int], AbstractContextManager[str | None]]
 
@@ -72,7 +70,7 @@ class CVResult:
 
 def cross_validate(params: Params, raw: Path, split: Path, k: int, cache: Path, work: Path,
                    open_fold: FoldOpener | None = None,
-                   after_fold: Callable[[FoldScore], None] | None = None, parent: Parent | None = None) -> CVResult:
+                   after_fold: Callable[[FoldScore], None] | None = None) -> CVResult:
     """Train and validate ``params`` on each of ``k`` folds of train+val.
 
     Args:
@@ -84,7 +82,6 @@ def cross_validate(params: Params, raw: Path, split: Path, k: int, cache: Path, 
         work: A folder for the folds' checkpoints and models (removed as each fold ends).
         open_fold: Opens each fold's MLflow run (see :data:`FoldOpener`); ``None`` tracks nothing.
         after_fold: Called with each fold's score as it finishes (a search reports it to its pruner).
-        parent: The network every fold starts from (``train.init_from``, see :func:`start_from`), or ``None``.
 
     Returns:
         Each fold's validation metrics.
@@ -100,7 +97,7 @@ def cross_validate(params: Params, raw: Path, split: Path, k: int, cache: Path, 
         started = time.perf_counter()
         prepared = prepare(params, raw, fold_split, cache)
         with (open_fold or (lambda _: nullcontext(None)))(i) as run_id:
-            scored = fit_and_score(params, prepared, work / f"fold-{i}", EpochRunner(run_id), parent=parent)
+            scored = fit_and_score(params, prepared, work / f"fold-{i}", EpochRunner(run_id))
             score = FoldScore(i, scored.metrics, run_id, scored.result.kept.epochs, time.perf_counter() - started)
             if run_id is not None:
                 _log_fold(run_id, score)

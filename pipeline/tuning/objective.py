@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import optuna
 
     from pipeline.config.tune import Direction, TuneConfig
-    from pipeline.training.transfer import Parent
     from pipeline.tuning.prepare import Prepared
 
 
@@ -44,7 +43,6 @@ class Search:
     workspace: Prepared  # the data stages' outputs for params.yaml's own data configuration
     storage_url: str  # the study's database, for the workers --jobs starts
     tags: dict[str, str] = field(default_factory=dict)  # what every trial run is tagged with (git, environment)
-    start: Parent | None = None  # the network every trial starts from (train.init_from), read once
 
     @property
     def cache(self) -> Path:
@@ -154,11 +152,11 @@ def _score(search: Search, trial: optuna.Trial, params: Params, run_id: str,
 
         result = cross_validate(params, search.workspace.raw, search.workspace.split, search.tune.folds,
                                 search.cache, work, nested_folds(search.experiment_id),
-                                fold_pruner(trial, search.metric), search.start)
+                                fold_pruner(trial, search.metric))
         return result.mean[f"val/{search.metric}"], result.summary()
     prepared = prepared_for(search, params)
     report = epoch_pruner(trial, params, search.direction, search.tune) if search.tune.pruner != "none" else None
-    scored = fit_and_score(params, prepared, work, EpochRunner(run_id, report), parent=search.start)
+    scored = fit_and_score(params, prepared, work, EpochRunner(run_id, report))
     return scored.value(search.metric), {**scored.metrics, "epochs": scored.result.kept.epochs,
                                          "best_epoch": scored.result.kept.best_epoch}
 

@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Params
-from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:  # torch and Lightning load with the train stage, when a trial first trains
-    from pipeline.serving.source import Source
     from pipeline.stages.train import TrainResult
-    from pipeline.training.transfer import Parent
     from pipeline.training.fit import FitResult
     from pipeline.training.restarts import Sink
     from pipeline.tuning.prepare import Prepared
@@ -73,34 +70,8 @@ class EpochRunner:
                 buffer.flush()  # a pruned or failed training keeps every epoch it finished
 
 
-def start_from(root: Path, params: Params, record: dict[str, Any] | None = None) -> tuple[Source | None,
-                                                                                      Parent | None]:
-    """The network every training of a search or a cross-validation starts from (``train.init_from``), read once
-    from the registry: the version ``record`` pinned, or else the one an alias names now; ``(None, None)`` for
-    random weights. Each training loads it as the train stage does (a layer of another shape fails that one).
-
-    Raises:
-        PipelineError: If the store does not answer or holds no such version, before anything trains.
-    """
-    if params.train.init_from is None:
-        return None, None
-    from pipeline import tracking
-    from pipeline.serving import source
-
-    try:
-        client = tracking.configure(root, must_exist=True)
-    except PipelineError as exc:  # no local store yet, or a server that does not answer
-        raise PipelineError(f"train.init_from = {params.train.init_from!r}: {exc}") from None
-    return source.fetch(client, params.train.init_from, params.registered_model_name, record)
-
-
-def parent_tags(found: Source | None) -> dict[str, str]:
-    """The ``parent.*`` tags a training started from ``found`` carries, as the train stage's run does."""
-    return {} if found is None else {f"parent.{k}": v for k, v in found.to_dict().items() if k != "requested"}
-
-
 def fit_and_score(params: Params, prepared: Prepared, work: Path, runner: Callable[..., Any] | None = None,
-                  keep: bool = False, parent: Parent | None = None) -> Scored:
+                  keep: bool = False) -> Scored:
     """Train ``params`` on ``prepared`` data as the train stage does and score the model on validation.
 
     Args:
@@ -109,7 +80,6 @@ def fit_and_score(params: Params, prepared: Prepared, work: Path, runner: Callab
         work: A folder of its own for the checkpoints and the model bundle (removed afterwards unless ``keep``).
         runner: Runs each restart's fit (an :class:`EpochRunner`); ``None`` tracks nothing.
         keep: Leave ``work`` in place (the bundle in ``work/model``).
-        parent: The network to start from (:func:`start_from`), or ``None`` for random weights.
 
     Returns:
         The training's result and evaluate's validation metrics of its model.
@@ -122,7 +92,7 @@ def fit_and_score(params: Params, prepared: Prepared, work: Path, runner: Callab
 
     folders = TrainFolders(prepared.raw, prepared.clean, prepared.scaled, work / "checkpoints")
     try:
-        result = train(params, folders, runner or untracked, parent)
+        result = train(params, folders, runner or untracked)
         return Scored(result, validation_metrics(result, prepared, work / "model"))
     finally:
         if not keep:

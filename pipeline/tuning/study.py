@@ -219,7 +219,6 @@ def open_study(space: Workspace, name: str | None, storage_url: str | None,
     from pipeline.config.tune import require_tune, tune_metric
     from pipeline.tuning.objective import Search
     from pipeline.tuning.prepare import workspace_prepared
-    from pipeline.tuning.scoring import parent_tags
     from pipeline.tuning.space import base_point, check_space
 
     params, root = space.params, space.root
@@ -245,38 +244,12 @@ def open_study(space: Workspace, name: str | None, storage_url: str | None,
         print(f"tune: trial {trial.number} was left running by a process that is gone: failed, queued again")
     from pipeline.tuning.commands import environment_tags
 
-    found, start = pinned_start(root, params, study)
     search = Search(root, space.raw, params, tune, space.task, metric, direction, name, experiment, parent,
-                    workspace_prepared(root), storage.url, {**environment_tags(root), **parent_tags(found)}, start)
+                    workspace_prepared(root), storage.url, environment_tags(root))
     so_far = f"{len(study.trials)} trial{'' if len(study.trials) == 1 else 's'} so far"
     print(f"tune: study {name} in {storage.description}: {so_far}; optimising {metric} "
           f"on {'cross-validation' if tune.objective == 'cv' else 'validation'}; MLflow run {parent}", flush=True)
     return search, study
-
-
-def pinned_start(root: Path, params: Params, study: optuna.Study) -> tuple[Any, Any]:
-    """The version ``train.init_from`` names and its network, for every trial: resolved when the study is created
-    and pinned in the study (``init_from`` attribute, as the resolve stage writes it), so a resumed study and every
-    ``--jobs`` worker start from that version even after its alias moved.
-
-    Raises:
-        PipelineError: If the study pinned another value of ``train.init_from``, or the version cannot be read.
-    """
-    from pipeline.serving.source import pin
-    from pipeline.stages.resolve import check_pin
-    from pipeline.tuning.scoring import start_from
-
-    record = study.user_attrs.get("init_from")
-    if record is not None:
-        record = check_pin(record, params.train.init_from, f"study {study.study_name}",
-                           "a study reads train.init_from once, when it is created: name a new one with --study")
-    found, start = start_from(root, params, record)
-    if found is not None and record is None:
-        study.set_user_attr("init_from", pin(found, params.train.init_from))
-    if found is not None:
-        print(f"tune: every trial starts from {found.uri} (train.init_from = {found.requested}; run {found.run_id})",
-              flush=True)
-    return found, start
 
 
 def study_run(client: Any, study: optuna.Study, experiment: str, storage: Storage, tune: TuneConfig) -> str:

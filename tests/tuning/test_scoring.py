@@ -7,13 +7,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline.training.transfer import Parent
-from pipeline.tuning.prepare import prepare
-from pipeline.tuning.scoring import EpochRunner, fit_and_score
-from tests.tuning.inputs import project, table
+from pipeline.tuning.scoring import EpochRunner
 
 
 def _epochs(sink, n: int = 3) -> str:
@@ -55,19 +51,3 @@ def test_a_stopped_training_keeps_the_epochs_it_finished(tmp_path: Path, make_pa
     finally:
         mlflow.set_tracking_uri(None)
     assert [m.step for m in history] == [0, 1, 2]
-
-
-def test_a_configuration_started_from_a_network_trains_only_what_is_not_frozen(tmp_path: Path) -> None:
-    """What a search trial or a cross-validation fold does with ``train.init_from``: the network handed in is
-    loaded and its encoder held, as in the train stage (without it, every weight would be trained from scratch)."""
-    params = project(tmp_path, table(), "species", model={"hidden": [8]},
-                     train={"max_epochs": 3, "early_stopping": {"patience": 3}})
-    prepared = prepare(params, tmp_path / "data" / "raw", tmp_path / "data" / "split", tmp_path / "cache")
-    source = fit_and_score(params, prepared, tmp_path / "source").result
-    tuned_params = params.model_copy(update={"train": params.train.model_copy(update={"init_from": 1,
-                                                                                      "freeze": "encoder"})})
-    tuned = fit_and_score(tuned_params, prepared, tmp_path / "tuned", parent=Parent("models:/t/1", source.spec,
-                                                                                    source.state)).result
-    changed = [k for k in source.state if not torch.equal(source.state[k], tuned.state[k])]
-    output = list(source.state)[-1].rsplit(".", 1)[0]  # the output layer: the last in the network's order
-    assert changed == [f"{output}.weight", f"{output}.bias"], changed
