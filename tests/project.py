@@ -146,34 +146,6 @@ def dvc(project: Path, *args: str, check: bool = True,
     return run([str(BIN / "dvc"), *args], project, check=check, timeout=timeout)
 
 
-def up_to_date(project: Path) -> bool:
-    """Whether ``dvc status`` finds nothing to rerun but resolve, which dvc.yaml marks ``always_changed``: it asks
-    the registry on every repro which version ``train.init_from`` names, and leaves train cached when that did not
-    change (pipeline/stages/resolve.py)."""
-    return dvc(project, "status").stdout.split() == ["resolve:", "always", "changed"]
-
-
-def register_again(project: Path, name: str, version: str) -> str:
-    """Register the model of version ``version`` of ``name`` once more, as a new version of the project's store
-    (the same run and weights under a new number: what an alias can be moved to); its number.
-
-    The version's source is a logged model (``models:/m-...``), which MLflow looks up in the global tracking store,
-    so that is pointed at the project's for the call.
-    """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        client = MlflowClient(uri)
-        old = client.get_model_version(name, version)
-        return str(client.create_model_version(name, old.source, old.run_id).version)
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
 def stages_run(output: str) -> set[str]:
     """The stage names a ``dvc repro`` output says it ran."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}

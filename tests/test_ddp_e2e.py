@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.project import BIN, dvc, env, free_port, make_project, set_params, stages_run, up_to_date
+from tests.project import BIN, dvc, env, free_port, make_project, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_two_cpu_processes_train_as_one_process_does_on_the_same_global_batch(tm
 
     set_params(root, train__devices=2)
     rerun = dvc(root, "repro")
-    assert stages_run(rerun.stdout) == {"resolve", "train", "evaluate"}
+    assert stages_run(rerun.stdout) == {"train", "evaluate"}
     double = json.loads((root / "models/train.json").read_text())
     metrics = json.loads((root / "reports/metrics.json").read_text())
 
@@ -74,8 +74,8 @@ def test_two_nodes_under_torchrun_train_as_one_process_does(tmp_path: Path) -> N
     assert "train: fnn (classification)" in outputs[0] and "train: fnn" not in outputs[1]  # node 1 only trained
 
     dvc(root, "commit", "-f", "train")
-    assert stages_run(dvc(root, "repro", "evaluate").stdout) == {"resolve", "evaluate"}
-    assert up_to_date(root)
+    assert stages_run(dvc(root, "repro", "evaluate").stdout) == {"evaluate"}
+    assert "Data and pipelines are up to date." in dvc(root, "status").stdout
     double = json.loads((root / "models/train.json").read_text())
     for key in ("train/loss", "val/loss", "train/acc", "val/acc"):
         a = np.array([row[key] for row in single["history"]])
@@ -101,7 +101,7 @@ def test_a_fine_tuning_with_its_encoder_frozen_then_released_trains_in_two_proce
 
     set_params(root, train__devices=2)
     rerun = dvc(root, "repro")
-    assert stages_run(rerun.stdout) == {"resolve", "train", "evaluate"}
+    assert stages_run(rerun.stdout) == {"train", "evaluate"}
     double = json.loads((root / "models/train.json").read_text())
     assert len(double["history"]) == len(single["history"]) == 4
     for key in ("train/loss", "val/loss"):

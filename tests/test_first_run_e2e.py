@@ -18,7 +18,7 @@ from tests.asserts import assert_one_error
 from tests.project import dvc, make_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"ingest", "split", "clean", "scale", "resolve", "train", "evaluate"}
+ALL_STAGES = {"ingest", "split", "clean", "scale", "train", "evaluate"}
 
 
 def _regression_csv(path: Path, rows: int = 400) -> None:

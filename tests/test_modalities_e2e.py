@@ -19,7 +19,7 @@ from pipeline.presets import load_presets
 from tests.project import ROOT, dvc, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"ingest", "split", "clean", "scale", "resolve", "train", "evaluate"}
+ALL_STAGES = {"ingest", "split", "clean", "scale", "train", "evaluate"}
 FAST = {"train__max_epochs": 40, "train__early_stopping__patience": 8}
 SEQUENCE = {"data__sequence__id": "series", "data__sequence__time": "step"}
 

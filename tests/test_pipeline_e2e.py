@@ -15,10 +15,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.project import churn_csv, dvc, make_project, run, set_params, stages_run, up_to_date
+from tests.project import churn_csv, dvc, make_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"ingest", "split", "clean", "scale", "resolve", "train", "evaluate"}
+ALL_STAGES = {"ingest", "split", "clean", "scale", "train", "evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_model_registered_from_the_run(project: Path, client: MlflowClient) -> N
 
 def test_second_repro_runs_nothing(project: Path) -> None:
     again = dvc(project, "repro")
-    assert stages_run(again.stdout) == {"resolve"}, again.stdout
-    assert up_to_date(project)
+    assert stages_run(again.stdout) == set(), again.stdout
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
 
 
 def test_predict_reproduces_evaluate_predictions(project: Path, tmp_path: Path) -> None:
@@ -139,14 +139,14 @@ def test_predict_rejects_bad_rows_with_one_line(project: Path, tmp_path: Path) -
 def test_changing_lr_reruns_only_train_and_evaluate(project: Path, client: MlflowClient) -> None:
     set_params(project, train__lr=0.005)
     changed = dvc(project, "repro")
-    assert stages_run(changed.stdout) == {"resolve", "train", "evaluate"}, changed.stdout
+    assert stages_run(changed.stdout) == {"train", "evaluate"}, changed.stdout
     assert client.get_model_version("penguins-fnn", "2").run_id != client.get_model_version("penguins-fnn", "1").run_id
 
 
 def test_changing_clean_param_reruns_clean_onward(project: Path) -> None:
     set_params(project, clean__numeric="mean")
     changed = dvc(project, "repro")
-    assert stages_run(changed.stdout) == {"clean", "scale", "resolve", "train", "evaluate"}, changed.stdout
+    assert stages_run(changed.stdout) == {"clean", "scale", "train", "evaluate"}, changed.stdout
 
 
 def test_other_strategies_run_end_to_end_and_serve_identically(tmp_path_factory: pytest.TempPathFactory) -> None:

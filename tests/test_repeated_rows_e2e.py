@@ -51,7 +51,7 @@ def test_repeated_rows_are_kept_split_and_learned_from(tmp_path: Path) -> None:
                            train__max_epochs=40, train__early_stopping__patience=8, evaluate__baselines=["dummy"])
     people.to_csv(project / "inputs" / "people.csv", index=False)
     done = dvc(project, "repro")
-    assert stages_run(done.stdout) == {"ingest", "split", "clean", "scale", "resolve", "train", "evaluate"}, done.stdout
+    assert stages_run(done.stdout) == {"ingest", "split", "clean", "scale", "train", "evaluate"}, done.stdout
 
     profile = json.loads((project / "data" / "raw" / "profile.json").read_text())
     counts = people.value_counts()

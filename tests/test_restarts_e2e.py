@@ -77,7 +77,7 @@ def test_best_single_network_is_a_restart_chosen_on_validation(project: Path) ->
     ensemble_weights = load_file(project / "models/model/weights.safetensors")
     set_params(project, train__ensemble=False)
     rerun = dvc(project, "repro")
-    assert stages_run(rerun.stdout) == {"resolve", "train", "evaluate"}
+    assert stages_run(rerun.stdout) == {"train", "evaluate"}
     # the same seeds give the same restarts, bit for bit, whatever is kept of them
     assert md5(project / "models/restarts.safetensors") == restarts_md5
     info = yaml.safe_load((project / "models/train.json").read_text())

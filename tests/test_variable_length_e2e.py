@@ -69,7 +69,7 @@ def test_nets_of_any_length_take_val_test_and_predict_series_longer_than_any_tra
 ) -> None:
     project, frame = _project(tmp_path, kind)
     done = dvc(project, "repro")  # evaluate's skew guard and MLflow reload check passed, or repro would fail
-    assert stages_run(done.stdout) == {"ingest", "split", "clean", "scale", "resolve", "train", "evaluate"}, done.stdout
+    assert stages_run(done.stdout) == {"ingest", "split", "clean", "scale", "train", "evaluate"}, done.stdout
     lengths = _lengths(project)
     longest = int(lengths["train"].max())
     assert longest <= TRAIN_MAX and lengths["val"].max() > longest and lengths["test"].max() > longest, lengths

@@ -156,41 +156,15 @@ def _download(source: Source, uri: str, folder: Path) -> Path:
                             f"({' '.join(str(exc).split())[:300]})") from None
 
 
-def fetch(client: MlflowClient, requested: str | int, default_name: str,
-          record: dict[str, Any] | None = None) -> tuple[Source, Parent]:
-    """The version ``requested`` names, and its network: :func:`resolve` (or :func:`pinned`, given the resolve
-    stage's ``record``), then :func:`read`.
+def fetch(client: MlflowClient, requested: str | int, default_name: str) -> tuple[Source, Parent]:
+    """The version ``requested`` names now, and its network: :func:`resolve`, then :func:`read`.
 
     Raises:
-        PipelineError: As :func:`resolve`, :func:`pinned` and :func:`read` do.
+        PipelineError: As :func:`resolve` and :func:`read` do.
     """
-    if record is None:
-        source = resolve(client, requested, default_name)
-    else:
-        source = pinned(client, record, requested)
+    source = resolve(client, requested, default_name)
     spec, state = read(source)
     return source, Parent(source.uri, spec, state)
-
-
-def pin(source: Source, requested: str | int) -> dict[str, Any]:
-    """The record the resolve stage writes for ``source``, resolved from ``requested`` (train reads it back with
-    :func:`pinned`): the value as ``params.yaml`` writes it, then the version it named."""
-    return {"init_from": requested, "uri": source.uri, "name": source.name, "version": source.version,
-            "run_id": source.run_id}
-
-
-def pinned(client: MlflowClient, record: dict[str, Any], requested: str | int) -> Source:
-    """The version the resolve stage recorded for ``requested`` (``train.init_from``), checked to be still the
-    version of the same run (a registered model deleted and made again numbers its versions afresh).
-
-    Raises:
-        PipelineError: If the registry no longer holds that version, or holds another run under its number.
-    """
-    found = resolve(client, f"models:/{record['name']}/{record['version']}", str(record["name"]))
-    if found.run_id != record["run_id"]:
-        raise PipelineError(f"{KEY} = {requested!r}: {found.uri} is now run {found.run_id}, resolved as run "
-                            f"{record['run_id']}; expected the same version (run `dvc repro` to resolve it again)")
-    return Source(found.name, found.version, found.run_id, str(requested))
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from pipeline.config import DEFAULT_PARAMS
 from pipeline.io import read_parquet, read_state, write_parquet
-
-if TYPE_CHECKING:  # only annotations need them here: resolve, which imports this module, reads no data
-    import pandas as pd
-
-    from pipeline.preprocess.schema import Schema
+from pipeline.preprocess.schema import Schema
 
 SPLITS = ("train", "val", "test")
 
@@ -39,6 +36,4 @@ def write_splits(folder: Path, splits: dict[str, pd.DataFrame]) -> None:
 
 def read_schema(raw_dir: Path) -> Schema:
     """Read the schema ingest wrote."""
-    from pipeline.preprocess.schema import Schema
-
     return read_state(Path(raw_dir) / "schema.json", Schema.from_dict)

@@ -22,7 +22,6 @@ from pipeline.decision import Decision
 from pipeline.errors import PipelineError, run_main
 from pipeline.io import read_state
 from pipeline.stages.common import read_schema, stage_args
-from pipeline.stages.resolve import read_pin
 from pipeline.stages.train_record import (
     TrackedRestarts, log_outputs, log_result, log_start, print_summary, train_info, write_outputs,
 )
@@ -153,22 +152,17 @@ def train(params: Params, folders: TrainFolders, runner: RestartRunner = untrack
     return TrainResult(inputs, fits, seeds, chosen, spec, state, members, time.perf_counter() - started)
 
 
-def starting_point(root: Path, inputs: TrainInputs, scaled: Path, pin: Path) -> tuple[Any, Parent | None]:
-    """The registered version the resolve stage pinned in ``pin`` for ``train.init_from``, and its network,
-    checked against the network the params describe for ``scaled``'s data; ``(None, None)`` when training starts
-    from random weights.
-
-    The version is the one resolve wrote, not what an alias names now: DVC reran train because that file changed,
-    and the run records the version that file names.
+def starting_point(root: Path, inputs: TrainInputs, scaled: Path) -> tuple[Any, Parent | None]:
+    """The registered version ``train.init_from`` names (resolved once, now, in the project's registry) and its
+    network, checked against the network the params describe for ``scaled``'s data; ``(None, None)`` when training
+    starts from random weights.
 
     Raises:
-        PipelineError: If ``pin`` is not resolve's record for these params, or the version cannot be read, or
-            cannot start this network (a different architecture, a layer of another shape): before any run is
-            opened or any epoch trained.
+        PipelineError: If the version cannot be resolved or read, or cannot start this network (a different
+            architecture, a layer of another shape): before any run is opened or any epoch trained.
     """
     params = inputs.params
-    record = read_pin(pin, params.train.init_from)
-    if record is None:
+    if params.train.init_from is None:
         return None, None
     from pipeline import tracking
     from pipeline.serving import source
@@ -177,7 +171,7 @@ def starting_point(root: Path, inputs: TrainInputs, scaled: Path, pin: Path) -> 
         client = tracking.configure(root, must_exist=True)
     except PipelineError as exc:  # no local store yet, or a server that does not answer
         raise PipelineError(f"train.init_from = {params.train.init_from!r}: {exc}") from None
-    found, parent = source.fetch(client, params.train.init_from, params.registered_model_name, record)
+    found, parent = source.fetch(client, params.train.init_from, params.registered_model_name)
     x, _ = load_xy(scaled, "train", params.data.target, inputs.task)
     transfer.check(parent, net_spec(params.model, modality(scaled), tuple(x.shape[1:]), inputs.n_outputs))
     print(f"train: starting from {found.uri} (train.init_from = {found.requested}; run {found.run_id})", flush=True)
@@ -189,15 +183,14 @@ def main() -> None:
     run summary to ``--info``."""
     from pipeline import tracking
 
-    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "init-from", "out", "restarts", "info",
-                      "checkpoints")
+    args = stage_args(__doc__.splitlines()[0], "raw", "clean", "scaled", "out", "restarts", "info", "checkpoints")
     folders = TrainFolders(args.raw, args.clean, args.scaled, args.checkpoints)
     raw = load_params(args.params)
     check_accelerator(raw.train.accelerator, raw.train.precision)
     check_lengths(raw, folders.scaled)
     inputs = read_inputs(raw, folders)  # before a run is opened: a foreign report.json opens none
     root = Path.cwd()
-    source, parent = starting_point(root, inputs, folders.scaled, args.init_from)  # a bad source opens no run either
+    source, parent = starting_point(root, inputs, folders.scaled)  # a bad source opens no run either
     if process_rank(inputs.params.train.devices) != 0:
         # another process of a data-parallel training: it trains its share of every batch in step with the first
         # process, which alone writes to MLflow and writes the outputs

@@ -39,8 +39,7 @@ PRELOAD = (
     "mlflow", "mlflow.tracking", "mlflow.pyfunc", "mlflow.models", "sqlalchemy", "sklearn.linear_model",
     "sklearn.ensemble", "sklearn.neighbors", "sklearn.metrics", "sklearn.model_selection", "matplotlib.pyplot",
     "pipeline.stages.ingest", "pipeline.stages.split", "pipeline.stages.clean", "pipeline.stages.scale",
-    "pipeline.stages.resolve", "pipeline.stages.train", "pipeline.stages.evaluate", "pipeline.evaluation.plots",
-    "pipeline.evaluation.baselines",
+    "pipeline.stages.train", "pipeline.stages.evaluate", "pipeline.evaluation.plots", "pipeline.evaluation.baselines",
     "pipeline.tracking",
 )
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"

@@ -26,7 +26,6 @@ STAGE_OUTS = {  # what each stage writes (dvc.yaml), the paths the fault tests c
     "split": ["data/split"],
     "clean": ["data/clean"],
     "scale": ["data/scaled"],
-    "resolve": ["models/init_from.json"],
     "train": ["models/model", "models/restarts.safetensors", "models/train.json"],
     "evaluate": ["reports/predictions.csv", "reports/model.json", "reports/diagnosis.txt", "reports/plots",
                  "reports/metrics.json"],

@@ -62,13 +62,13 @@ def _metrics(project: Path) -> dict:
 def test_dvc_repro_through_the_worker_gives_the_weights_and_metrics_of_fresh_processes(project: Path) -> None:
     before = status(project)["served"]
     dvc(project, "repro", timeout=600)
-    assert status(project)["served"] == before + 7  # ingest, split, clean, scale, resolve, train, evaluate
+    assert status(project)["served"] == before + 6  # ingest, split, clean, scale, train, evaluate
     served = (project / "models/model/weights.safetensors").read_bytes()
     metrics = _metrics(project)
     fresh = {**env(), "PIPELINE_WORKER": "off"}
     subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro", "-f"], cwd=project, env=fresh, check=True,
                    capture_output=True, timeout=600)
-    assert status(project)["served"] == before + 7  # none of those went to the worker
+    assert status(project)["served"] == before + 6  # none of those went to the worker
     assert (project / "models/model/weights.safetensors").read_bytes() == served
     assert _metrics(project) == metrics
 
@@ -114,9 +114,9 @@ def test_changed_code_or_environment_runs_the_stage_here_and_says_why(project: P
 
 def _training(project: Path) -> subprocess.Popen[str]:
     """A long training through the worker (the data stages done first), once its first epoch is in MLflow."""
-    dvc(project, "repro", "scale", "resolve", timeout=600)
+    dvc(project, "repro", "scale", timeout=600)
     command = [sys.executable, "-m", "pipeline.stages.train", "--raw", "data/raw", "--clean", "data/clean",
-               "--scaled", "data/scaled", "--init-from", "models/init_from.json", "--out", "models/long", "--restarts", "models/long.safetensors",
+               "--scaled", "data/scaled", "--out", "models/long", "--restarts", "models/long.safetensors",
                "--info", "models/long.json", "--checkpoints", "models/long-checkpoints"]
     params = project / "params.yaml"
     text = params.read_text()
